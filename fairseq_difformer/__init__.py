@@ -1,0 +1,15 @@
+"""fairseq-difformer: Difformer text diffusion as a fairseq plugin.
+
+Importing the package (``--user-dir``, or ``import fairseq_difformer``) registers the task,
+model, architectures and criterion named ``difformer*`` and lets torch load fairseq checkpoints.
+"""
+
+from .checkpoint_loading import allow_fairseq_checkpoints
+from .errors import install_excepthook
+
+allow_fairseq_checkpoints()
+install_excepthook()
+
+from . import criterions, models, tasks  # noqa: E402,F401  (registration)
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+from . import difformer_loss  # noqa: F401

@@ -1,0 +1,13 @@
+"""The embedding-diffusion noise process (plain torch, no fairseq)."""
+
+from .gaussian_diffusion import GaussianDiffusion, spaced_timesteps
+from .schedules import NOISE_SCHEDULES, alpha_bar, betas_for_schedule, vp_rescale
+
+__all__ = [
+    "GaussianDiffusion",
+    "NOISE_SCHEDULES",
+    "alpha_bar",
+    "betas_for_schedule",
+    "spaced_timesteps",
+    "vp_rescale",
+]

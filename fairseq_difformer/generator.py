@@ -1,0 +1,180 @@
+"""Decoding a Difformer model: DDPM posterior sampling over N spaced steps, with length and noise
+beams decoded as one batch and one hypothesis selected per source.
+
+Per source sentence: predict a length ℓ, take the L lengths around it, draw N noises for each,
+so K = L × N candidates z_T ~ N(0, F_dec² I). Then for each of the N − early_stopping steps,
+from t = T − 1 down:  ẑ0 = f(z_t, t, ẑ0_prev, x);  z_{t'} ~ q(z_{t'} | z_t, ẑ0)  (the respaced
+DDPM posterior). The words are argmax(ẑ0 · Eᵀ) of the last ẑ0.
+
+Returns fairseq's hypothesis dicts (``tokens``, ``score``, ``positional_scores``, ``steps``,
+``history``, ``alignment``, ``attention``), all K candidates per source, the selected one first.
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .diffusion import GaussianDiffusion
+from .errors import DifformerError
+from .selection import ARReranker, bleu_mbr, mean_log_prob
+
+
+@dataclass
+class DecodingConfig:
+    """The decoding options (the task's --decoding-* and beam flags)."""
+
+    steps: int = 20
+    early_stopping: int = 0
+    rescaling_factor: float = 1.0
+    vp_rf: bool = False
+    noise_schedule: Optional[str] = None  # None: the schedule the model was trained with
+    clamping: bool = False
+    length_beam: int = 1
+    noise_beam: int = 1
+    selection: str = "logprob"  # "logprob", "reranker" (PPL-MBR) or "bleu_mbr"
+    retain_history: bool = False
+
+    def validate(self, diffusion_steps: int):
+        if not 1 <= self.steps <= diffusion_steps:
+            raise DifformerError(
+                f"--decoding-steps must be between 1 and the model's --diffusion-steps "
+                f"({diffusion_steps}); got {self.steps}"
+            )
+        if not 0 <= self.early_stopping < self.steps:
+            raise DifformerError(
+                f"--decoding-early-stopping ({self.early_stopping}) must be in [0, --decoding-steps) "
+                f"= [0, {self.steps}): it is the number of final steps to skip, at least one must run"
+            )
+        if self.rescaling_factor < 1:
+            raise DifformerError(f"--decoding-rescaling-factor must be ≥ 1 (got {self.rescaling_factor})")
+        if self.length_beam < 1 or self.noise_beam < 1:
+            raise DifformerError(
+                f"--length-beam-size and --noise-beam-size must be ≥ 1 "
+                f"(got {self.length_beam} and {self.noise_beam})"
+            )
+
+
+class DifformerGenerator:
+    def __init__(self, model, tgt_dict, config: DecodingConfig, reranker=None):
+        args = model.args
+        config.validate(args.diffusion_steps)
+        if config.selection == "reranker" and reranker is None:
+            raise DifformerError(
+                "--ppl-mbr reranks with an autoregressive Transformer given as a second checkpoint: "
+                "--path difformer.pt:transformer.pt"
+            )
+        self.config = config
+        self.tgt_dict = tgt_dict
+        self.pad, self.eos, self.bos = tgt_dict.pad(), tgt_dict.eos(), tgt_dict.bos()
+        self.reranker = ARReranker(reranker, tgt_dict) if config.selection == "reranker" else None
+        self.diffusion = GaussianDiffusion.from_schedule(
+            config.noise_schedule or args.noise_schedule,
+            args.diffusion_steps,
+            rescaling_factor=config.rescaling_factor,
+            vp_rf=config.vp_rf,
+        ).respace(config.steps)
+        # Indices into the respaced process, noisiest first; early stopping drops the last ones.
+        self.step_indices = list(range(config.steps - 1, config.early_stopping - 1, -1))
+        self.max_len = model.max_decoder_positions()
+
+    @property
+    def candidates_per_source(self):
+        return self.config.length_beam * self.config.noise_beam
+
+    def candidate_lengths(self, predicted: torch.Tensor) -> torch.Tensor:
+        """B predicted lengths → (B·L·N) lengths: ℓ + (0 … L−1) − ⌊L/2⌋, each repeated N times,
+        clamped to [1, max target positions]."""
+        L, N = self.config.length_beam, self.config.noise_beam
+        offsets = torch.arange(L, device=predicted.device) - L // 2
+        lengths = (predicted[:, None] + offsets[None, :]).clamp(1, self.max_len)
+        return lengths.repeat_interleave(N, dim=1).reshape(-1)
+
+    @torch.no_grad()
+    def generate(self, models, sample, prefix_tokens=None, constraints=None, **kwargs):
+        model = models[0]
+        decoder = model.decoder
+        src_tokens = sample["net_input"]["src_tokens"]
+        src_lengths = sample["net_input"]["src_lengths"]
+        bsz, k = src_tokens.size(0), self.candidates_per_source
+
+        encoder_out = model.forward_encoder([src_tokens, src_lengths])
+        length_out = decoder.forward_length(normalize=True, encoder_out=encoder_out)
+        lengths = self.candidate_lengths(decoder.forward_length_prediction(length_out, encoder_out))
+        order = torch.arange(bsz, device=src_tokens.device).repeat_interleave(k)
+        encoder_out = model.encoder.reorder_encoder_out(encoder_out, order)
+
+        max_len = int(lengths.max())
+        padding_mask = torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
+        z_t = torch.randn(bsz * k, max_len, model.args.latent_dim, device=src_tokens.device)
+        z_t = z_t * self.diffusion.noise_scale
+        z0_hat = torch.zeros_like(z_t)
+        history = []
+        for i, step in enumerate(self.step_indices):
+            t = torch.full((bsz * k,), step, dtype=torch.long, device=z_t.device)
+            z0_hat = decoder(z_t, self.diffusion.timestep_map[t], z0_hat, encoder_out, padding_mask)
+            logits = decoder.output_layer(z0_hat)
+            if self.config.clamping or self.config.retain_history:
+                tokens, _ = self.words(logits, lengths, padding_mask)
+            if self.config.retain_history:
+                history.append(tokens)
+            if self.config.clamping:
+                z0_hat = decoder.embed_latent(tokens.masked_fill(padding_mask, self.pad))
+            if i + 1 < len(self.step_indices):
+                z_t = self.diffusion.p_sample(z_t, z0_hat, t)
+
+        tokens, positional_scores = self.words(logits, lengths, padding_mask)
+        keep = (~padding_mask).type_as(positional_scores)
+        scores = mean_log_prob(positional_scores, keep)
+        selection = self.selection_scores(src_tokens, src_lengths, tokens, scores, lengths)
+        return self.hypotheses(tokens, positional_scores, scores, selection, lengths, history, bsz)
+
+    def words(self, logits, lengths, padding_mask):
+        """argmax(ẑ0 · Eᵀ) over real words; position ℓ−1 is </s>, padding is pad.
+
+        Returns tokens and their log-probabilities, (B·K) × T each."""
+        lprobs = torch.log_softmax(logits.float(), dim=-1)
+        lprobs[..., [self.pad, self.bos]] = float("-inf")
+        positional_scores, tokens = lprobs.max(-1)
+        last = (lengths - 1)[:, None]
+        tokens = tokens.scatter(1, last, self.eos)
+        positional_scores = positional_scores.scatter(1, last, lprobs[:, :, self.eos].gather(1, last))
+        tokens = tokens.masked_fill(padding_mask, self.pad)
+        positional_scores = positional_scores.masked_fill(padding_mask, 0.0)
+        return tokens, positional_scores
+
+    def selection_scores(self, src_tokens, src_lengths, tokens, scores, lengths):
+        if self.config.selection == "reranker":
+            return self.reranker.score(src_tokens, src_lengths, tokens, self.candidates_per_source)
+        if self.config.selection == "bleu_mbr":
+            words = [row[: n - 1].tolist() for row, n in zip(tokens, lengths.tolist())]
+            return bleu_mbr(words, self.candidates_per_source).to(scores)
+        return scores
+
+    def hypotheses(self, tokens, positional_scores, scores, selection, lengths, history, bsz):
+        k = self.candidates_per_source
+        n_steps = len(self.step_indices)
+        lengths = lengths.tolist()
+        finalized = []
+        for b in range(bsz):
+            ranked = sorted(range(b * k, (b + 1) * k), key=lambda c: -float(selection[c]))
+            hypos = []
+            for c in ranked:
+                n = lengths[c]
+                hypos.append({
+                    "steps": n_steps,
+                    "tokens": tokens[c, :n],
+                    "positional_scores": positional_scores[c, :n],
+                    "score": scores[c],
+                    "selection_score": selection[c],
+                    "alignment": None,
+                    "attention": None,
+                    "hypo_attn": None,
+                    "history": [
+                        {"tokens": h[c, :n], "positional_scores": None, "score": None,
+                         "alignment": None, "hypo_attn": None}
+                        for h in history
+                    ],
+                })
+            finalized.append(hypos)
+        return finalized

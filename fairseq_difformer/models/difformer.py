@@ -1,0 +1,307 @@
+"""The Difformer model: a Transformer encoder–decoder that denoises token embeddings.
+
+    z0   = √d_latent · E[w]                                   one table E (|V| × d_latent)
+    z_t  = √ᾱ_t · z0 + F · √(1 − ᾱ_t) · ε                       (diffusion/gaussian_diffusion.py)
+    h    = LatentInput(z_t, ẑ0_prev) + TimeMLP(sinusoid(t')) + pos   → embedding LayerNorm → dropout
+    ẑ0   = P_out · Decoder(h, Encoder(source))                 bias-free P_out: d_model → d_latent
+    logits = ẑ0 · Eᵀ
+
+The encoder, the decoder layers and the length predictor are fairseq's (``fairseq.models.nat``);
+what is Difformer's own is the latent input, the time conditioning, the embedding LayerNorm,
+self-conditioning and the diffusion process the model carries for training and decoding.
+"""
+
+import argparse
+import math
+
+import torch
+from fairseq.models import register_model, register_model_architecture
+from fairseq.models.nat import FairseqNATEncoder, FairseqNATModel
+from fairseq.models.nat.nonautoregressive_transformer import NATransformerDecoder
+from fairseq.models.transformer import Embedding
+from fairseq.modules import LayerNorm
+from fairseq.modules.transformer_sentence_encoder import init_bert_params
+from torch import nn
+
+from ..diffusion import NOISE_SCHEDULES, GaussianDiffusion
+from ..errors import DifformerError
+from .difformer_layers import ScaledLatentEmbedding, TimestepEmbedding, build_latent_input
+
+
+@register_model("difformer")
+class DifformerModel(FairseqNATModel):
+    """Difformer (Gao et al.): embedding diffusion with anchor loss, embedding LayerNorm and
+    noise rescaling. ``forward`` runs one training step of the diffusion objective."""
+
+    def __init__(self, args, encoder, decoder):
+        super().__init__(args, encoder, decoder)
+        self.diffusion = GaussianDiffusion.from_schedule(
+            args.noise_schedule,
+            args.diffusion_steps,
+            rescaling_factor=args.rescaling_factor,
+            vp_rf=args.vp_rf,
+        )
+
+    @staticmethod
+    def add_args(parser):
+        FairseqNATModel.add_args(parser)
+        flag = dict(action=argparse.BooleanOptionalAction)
+        # Model-specific arguments have no parser default: the architecture functions set them.
+        parser.add_argument("--model-dim", type=int, metavar="D",
+                            help="Transformer width d_model (sets encoder and decoder embed dims)")
+        parser.add_argument("--latent-dim", type=int, metavar="D",
+                            help="width d_latent of the token embeddings the diffusion runs on")
+        parser.add_argument("--diffusion-steps", type=int, metavar="T",
+                            help="number of training diffusion steps T (default 2000)")
+        parser.add_argument("--noise-schedule", choices=NOISE_SCHEDULES,
+                            help="ᾱ schedule (default sqrt)")
+        parser.add_argument("--rescaling-factor", type=float, metavar="F",
+                            help="noise rescaling factor F ≥ 1 (default 1; the paper's recipes use 4)")
+        parser.add_argument("--vp-rf", **flag,
+                            help="apply F by rescaling the schedule (variance preserving) "
+                                 "instead of scaling the noise")
+        parser.add_argument("--embed-norm", **flag,
+                            help="LayerNorm on the decoder's embedding input (default on)")
+        parser.add_argument("--embed-norm-affine", **flag,
+                            help="give the embedding LayerNorm a learned gain and bias (default on)")
+        parser.add_argument("--embed-norm-before-proj", **flag,
+                            help="apply the embedding LayerNorm to z_t before the latent→model "
+                                 "projection instead of after adding time and position")
+        parser.add_argument("--self-cond", **flag,
+                            help="self-conditioning on the previous ẑ0 (default on)")
+        parser.add_argument("--self-cond-before-proj", **flag,
+                            help="concatenate [z_t; ẑ0_prev] before the projection instead of after")
+        parser.add_argument("--rescale-timesteps", **flag,
+                            help="feed t' = t · 1000 / T to the time embedding (default on)")
+        parser.add_argument("--pred-length-offset", **flag,
+                            help="predict the target length as an offset from the source length")
+        parser.add_argument("--sg-length-pred", **flag,
+                            help="stop the length loss's gradient at the encoder")
+        parser.add_argument("--length-loss-factor", type=float,
+                            help="weight of the length prediction loss (default 0.1)")
+
+    @classmethod
+    def build_model(cls, args, task):
+        difformer_base(args)
+        validate_model_args(args)
+        src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
+        if args.share_all_embeddings and src_dict != tgt_dict:
+            raise DifformerError(
+                f"--share-all-embeddings needs one joined dictionary, but the data-bin "
+                f"{getattr(task.cfg, 'data', '')} has separate source ({len(src_dict)} types) and "
+                f"target ({len(tgt_dict)} types) dictionaries: re-run fairseq-preprocess with "
+                f"--joined-dictionary, or train without --share-all-embeddings"
+            )
+        # ẑ0 · Eᵀ: the output layer is the target embedding table by definition.
+        args.share_decoder_input_output_embed = True
+        args.decoder_output_dim = args.latent_dim
+        tgt_embed = Embedding(len(tgt_dict), args.latent_dim, tgt_dict.pad())
+        src_embed = (
+            tgt_embed if args.share_all_embeddings
+            else Embedding(len(src_dict), args.latent_dim, src_dict.pad())
+        )
+        encoder = cls.build_encoder(args, src_dict, src_embed)
+        decoder = cls.build_decoder(args, tgt_dict, tgt_embed)
+        return cls(args, encoder, decoder)
+
+    @classmethod
+    def build_encoder(cls, args, src_dict, embed_tokens):
+        encoder = DifformerEncoder(args, src_dict, ScaledLatentEmbedding(embed_tokens, args.model_dim))
+        if args.apply_bert_init:
+            encoder.apply(init_bert_params)
+        return encoder
+
+    @classmethod
+    def build_decoder(cls, args, tgt_dict, embed_tokens):
+        decoder = DifformerDecoder(args, tgt_dict, embed_tokens)
+        if args.apply_bert_init:
+            decoder.apply(init_bert_params)
+        return decoder
+
+    def forward(self, src_tokens, src_lengths, prev_output_tokens, tgt_tokens, t=None, noise=None, **kwargs):
+        """One draw of the training objective's random variables.
+
+        t ~ Uniform{0 … T−1} per sentence, ε ~ N(0, I); with self-conditioning, half of the
+        batches first predict ẑ0_prev without gradient and feed it back (Chen et al.).
+        Returns the tensors the criterion needs; the losses themselves live in the criterion.
+        """
+        encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
+        length_out = self.decoder.forward_length(normalize=False, encoder_out=encoder_out)
+        length_tgt = self.decoder.forward_length_prediction(length_out, encoder_out, tgt_tokens)
+
+        padding_mask = tgt_tokens.eq(self.pad)                                   # B × T
+        z0 = self.decoder.embed_latent(tgt_tokens)                               # B × T × d_lat
+        if t is None:
+            t = torch.randint(0, self.diffusion.num_timesteps, (z0.size(0),), device=z0.device)
+        z_t = self.diffusion.q_sample(z0, t, noise)
+
+        z0_prev = torch.zeros_like(z_t)
+        if self.decoder.self_cond and self.training and torch.rand(()) < 0.5:
+            with torch.no_grad():
+                z0_prev = self.decoder(z_t, t, z0_prev, encoder_out, padding_mask)
+        z0_hat = self.decoder(z_t, t, z0_prev, encoder_out, padding_mask)
+
+        return {
+            "z0": z0,
+            "z0_hat": z0_hat,
+            "padding_mask": padding_mask,
+            "length_out": length_out,
+            "length_tgt": length_tgt,
+        }
+
+
+class DifformerEncoder(FairseqNATEncoder):
+    """fairseq's Transformer encoder over P_src · (√d_latent · E[w]) (see ScaledLatentEmbedding)."""
+
+    def __init__(self, args, dictionary, embed_tokens):
+        super().__init__(args, dictionary, embed_tokens)
+        # The latent embedding applies its own √d_latent; fairseq's √d_model must not stack on it.
+        self.embed_scale = 1.0
+
+
+class DifformerDecoder(NATransformerDecoder):
+    """The denoiser: predicts ẑ0 from (z_t, t, ẑ0_prev) while attending to the source.
+
+    Layers, length predictor and output layer are fairseq's NAT decoder's; the input path is
+    replaced by the Difformer one (no tokens go in, only latents).
+    """
+
+    def __init__(self, args, dictionary, embed_tokens):
+        super().__init__(args, dictionary, embed_tokens)
+        latent_dim, model_dim = embed_tokens.embedding_dim, args.model_dim
+        self.latent_scale = math.sqrt(latent_dim)
+        self.self_cond = args.self_cond
+        self.time_scale = 1000.0 / args.diffusion_steps if args.rescale_timesteps else 1.0
+
+        # fairseq's token-input projection is replaced by the (self-conditioned) latent input.
+        self.project_in_dim = None
+        self.latent_input = build_latent_input(
+            latent_dim, model_dim, args.self_cond, args.self_cond_before_proj
+        )
+        self.time_embed = TimestepEmbedding(model_dim)
+
+        norm_dim = latent_dim if args.embed_norm_before_proj else model_dim
+        norm = (
+            LayerNorm(norm_dim, elementwise_affine=args.embed_norm_affine)
+            if args.embed_norm else nn.Identity()
+        )
+        self.latent_norm = norm if args.embed_norm_before_proj else nn.Identity()
+        self.embed_norm = nn.Identity() if args.embed_norm_before_proj else norm
+
+    def embed_latent(self, tokens):
+        """z0 = √d_latent · E[w]."""
+        return self.latent_scale * self.embed_tokens(tokens)
+
+    def forward(self, z_t, t, z0_prev, encoder_out, padding_mask):
+        """ẑ0 = P_out · Layers(EmbedNorm(LatentInput(z_t, ẑ0_prev) + TimeMLP(t') + pos)).
+
+        z_t, z0_prev: B × T × d_latent; t: B (training-schedule timesteps); padding_mask: B × T.
+        Returns ẑ0: B × T × d_latent.
+        """
+        x = self.latent_input(self.latent_norm(z_t), self.latent_norm(z0_prev))    # B × T × d
+        x = x + self.time_embed(t * self.time_scale)[:, None, :]
+        if self.embed_positions is not None:
+            # Positions only need the padding pattern: any non-pad symbol stands for a word.
+            x = x + self.embed_positions(padding_mask.long() * (self.padding_idx - self.unk) + self.unk)
+        x = self.dropout_module(self.embed_norm(x))
+
+        x = x.transpose(0, 1)                                                      # T × B × d
+        encoder_states = encoder_out["encoder_out"][0]
+        encoder_padding_mask = (
+            encoder_out["encoder_padding_mask"][0] if encoder_out["encoder_padding_mask"] else None
+        )
+        for layer in self.layers:
+            x, _, _ = layer(
+                x,
+                encoder_states,
+                encoder_padding_mask,
+                self_attn_mask=None,          # the denoiser sees the whole target
+                self_attn_padding_mask=padding_mask,
+            )
+        if self.layer_norm is not None:
+            x = self.layer_norm(x)
+        return self.project_out_dim(x.transpose(0, 1))                            # B × T × d_lat
+
+
+def validate_model_args(args):
+    """Reject option values that would make the diffusion ill-defined, naming the flag."""
+    if args.diffusion_steps < 1:
+        raise DifformerError(f"--diffusion-steps must be at least 1 (got {args.diffusion_steps})")
+    if args.rescaling_factor < 1:
+        raise DifformerError(
+            f"--rescaling-factor must be ≥ 1 (got {args.rescaling_factor}); "
+            "F = 1 is plain DDPM noise, the paper's recipes use 4"
+        )
+    if args.latent_dim < 1 or args.model_dim < 1:
+        raise DifformerError("--latent-dim and --model-dim must be positive")
+
+
+@register_model_architecture("difformer", "difformer")
+def difformer_base(args):
+    """Defaults of every Difformer architecture (d_model 512, FFN 2048, 8 heads, 6+6, latent 128)."""
+    args.model_dim = getattr(args, "model_dim", 512)
+    args.latent_dim = getattr(args, "latent_dim", 128)
+    args.encoder_embed_dim = args.model_dim
+    args.decoder_embed_dim = args.model_dim
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 2048)
+    args.decoder_ffn_embed_dim = getattr(args, "decoder_ffn_embed_dim", args.encoder_ffn_embed_dim)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 8)
+    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", args.encoder_attention_heads)
+    args.encoder_layers = getattr(args, "encoder_layers", 6)
+    args.decoder_layers = getattr(args, "decoder_layers", 6)
+    args.encoder_normalize_before = getattr(args, "encoder_normalize_before", False)
+    args.decoder_normalize_before = getattr(args, "decoder_normalize_before", False)
+    args.encoder_learned_pos = getattr(args, "encoder_learned_pos", True)
+    args.decoder_learned_pos = getattr(args, "decoder_learned_pos", True)
+    args.dropout = getattr(args, "dropout", 0.1)
+    args.attention_dropout = getattr(args, "attention_dropout", 0.0)
+    args.activation_dropout = getattr(args, "activation_dropout", 0.0)
+    args.activation_fn = getattr(args, "activation_fn", "relu")
+    args.share_all_embeddings = getattr(args, "share_all_embeddings", False)
+    args.no_token_positional_embeddings = getattr(args, "no_token_positional_embeddings", False)
+    args.apply_bert_init = getattr(args, "apply_bert_init", False)
+    # As fairseq's Transformer: the task's --max-*-positions, else 1024.
+    args.max_source_positions = getattr(args, "max_source_positions", None) or 1024
+    args.max_target_positions = getattr(args, "max_target_positions", None) or 1024
+
+    args.diffusion_steps = getattr(args, "diffusion_steps", 2000)
+    args.noise_schedule = getattr(args, "noise_schedule", "sqrt")
+    args.rescaling_factor = getattr(args, "rescaling_factor", 1.0)
+    args.vp_rf = bool(getattr(args, "vp_rf", False))
+    args.embed_norm = bool(getattr(args, "embed_norm", True))
+    args.embed_norm_affine = bool(getattr(args, "embed_norm_affine", True))
+    args.embed_norm_before_proj = bool(getattr(args, "embed_norm_before_proj", False))
+    args.self_cond = bool(getattr(args, "self_cond", True))
+    args.self_cond_before_proj = bool(getattr(args, "self_cond_before_proj", False))
+    args.rescale_timesteps = bool(getattr(args, "rescale_timesteps", True))
+
+    args.pred_length_offset = bool(getattr(args, "pred_length_offset", False))
+    args.sg_length_pred = bool(getattr(args, "sg_length_pred", False))
+    args.length_loss_factor = getattr(args, "length_loss_factor", 0.1)
+
+
+@register_model_architecture("difformer", "difformer_iwslt_de_en")
+def difformer_iwslt_de_en(args):
+    args.model_dim = getattr(args, "model_dim", 512)
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 1024)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 4)
+    difformer_base(args)
+
+
+@register_model_architecture("difformer", "difformer_base")
+def difformer_base_768(args):
+    args.model_dim = getattr(args, "model_dim", 768)
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 3072)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 12)
+    difformer_base(args)
+
+
+@register_model_architecture("difformer", "difformer_small")
+def difformer_small(args):
+    """For CPU work: d_model 256, FFN 1024, 4 heads, 3+3 layers, latent 128."""
+    args.model_dim = getattr(args, "model_dim", 256)
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 1024)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 4)
+    args.encoder_layers = getattr(args, "encoder_layers", 3)
+    args.decoder_layers = getattr(args, "decoder_layers", 3)
+    difformer_base(args)

@@ -1,0 +1,101 @@
+"""The small building blocks of the Difformer decoder input.
+
+    h = LatentInput(z_t, ẑ0_prev) + TimeMLP(sinusoid(t')) + position embedding
+
+Which :class:`LatentInput` is used (no self-conditioning, concatenation before or after the
+latent→model projection) is decided once, when the decoder is built.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+
+def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0):
+    """Sinusoidal embedding of (possibly fractional) timesteps, [B] → [B, dim].
+
+    emb = [cos(t · ω_i), sin(t · ω_i)],  ω_i = max_period^(−i / (dim/2)),  i = 0 … dim/2 − 1
+    (zero-padded by one column when dim is odd).
+    """
+    half = dim // 2
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half
+    )
+    args = timesteps.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb
+
+
+class TimestepEmbedding(nn.Module):
+    """TimeMLP(sinusoid(t')): d → 4d → d with SiLU, as in improved-diffusion."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.SiLU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, timesteps: torch.Tensor) -> torch.Tensor:
+        return self.mlp(timestep_embedding(timesteps, self.dim))
+
+
+class LatentInput(nn.Module):
+    """No self-conditioning: h = P_in · z_t (bias-free projection d_latent → d_model)."""
+
+    def __init__(self, latent_dim: int, model_dim: int):
+        super().__init__()
+        self.project_in = nn.Linear(latent_dim, model_dim, bias=False)
+
+    def forward(self, z_t: torch.Tensor, z0_prev: torch.Tensor) -> torch.Tensor:
+        return self.project_in(z_t)
+
+
+class SelfCondAfterProjection(LatentInput):
+    """Self-conditioning after the projection: h = MLP([P_in z_t ; P_in ẑ0_prev]), MLP 2d → d → d."""
+
+    def __init__(self, latent_dim: int, model_dim: int):
+        super().__init__(latent_dim, model_dim)
+        self.self_cond = nn.Sequential(
+            nn.Linear(2 * model_dim, model_dim), nn.SiLU(), nn.Linear(model_dim, model_dim)
+        )
+
+    def forward(self, z_t, z0_prev):
+        return self.self_cond(torch.cat([self.project_in(z_t), self.project_in(z0_prev)], dim=-1))
+
+
+class SelfCondBeforeProjection(nn.Module):
+    """Self-conditioning before the projection: h = P_in · [z_t ; ẑ0_prev] (2·d_latent → d_model)."""
+
+    def __init__(self, latent_dim: int, model_dim: int):
+        super().__init__()
+        self.project_in = nn.Linear(2 * latent_dim, model_dim, bias=False)
+
+    def forward(self, z_t, z0_prev):
+        return self.project_in(torch.cat([z_t, z0_prev], dim=-1))
+
+
+def build_latent_input(latent_dim: int, model_dim: int, self_cond: bool, before_proj: bool):
+    if not self_cond:
+        return LatentInput(latent_dim, model_dim)
+    if before_proj:
+        return SelfCondBeforeProjection(latent_dim, model_dim)
+    return SelfCondAfterProjection(latent_dim, model_dim)
+
+
+class ScaledLatentEmbedding(nn.Module):
+    """Source-side token input: P_src · (√d_latent · E[w]), presented to fairseq's Transformer
+    encoder as an embedding of width d_model (so its positions and layers are built at d_model)."""
+
+    def __init__(self, embed_tokens: nn.Embedding, model_dim: int):
+        super().__init__()
+        self.embed_tokens = embed_tokens
+        latent_dim = embed_tokens.embedding_dim
+        self.scale = math.sqrt(latent_dim)
+        self.project_in = nn.Linear(latent_dim, model_dim, bias=False)
+        self.embedding_dim = model_dim
+        self.padding_idx = embed_tokens.padding_idx
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.project_in(self.scale * self.embed_tokens(tokens))

@@ -1,0 +1,1 @@
+from . import difformer_task  # noqa: F401

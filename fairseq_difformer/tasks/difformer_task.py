@@ -1,0 +1,133 @@
+"""The ``difformer`` task: fairseq's translation task (data, ``--eval-bleu``, interactive input)
+with Difformer decoding options and generator.
+
+``fairseq-generate --path difformer.pt:transformer.pt`` loads the AR Transformer reranker through
+this task too; both must have been trained on the same (joined) dictionary.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from fairseq.dataclass import ChoiceEnum
+from fairseq.tasks import register_task
+from fairseq.tasks.translation import TranslationConfig, TranslationTask
+
+from ..diffusion import NOISE_SCHEDULES
+from ..errors import DifformerError
+from ..generator import DecodingConfig, DifformerGenerator
+from ..models.difformer import DifformerModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DifformerConfig(TranslationConfig):
+    decoding_steps: int = field(
+        default=20, metadata={"help": "denoising steps, evenly spaced over the training steps T"}
+    )
+    decoding_early_stopping: int = field(
+        default=0, metadata={"help": "skip this many final steps (20 steps, early stopping 5: 15 calls)"}
+    )
+    decoding_rescaling_factor: float = field(
+        default=1.0, metadata={"help": "noise rescaling factor F used while decoding"}
+    )
+    decoding_vp_rf: bool = field(
+        default=False, metadata={"help": "apply the decoding F by rescaling the schedule (variance preserving)"}
+    )
+    decoding_noise_schedule: Optional[ChoiceEnum(NOISE_SCHEDULES)] = field(
+        default=None, metadata={"help": "noise schedule while decoding (default: the model's)"}
+    )
+    clamping: bool = field(
+        default=False, metadata={"help": "replace ẑ0 by the embedding of its argmax word at each step"}
+    )
+    length_beam_size: int = field(
+        default=1, metadata={"help": "L: decode the L lengths around the predicted one"}
+    )
+    noise_beam_size: int = field(
+        default=1, metadata={"help": "N: decode N noise samples per length"}
+    )
+    ppl_mbr: bool = field(
+        default=False,
+        metadata={"help": "pick the candidate an AR Transformer finds most likely "
+                          "(--path difformer.pt:transformer.pt)"},
+    )
+    bleu_mbr: bool = field(
+        default=False, metadata={"help": "pick the candidate with the highest mean BLEU against the others"}
+    )
+
+
+@register_task("difformer", dataclass=DifformerConfig)
+class DifformerTask(TranslationTask):
+    cfg: DifformerConfig
+
+    def build_model(self, cfg, from_checkpoint=False):
+        model = super().build_model(cfg, from_checkpoint)
+        model.register_load_state_dict_pre_hook(self._check_checkpoint_dictionary)
+        return model
+
+    def _check_checkpoint_dictionary(self, module, state_dict, prefix, *args):
+        """A checkpoint built on another dictionary fails here with the fix, not with a
+        "size mismatch" from deep inside torch."""
+        expected = len(self.target_dictionary)
+        for key in ("decoder.embed_tokens.weight", "decoder.output_projection.weight"):
+            weight = state_dict.get(prefix + key)
+            if weight is not None and weight.size(0) != expected:
+                role = "Difformer model" if isinstance(module, DifformerModel) else "reranker (second --path)"
+                raise DifformerError(
+                    f"the {role} checkpoint was trained with a dictionary of {weight.size(0)} types, "
+                    f"but {self.cfg.data} has {expected}: generate with the data-bin the model was "
+                    f"trained on; an AR reranker must be trained on the Difformer model's data-bin "
+                    f"(same dict.*.txt)"
+                )
+
+    def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs):
+        model = models[0]
+        if not isinstance(model, DifformerModel):
+            raise DifformerError(
+                f"the first --path checkpoint holds a {type(model).__name__}, not a Difformer model: "
+                f"put the Difformer checkpoint first, e.g. --path difformer.pt:transformer.pt"
+            )
+        if len(models) > 2:
+            raise DifformerError(
+                "--path takes the Difformer checkpoint and at most one AR reranker "
+                "(difformer.pt:transformer.pt); average checkpoints instead of ensembling them"
+            )
+        if self.cfg.ppl_mbr and self.cfg.bleu_mbr:
+            raise DifformerError("--ppl-mbr and --bleu-mbr are two ways to pick a hypothesis: use one")
+        reranker = models[1] if len(models) == 2 else None
+        if reranker is not None and not self.cfg.bleu_mbr:
+            selection = "reranker"
+        elif self.cfg.ppl_mbr:
+            selection = "reranker"  # the generator explains the missing checkpoint
+        elif self.cfg.bleu_mbr:
+            selection = "bleu_mbr"
+        else:
+            selection = "logprob"
+        config = DecodingConfig(
+            steps=self.cfg.decoding_steps,
+            early_stopping=self.cfg.decoding_early_stopping,
+            rescaling_factor=self.cfg.decoding_rescaling_factor,
+            vp_rf=self.cfg.decoding_vp_rf,
+            noise_schedule=self.cfg.decoding_noise_schedule,
+            clamping=self.cfg.clamping,
+            length_beam=self.cfg.length_beam_size,
+            noise_beam=self.cfg.noise_beam_size,
+            selection=selection,
+            retain_history=getattr(args, "retain_iter_history", False),
+        )
+        return DifformerGenerator(model, self.target_dictionary, config, reranker=reranker)
+
+    def build_dataset_for_inference(self, src_tokens, src_lengths, constraints=None):
+        """Interactive input longer than --max-source-positions is cut (keeping </s>) with a
+        warning, instead of stopping the whole run."""
+        limit = self.cfg.max_source_positions
+        for i, tokens in enumerate(src_tokens):
+            if len(tokens) > limit:
+                logger.warning(
+                    f"input line of {len(tokens)} tokens truncated to --max-source-positions {limit}"
+                )
+                src_tokens[i] = torch.cat([tokens[: limit - 1], tokens[-1:]])
+        src_lengths = [len(t) for t in src_tokens]
+        return super().build_dataset_for_inference(src_tokens, src_lengths, constraints)

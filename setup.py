@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="fairseq-difformer",
+    version="0.1.0",
+    description="Difformer (embedding-space text diffusion) as a fairseq plugin",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["fairseq_difformer", "fairseq_difformer.*"]),
+    python_requires=">=3.9",
+    # torch and fairseq (fairseq-fixed 0.12.3.1) are installed by scripts/install.sh: listing
+    # them here would let pip replace a user's GPU torch or pull a CUDA build and torchaudio.
+    install_requires=[
+        "hydra-core==1.3.2",
+        "omegaconf==2.3.0",
+        "numpy",
+        "sacrebleu>=2.3",
+        "sacremoses",
+        "subword-nmt",
+        "rouge-score",
+    ],
+    entry_points={"console_scripts": ["difformer-user-dir=fairseq_difformer.cli:print_user_dir"]},
+)
