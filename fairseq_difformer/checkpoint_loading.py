@@ -1,30 +1,31 @@
 """Let torch ≥ 2.6 load fairseq checkpoints with its default ``weights_only=True``.
 
-fairseq checkpoints pickle a few plain Python objects beside the tensors (the training
-``argparse.Namespace``, config enums, numpy scalars in the metrics state). Rather than turning
-the weights-only check off for the whole process, the exact classes fairseq writes are added to
-torch's allow-list; every other class is still refused.
+fairseq checkpoints pickle a few plain objects beside the tensors: the training
+``argparse.Namespace`` and numpy arrays and scalars in the metrics state (e.g. ``--eval-bleu``'s
+n-gram counts). Rather than turning the weights-only check off for the whole process, exactly
+these classes are added to torch's allow-list; every other global is still refused.
 """
 
 import argparse
-import collections
 
 import numpy as np
 import torch
 
+_numpy_core = getattr(np, "_core", None) or np.core  # numpy ≥ 2 renamed numpy.core
+
 
 def fairseq_checkpoint_globals():
-    """The non-tensor classes found in fairseq 0.12 training checkpoints."""
-    return [
-        argparse.Namespace,
-        collections.defaultdict,
-        np.dtype,
-        type(np.dtype(np.float64)),
-        np.core.multiarray.scalar if hasattr(np, "core") else np._core.multiarray.scalar,
-    ]
+    """The globals found in fairseq 0.12 checkpoints, under both numpy 1 and numpy 2 names."""
+    allowed = [argparse.Namespace, np.ndarray, np.dtype]
+    for name in ("_reconstruct", "scalar"):
+        fn = getattr(_numpy_core.multiarray, name)
+        allowed += [(fn, f"numpy.core.multiarray.{name}"), (fn, f"numpy._core.multiarray.{name}")]
+    # numpy ≥ 1.25 pickles a dtype through its class, e.g. numpy.dtypes.Float64DType.
+    allowed += [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)]
+    return allowed
 
 
 def allow_fairseq_checkpoints():
     add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
-    if add_safe_globals is not None:  # torch < 2.4 loads fairseq checkpoints as it is
+    if add_safe_globals is not None:  # older torch loads everything unchecked anyway
         add_safe_globals(fairseq_checkpoint_globals())

@@ -1,0 +1,131 @@
+"""End to end through the real fairseq-train / fairseq-generate / fairseq-interactive commands."""
+
+import re
+
+import pytest
+import torch
+
+import fairseq_difformer  # noqa: F401  (lets torch.load read fairseq checkpoints)
+from conftest import USER_DIR, run_cli, train_difformer
+
+
+def generate(databin, path, *extra, check=True):
+    return run_cli(
+        "fairseq-generate", databin, "--user-dir", USER_DIR, "--task", "difformer", "--path", path,
+        "--gen-subset", "test", "--batch-size", "16", "--cpu", "--remove-bpe", "--seed", "1",
+        *extra, check=check,
+    )
+
+
+def hypotheses(stdout):
+    return {int(m.group(1)): m.group(2) for m in re.finditer(r"^H-(\d+)\t\S+\t?(.*)$", stdout, re.M)}
+
+
+def test_train_with_eval_bleu_then_resume(databin, tmp_path):
+    save_dir = tmp_path / "ckpt"
+    eval_bleu = ["--eval-bleu", "--eval-bleu-remove-bpe", "--eval-bleu-args", '{"decoding_steps": 5}',
+                 "--best-checkpoint-metric", "bleu", "--maximize-best-checkpoint-metric",
+                 "--max-valid-steps", "1"]
+    first = train_difformer(databin, save_dir, 3, *eval_bleu, "--max-epoch", "1")
+    assert re.search(r"valid on 'valid' subset \|.* bleu [\d.]+", first.stderr + first.stdout)
+    for term in ("mse", "anchor", "length"):
+        assert re.search(rf"\| {term} [\d.]+", first.stderr + first.stdout), term
+    assert (save_dir / "checkpoint_last.pt").exists() and (save_dir / "checkpoint_best.pt").exists()
+    updates_before = torch.load(save_dir / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"]
+
+    resumed = train_difformer(databin, save_dir, updates_before + 2, *eval_bleu)
+    log = resumed.stderr + resumed.stdout
+    assert re.search(rf"Loaded checkpoint .*checkpoint_last.pt \(epoch \d+ @ {updates_before} updates\)", log)
+    assert torch.load(save_dir / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"] == updates_before + 2
+
+
+@pytest.mark.parametrize("selection", ["logprob", "ppl-mbr", "bleu-mbr"])
+def test_generate_with_beams_under_each_selection(databin, difformer_checkpoint, reranker_checkpoint, selection):
+    path = difformer_checkpoint
+    extra = ["--length-beam-size", "3", "--noise-beam-size", "2", "--nbest", "6",
+             "--decoding-steps", "6", "--decoding-early-stopping", "2"]
+    if selection == "ppl-mbr":
+        path = f"{difformer_checkpoint}:{reranker_checkpoint}"
+        extra.append("--ppl-mbr")
+    elif selection == "bleu-mbr":
+        extra.append("--bleu-mbr")
+    out = generate(databin, path, *extra).stdout
+    # 40 test sentences, each with all 3 × 2 candidates listed (nbest 6), the selected one first.
+    ids = re.findall(r"^H-(\d+)\t", out, re.M)
+    assert len(ids) == 40 * 6 and len(set(ids)) == 40
+    assert "BLEU4 =" in out
+
+
+def test_retain_iter_history_and_steps(databin, difformer_checkpoint):
+    out = generate(databin, difformer_checkpoint, "--decoding-steps", "5", "--decoding-early-stopping", "1",
+                   "--retain-iter-history", "--print-step").stdout
+    assert set(re.findall(r"^I-\d+\t(\d+)", out, re.M)) == {"4"}
+    history = re.findall(r"^E-(\d+)_(\d+)\t", out, re.M)
+    assert {step for _, step in history} == {"0", "1", "2", "3"}
+    assert len(history) == 40 * 4
+
+
+def test_interactive_raw_input_with_empty_and_overlong_lines(databin, difformer_checkpoint, multi30k_bpe):
+    lines = (multi30k_bpe / "test.de").read_text().splitlines()[:3]
+    overlong = " ".join(["hund"] * 300)
+    stdin = "\n".join([lines[0], "", overlong, lines[1]]) + "\n"
+    proc = run_cli(
+        "fairseq-interactive", databin, "--user-dir", USER_DIR, "--task", "difformer",
+        "--path", difformer_checkpoint, "--cpu", "--source-lang", "de", "--target-lang", "en",
+        "--buffer-size", "4", "--batch-size", "4", "--max-source-positions", "128",
+        "--decoding-steps", "4", input=stdin,
+    )
+    assert len(re.findall(r"^H-\d+\t", proc.stdout, re.M)) == 4
+    assert "truncated to --max-source-positions 128" in proc.stderr
+
+
+def test_reranker_dictionary_mismatch_is_explained(databin, difformer_checkpoint, other_dict_reranker):
+    proc = generate(databin, f"{difformer_checkpoint}:{other_dict_reranker}", "--ppl-mbr", check=False)
+    assert proc.returncode != 0
+    assert "reranker (second --path) checkpoint was trained with a dictionary of" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_checkpoint_on_another_dictionary_is_explained(databin, other_dict_reranker, difformer_checkpoint):
+    proc = run_cli(
+        "fairseq-generate", other_dict_reranker.parent.parent / "bin", "--user-dir", USER_DIR,
+        "--task", "difformer", "--path", difformer_checkpoint, "--gen-subset", "train", "--cpu", check=False,
+    )
+    assert proc.returncode != 0
+    assert "Difformer model checkpoint was trained with a dictionary of" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_non_difformer_first_checkpoint_is_explained(databin, difformer_checkpoint, reranker_checkpoint):
+    proc = generate(databin, f"{reranker_checkpoint}:{difformer_checkpoint}", check=False)
+    assert proc.returncode != 0
+    assert "not a Difformer model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--decoding-steps", "5", "--decoding-early-stopping", "5"], "--decoding-early-stopping (5)"),
+    (["--length-beam-size", "0"], "--length-beam-size and --noise-beam-size must be ≥ 1"),
+    (["--decoding-steps", "0"], "--decoding-steps must be between 1"),
+    (["--decoding-rescaling-factor", "0.5"], "--decoding-rescaling-factor must be ≥ 1"),
+    (["--ppl-mbr"], "--ppl-mbr reranks with an autoregressive Transformer"),
+])
+def test_bad_decoding_options_are_explained(databin, difformer_checkpoint, flags, message):
+    proc = generate(databin, difformer_checkpoint, *flags, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--rescaling-factor", "0.5"], "--rescaling-factor must be ≥ 1"),
+    (["--diffusion-steps", "0"], "--diffusion-steps must be at least 1"),
+])
+def test_bad_training_options_are_explained(databin, tmp_path, flags, message):
+    proc = train_difformer(databin, tmp_path, 1, *flags, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_shared_embeddings_need_a_joined_dictionary(databin_separate_dicts, tmp_path):
+    proc = train_difformer(databin_separate_dicts, tmp_path, 1, check=False)
+    assert proc.returncode != 0
+    assert "--joined-dictionary" in proc.stderr and "Traceback" not in proc.stderr
