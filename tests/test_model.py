@@ -1,0 +1,344 @@
+"""Units of the model, criterion, generator and task: shapes, masks, ablation switches, beams."""
+
+import argparse
+import math
+import pickle
+
+import pytest
+import sacrebleu
+import torch
+from fairseq import metrics
+from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
+from fairseq.data import Dictionary
+from torch import nn
+
+import fairseq_difformer  # noqa: F401
+from fairseq_difformer.criterions.difformer_loss import DifformerCriterion
+from fairseq_difformer.errors import DifformerError
+from fairseq_difformer.generator import DecodingConfig, DifformerGenerator
+from fairseq_difformer.models.difformer import DifformerModel
+from fairseq_difformer.models.difformer_layers import (
+    LatentInput, SelfCondAfterProjection, SelfCondBeforeProjection,
+)
+from fairseq_difformer.selection import bleu_mbr
+from fairseq_difformer.tasks.difformer_task import DifformerConfig, DifformerTask
+
+
+def make_dictionary(n=30):
+    d = Dictionary()
+    for i in range(n):
+        d.add_symbol(f"w{i}")
+    return d
+
+
+DICT = make_dictionary()
+
+
+def make_task(eval_bleu=False):
+    return DifformerTask(DifformerConfig(data="tiny", eval_bleu=eval_bleu), DICT, DICT)
+
+
+def build(**overrides):
+    args = argparse.Namespace(
+        model_dim=32, latent_dim=8, encoder_ffn_embed_dim=64, encoder_attention_heads=2,
+        encoder_layers=1, decoder_layers=2, share_all_embeddings=True, dropout=0.0,
+        diffusion_steps=100, max_target_positions=40,
+    )
+    vars(args).update(overrides)
+    torch.manual_seed(0)
+    return DifformerModel.build_model(args, make_task()).eval()
+
+
+def batch():
+    pad, eos = DICT.pad(), DICT.eos()
+    src = torch.tensor([[5, 6, 7, 8, eos], [pad, pad, 9, 10, eos]])     # left-padded, as fairseq
+    tgt = torch.tensor([[11, 12, 13, eos], [14, eos, pad, pad]])        # right-padded
+    return src, torch.tensor([5, 3]), tgt
+
+
+def forward(model, tgt=None, t=None, noise=None):
+    src, src_lengths, default_tgt = batch()
+    tgt = default_tgt if tgt is None else tgt
+    t = torch.tensor([10, 70]) if t is None else t
+    noise = torch.randn(*tgt.shape, model.args.latent_dim) if noise is None else noise
+    return model(src, src_lengths, None, tgt, t=t, noise=noise)
+
+
+def criterion(model, **kwargs):
+    options = dict(label_smoothing=0.1, anchor_loss_weight=1.0, rounding_loss=False, no_anchor_loss=False)
+    options.update(kwargs)
+    return DifformerCriterion(make_task(), **options)
+
+
+# ---------------------------------------------------------------- model
+
+def test_shapes_and_logits_are_ẑ0_times_embedding_table():
+    model = build()
+    out = forward(model)
+    assert out["z0"].shape == out["z0_hat"].shape == (2, 4, 8)
+    assert out["length_out"].shape == (2, 256)
+    assert out["length_tgt"].tolist() == [4, 2]
+    logits = model.decoder.output_layer(out["z0_hat"])
+    assert logits.shape == (2, 4, len(DICT))
+    torch.testing.assert_close(logits, out["z0_hat"] @ model.decoder.embed_tokens.weight.T)
+    torch.testing.assert_close(out["z0"][0, 0], math.sqrt(8) * model.decoder.embed_tokens.weight[11])
+    # Shared embeddings: one table for source, target and output.
+    assert model.encoder.embed_tokens.embed_tokens is model.decoder.embed_tokens
+    # Bias-free projections between latent and model width.
+    assert model.decoder.latent_input.project_in.bias is None
+    assert model.decoder.project_out_dim.bias is None
+
+
+def test_padding_never_leaks_into_the_prediction():
+    model = build()
+    src, src_lengths, tgt = batch()
+    encoder_out = model.encoder(src, src_lengths=src_lengths)
+    padding_mask = tgt.eq(DICT.pad())
+    z_t = torch.randn(2, 4, 8)
+    t = torch.tensor([3, 50])
+    z0_hat = model.decoder(z_t, t, torch.zeros_like(z_t), encoder_out, padding_mask)
+    garbage = z_t.masked_fill(padding_mask[..., None], 1e3)
+    z0_hat_garbage = model.decoder(garbage, t, torch.zeros_like(z_t), encoder_out, padding_mask)
+    torch.testing.assert_close(z0_hat[~padding_mask], z0_hat_garbage[~padding_mask])
+
+
+def test_padding_never_leaks_into_the_losses():
+    model = build()
+    crit = criterion(model)
+    src, src_lengths, tgt = batch()
+    noise = torch.randn(2, 4, 8)
+    losses = crit.compute_losses(model, forward(model, tgt, noise=noise), tgt)
+    # The same batch with an extra column of padding (and arbitrary noise under it).
+    padded_tgt = torch.cat([tgt, torch.full((2, 3), DICT.pad())], dim=1)
+    padded_noise = torch.cat([noise, 1e3 * torch.randn(2, 3, 8)], dim=1)
+    padded = crit.compute_losses(model, forward(model, padded_tgt, noise=padded_noise), padded_tgt)
+    for key in ("mse", "anchor", "nll", "length"):
+        torch.testing.assert_close(losses[key], padded[key], msg=key)
+
+
+def test_loss_combines_the_three_terms_and_logs_each():
+    model = build()
+    crit = criterion(model)
+    src, src_lengths, tgt = batch()
+    sample = {"net_input": {"src_tokens": src, "src_lengths": src_lengths}, "target": tgt, "ntokens": 6}
+    torch.manual_seed(3)
+    loss, sample_size, log = crit(model, sample)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        out = model(src, src_lengths, None, tgt)
+    terms = crit.compute_losses(model, out, tgt)
+    torch.testing.assert_close(loss, terms["mse"] + terms["anchor"] + 0.1 * terms["length"])
+    assert sample_size == 1
+    assert {"mse", "anchor", "length", "nll_loss"} <= set(log)
+
+
+def reference_ce(model, z, tgt, eps=0.1):
+    keep = tgt.ne(DICT.pad())
+    lprobs = torch.log_softmax(model.decoder.output_layer(z[keep]), -1)
+    loss, _ = label_smoothed_nll_loss(lprobs, tgt[keep], eps, reduce=False)
+    return loss.mean()
+
+
+def test_anchor_loss_rounds_the_prediction_and_rounding_loss_the_clean_embedding():
+    model = build()
+    _, _, tgt = batch()
+    out = forward(model)
+    anchor = criterion(model).compute_losses(model, out, tgt)["anchor"]
+    rounding = criterion(model, rounding_loss=True).compute_losses(model, out, tgt)["anchor"]
+    torch.testing.assert_close(anchor, reference_ce(model, out["z0_hat"], tgt))
+    torch.testing.assert_close(rounding, reference_ce(model, out["z0"], tgt))
+    assert not torch.allclose(anchor, rounding)
+
+
+def test_no_anchor_loss_drops_the_term():
+    model = build()
+    src, src_lengths, tgt = batch()
+    sample = {"net_input": {"src_tokens": src, "src_lengths": src_lengths}, "target": tgt, "ntokens": 6}
+    crit = criterion(model, no_anchor_loss=True)
+    torch.manual_seed(4)
+    loss, _, log = crit(model, sample)
+    assert math.isclose(loss.item(), float(log["mse"]) + 0.1 * float(log["length"]) * math.log(2), rel_tol=1e-5)
+    with pytest.raises(DifformerError):
+        criterion(model, no_anchor_loss=True, rounding_loss=True)
+
+
+def test_architecture_switches_build_what_they_name():
+    default = build()
+    assert isinstance(default.decoder.latent_input, SelfCondAfterProjection)
+    assert isinstance(default.decoder.embed_norm, nn.LayerNorm) and default.decoder.embed_norm.weight is not None
+    assert isinstance(default.decoder.latent_norm, nn.Identity)
+    assert default.decoder.time_scale == 1000 / 100
+    assert default.diffusion.noise_scale == 1.0
+
+    assert isinstance(build(self_cond=False).decoder.latent_input, LatentInput)
+    assert isinstance(build(self_cond_before_proj=True).decoder.latent_input, SelfCondBeforeProjection)
+    no_norm = build(embed_norm=False).decoder
+    assert isinstance(no_norm.embed_norm, nn.Identity) and isinstance(no_norm.latent_norm, nn.Identity)
+    before = build(embed_norm_before_proj=True).decoder
+    assert isinstance(before.embed_norm, nn.Identity) and before.latent_norm.normalized_shape == (8,)
+    assert build(embed_norm_affine=False).decoder.embed_norm.weight is None
+    assert build(rescale_timesteps=False).decoder.time_scale == 1.0
+
+    scaled, vp = build(rescaling_factor=4.0), build(rescaling_factor=4.0, vp_rf=True)
+    assert scaled.diffusion.noise_scale == 4.0 and vp.diffusion.noise_scale == 1.0
+    assert torch.all(vp.diffusion.alphas_cumprod < scaled.diffusion.alphas_cumprod)
+    assert build(noise_schedule="cosine").diffusion.alphas_cumprod[0] != default.diffusion.alphas_cumprod[0]
+    assert len(build(diffusion_steps=50).diffusion.betas) == 50
+
+
+def test_length_offset_prediction_target():
+    out = forward(build(pred_length_offset=True))
+    assert out["length_tgt"].tolist() == [4 - 5 + 128, 2 - 3 + 128]
+
+
+def test_self_conditioning_feeds_back_a_prediction_in_half_the_training_batches():
+    model = build().train()
+    calls = []
+    original = model.decoder.forward
+
+    def spy(z_t, t, z0_prev, *args):
+        calls.append(float(z0_prev.abs().sum()))
+        return original(z_t, t, z0_prev, *args)
+
+    model.decoder.forward = spy
+    torch.manual_seed(0)
+    for _ in range(40):
+        forward(model)
+    with_prev = sum(1 for c in calls if c > 0)
+    assert len(calls) == 40 + with_prev and 10 <= with_prev <= 30
+    model.eval()
+    calls.clear()
+    forward(model)
+    assert calls == [0.0]
+
+
+def test_bad_model_options_raise_clear_errors():
+    with pytest.raises(DifformerError, match="--rescaling-factor must be ≥ 1"):
+        build(rescaling_factor=0.5)
+    separate = DifformerTask(DifformerConfig(data="bin"), make_dictionary(30), make_dictionary(31))
+    args = argparse.Namespace(share_all_embeddings=True, model_dim=16, latent_dim=8)
+    with pytest.raises(DifformerError, match="--joined-dictionary"):
+        DifformerModel.build_model(args, separate)
+
+
+# ---------------------------------------------------------------- generator
+
+def generator(model, **config):
+    return DifformerGenerator(model, DICT, DecodingConfig(**config))
+
+
+def test_beams_give_length_times_noise_candidates_and_one_pick_per_input():
+    model = build()
+    src, src_lengths, _ = batch()
+    gen = generator(model, steps=5, length_beam=3, noise_beam=2)
+    predicted = model.decoder.forward_length_prediction(
+        model.decoder.forward_length(normalize=True, encoder_out=model.encoder(src, src_lengths=src_lengths)),
+        model.encoder(src, src_lengths=src_lengths),
+    )
+    torch.manual_seed(0)
+    hypos = gen.generate([model], {"net_input": {"src_tokens": src, "src_lengths": src_lengths}})
+    assert len(hypos) == 2
+    for b, candidates in enumerate(hypos):
+        assert len(candidates) == 6
+        lengths = sorted(len(h["tokens"]) for h in candidates)
+        expected = sorted(max(1, int(predicted[b]) + o) for o in (-1, -1, 0, 0, 1, 1))
+        assert lengths == expected
+        scores = [float(h["selection_score"]) for h in candidates]
+        assert scores == sorted(scores, reverse=True)
+        for h in candidates:
+            assert h["tokens"][-1] == DICT.eos() and DICT.pad() not in h["tokens"][:-1].tolist()
+            torch.testing.assert_close(h["score"], h["positional_scores"].mean())
+
+
+def test_candidate_lengths_are_clamped_to_the_target_positions():
+    gen = generator(build(), length_beam=3)
+    lengths = gen.candidate_lengths(torch.tensor([0, 1, 200]))
+    assert lengths.tolist() == [1, 1, 1, 1, 1, 2, 40, 40, 40]
+
+
+def test_early_stopping_skips_the_last_steps_and_history_keeps_each():
+    model = build()
+    src, src_lengths, _ = batch()
+    calls = []
+    original = model.decoder.forward
+    model.decoder.forward = lambda *a: calls.append(int(a[1][0])) or original(*a)
+    gen = generator(model, steps=20, early_stopping=5, retain_history=True)
+    hypos = gen.generate([model], {"net_input": {"src_tokens": src, "src_lengths": src_lengths}})
+    assert len(calls) == 15 and calls[0] == 99 and calls == sorted(calls, reverse=True)
+    assert hypos[0][0]["steps"] == 15 and len(hypos[0][0]["history"]) == 15
+
+
+def test_clamping_feeds_the_argmax_embedding_back():
+    model = build()
+    src, src_lengths, _ = batch()
+    inputs = []
+    original = model.decoder.forward
+
+    def spy(z_t, t, z0_prev, *args):
+        inputs.append(z0_prev)
+        return original(z_t, t, z0_prev, *args)
+
+    model.decoder.forward = spy
+    generator(model, steps=3, clamping=True).generate([model], {"net_input": {"src_tokens": src, "src_lengths": src_lengths}})
+    fed_back = inputs[1][0, 0]
+    distances = (math.sqrt(8) * model.decoder.embed_tokens.weight - fed_back).norm(dim=-1)
+    assert float(distances.min()) < 1e-5
+
+
+def test_bleu_mbr_picks_the_consensus_candidate():
+    candidates = [[1, 2, 3, 4, 5], [1, 2, 3, 4, 6], [7, 8, 9, 10, 11], [1, 2, 3, 4, 5, 6]]
+    scores = bleu_mbr(candidates, candidates_per_source=4)
+    assert int(scores.argmax()) in (0, 3) and float(scores[2]) == min(scores.tolist())
+    assert bleu_mbr([[1, 2], [3, 4]], candidates_per_source=1).shape == (2,)
+
+
+@pytest.mark.parametrize("config, message", [
+    (dict(steps=0), "--decoding-steps must be between 1"),
+    (dict(steps=101), "--decoding-steps must be between 1"),
+    (dict(steps=10, early_stopping=10), "--decoding-early-stopping"),
+    (dict(noise_beam=0), "--noise-beam-size must be ≥ 1"),
+    (dict(rescaling_factor=0.9), "--decoding-rescaling-factor"),
+    (dict(selection="reranker"), "--ppl-mbr"),
+])
+def test_bad_decoding_options_raise_clear_errors(config, message):
+    with pytest.raises(DifformerError, match=message.replace("(", r"\(")):
+        generator(build(), **config)
+
+
+# ---------------------------------------------------------------- task
+
+def test_eval_bleu_is_corpus_bleu_over_all_workers():
+    """Each worker logs n-gram statistics; summed across workers they give the corpus BLEU."""
+    hyps = ["a man is riding a horse", "two dogs play in the snow", "a girl in a red dress", "people walk"]
+    refs = ["a man rides a horse", "two dogs are playing in the snow", "a girl wearing a red dress", "people are walking"]
+
+    def worker_log(h, r):
+        stats = sacrebleu.corpus_bleu(h, [r])
+        log = {"_bleu_sys_len": stats.sys_len, "_bleu_ref_len": stats.ref_len, "sample_size": 1}
+        for i in range(4):
+            log[f"_bleu_counts_{i}"], log[f"_bleu_totals_{i}"] = stats.counts[i], stats.totals[i]
+        return log
+
+    logs = [worker_log(hyps[:2], refs[:2]), worker_log(hyps[2:], refs[2:])]
+    summed = {k: sum(log[k] for log in logs) for k in logs[0]}   # fairseq's fast stat sync
+    task = make_task(eval_bleu=True)
+    expected = round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2)
+    for logging_outputs in (logs, [summed]):
+        with metrics.aggregate() as agg:
+            task.reduce_metrics(logging_outputs, criterion(None))
+            assert agg.get_smoothed_values()["bleu"] == expected
+
+
+# ---------------------------------------------------------------- checkpoints
+
+class Arbitrary:
+    """A class fairseq never writes: torch must keep refusing it."""
+
+
+def test_fairseq_checkpoints_load_with_weights_only_but_other_classes_do_not(difformer_checkpoint, tmp_path):
+    state = torch.load(difformer_checkpoint)          # torch's default: weights_only=True
+    assert state["args"] is not None or state["cfg"] is not None
+    path = tmp_path / "other.pt"
+    torch.save({"x": Arbitrary()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)
