@@ -14,7 +14,7 @@ mkdir -p "$work"
 
 if [ ! -f "$work/bin/.done" ]; then
   echo "[demo] learning a joint BPE (4k merges) and binarising"
-  cat "$data/train.de" "$data/train.en" | subword-nmt learn-bpe -s 4000 > "$work/codes"
+  cat "$data/train.de" "$data/train.en" | subword-nmt learn-bpe -s 4000 > "$work/codes" 2> "$work/bpe.log"
   for split in train:train val:valid test_2016_flickr:test; do
     for lang in de en; do
       subword-nmt apply-bpe -c "$work/codes" < "$data/${split%%:*}.$lang" > "$work/${split##*:}.$lang"
@@ -42,7 +42,8 @@ fairseq-generate "$work/bin" --user-dir "$user_dir" --task difformer --cpu \
   --path "$work/checkpoints/checkpoint_last.pt" --gen-subset test --batch-size 100 --remove-bpe \
   --decoding-steps 20 --decoding-early-stopping 5 --length-beam-size 3 --noise-beam-size 2 \
   > "$work/generate.txt" 2> "$work/generate.log"
-grep -E "^(S|T|H)-" "$work/generate.txt" | head -n 9 | sed 's/^H-\([0-9]*\)\t[^\t]*\t/H-\1\t/'
+grep -E "^(S|T|H)-" "$work/generate.txt" > "$work/examples.txt" || true
+sed -n '1,9{s/^H-\([0-9]*\)\t[^\t]*\t/H-\1\t/;p}' "$work/examples.txt"
 grep "^H-" "$work/generate.txt" | sort -t- -k2 -n | cut -f3 > "$work/hyp.txt"
 grep "^T-" "$work/generate.txt" | sort -t- -k2 -n | cut -f2 > "$work/ref.txt"
 echo "[demo] tokenised BLEU on test2016: $(sacrebleu "$work/ref.txt" -i "$work/hyp.txt" -tok none -b)"

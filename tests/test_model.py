@@ -342,3 +342,11 @@ def test_fairseq_checkpoints_load_with_weights_only_but_other_classes_do_not(dif
     torch.save({"x": Arbitrary()}, path)
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path)
+
+
+def test_generation_args_override_the_task_decoding_options():
+    """--eval-bleu passes its --eval-bleu-args as the generation args."""
+    task = make_task()
+    gen = task.build_generator([build()], argparse.Namespace(decoding_steps=5, length_beam_size=2))
+    assert gen.config.steps == 5 and gen.config.length_beam == 2 and gen.config.noise_beam == 1
+    assert task.build_generator([build()], argparse.Namespace()).config.steps == 20

@@ -94,30 +94,40 @@ class DifformerTask(TranslationTask):
                 "--path takes the Difformer checkpoint and at most one AR reranker "
                 "(difformer.pt:transformer.pt); average checkpoints instead of ensembling them"
             )
-        if self.cfg.ppl_mbr and self.cfg.bleu_mbr:
+        option = self._decoding_option(args)
+        ppl_mbr, bleu_mbr = option("ppl_mbr"), option("bleu_mbr")
+        if ppl_mbr and bleu_mbr:
             raise DifformerError("--ppl-mbr and --bleu-mbr are two ways to pick a hypothesis: use one")
         reranker = models[1] if len(models) == 2 else None
-        if reranker is not None and not self.cfg.bleu_mbr:
-            selection = "reranker"
-        elif self.cfg.ppl_mbr:
-            selection = "reranker"  # the generator explains the missing checkpoint
-        elif self.cfg.bleu_mbr:
+        if bleu_mbr:
             selection = "bleu_mbr"
+        elif ppl_mbr or reranker is not None:
+            selection = "reranker"  # without a second checkpoint the generator says what is missing
         else:
             selection = "logprob"
         config = DecodingConfig(
-            steps=self.cfg.decoding_steps,
-            early_stopping=self.cfg.decoding_early_stopping,
-            rescaling_factor=self.cfg.decoding_rescaling_factor,
-            vp_rf=self.cfg.decoding_vp_rf,
-            noise_schedule=self.cfg.decoding_noise_schedule,
-            clamping=self.cfg.clamping,
-            length_beam=self.cfg.length_beam_size,
-            noise_beam=self.cfg.noise_beam_size,
+            steps=option("decoding_steps"),
+            early_stopping=option("decoding_early_stopping"),
+            rescaling_factor=option("decoding_rescaling_factor"),
+            vp_rf=option("decoding_vp_rf"),
+            noise_schedule=option("decoding_noise_schedule"),
+            clamping=option("clamping"),
+            length_beam=option("length_beam_size"),
+            noise_beam=option("noise_beam_size"),
             selection=selection,
-            retain_history=getattr(args, "retain_iter_history", False),
+            retain_history=bool(getattr(args, "retain_iter_history", False)),
         )
         return DifformerGenerator(model, self.target_dictionary, config, reranker=reranker)
+
+    def _decoding_option(self, args):
+        """A decoding option from the generation args when given there (``--eval-bleu-args
+        '{"decoding_steps": 10}'``), else from the task's flags."""
+
+        def option(name):
+            value = getattr(args, name, None)
+            return getattr(self.cfg, name) if value is None else value
+
+        return option
 
     def build_dataset_for_inference(self, src_tokens, src_lengths, constraints=None):
         """Interactive input longer than --max-source-positions is cut (keeping </s>) with a
