@@ -1,12 +1,16 @@
 """End to end through the real fairseq-train / fairseq-generate / fairseq-interactive commands."""
 
+import os
 import re
+import shutil
+import socket
+import subprocess
 
 import pytest
 import torch
+from conftest import TINY_ARCH, TRAIN_COMMON, USER_DIR, run_cli, train_difformer
 
 import fairseq_difformer  # noqa: F401  (lets torch.load read fairseq checkpoints)
-from conftest import USER_DIR, run_cli, train_difformer
 
 
 def generate(databin, path, *extra, check=True):
@@ -129,3 +133,26 @@ def test_shared_embeddings_need_a_joined_dictionary(databin_separate_dicts, tmp_
     proc = train_difformer(databin_separate_dicts, tmp_path, 1, check=False)
     assert proc.returncode != 0
     assert "--joined-dictionary" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_two_worker_data_parallel_training_with_eval_bleu(databin, tmp_path):
+    """fairseq's own data-parallel path (gloo, one process per rank, as on CPU machines)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ranks = []
+    for rank in (0, 1):
+        args = [shutil.which("fairseq-train"), str(databin), "--user-dir", USER_DIR, "--task", "difformer",
+                "--criterion", "difformer", *TINY_ARCH, *TRAIN_COMMON, "--max-update", "3",
+                "--save-dir", str(tmp_path), "--eval-bleu", "--eval-bleu-remove-bpe",
+                "--eval-bleu-args", '{"decoding_steps": 3}', "--max-valid-steps", "2",
+                "--distributed-backend", "gloo", "--distributed-world-size", "2",
+                "--distributed-rank", str(rank), "--distributed-init-method", f"tcp://127.0.0.1:{port}",
+                "--distributed-no-spawn", "--device-id", "0", "--ddp-backend", "legacy_ddp"]
+        ranks.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      env={**os.environ, "PYTHONWARNINGS": "ignore"}))
+    logs = [p.communicate(timeout=300)[0] for p in ranks]
+    assert [p.returncode for p in ranks] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert re.search(r"valid on 'valid' subset \|.* bleu [\d.]+", logs[0])
+    assert "distributed init (rank 0)" in logs[0] and "distributed init (rank 1)" in logs[1]
+    assert (tmp_path / "checkpoint_last.pt").exists()
