@@ -184,6 +184,8 @@ def test_architecture_switches_build_what_they_name():
     assert torch.all(vp.diffusion.alphas_cumprod < scaled.diffusion.alphas_cumprod)
     assert build(noise_schedule="cosine").diffusion.alphas_cumprod[0] != default.diffusion.alphas_cumprod[0]
     assert len(build(diffusion_steps=50).diffusion.betas) == 50
+    # fairseq's own width flag is honoured when --model-dim is not given.
+    assert build(model_dim=None, encoder_embed_dim=48).decoder.embed_dim == 48
 
 
 def test_length_offset_prediction_target():

@@ -236,10 +236,15 @@ def validate_model_args(args):
         raise DifformerError("--latent-dim and --model-dim must be positive")
 
 
+def _default_model_dim(args, default):
+    """--model-dim, else fairseq's --encoder-embed-dim if given, else the architecture's width."""
+    args.model_dim = getattr(args, "model_dim", None) or getattr(args, "encoder_embed_dim", None) or default
+
+
 @register_model_architecture("difformer", "difformer")
 def difformer_base(args):
     """Defaults of every Difformer architecture (d_model 512, FFN 2048, 8 heads, 6+6, latent 128)."""
-    args.model_dim = getattr(args, "model_dim", 512)
+    _default_model_dim(args, 512)
     args.latent_dim = getattr(args, "latent_dim", 128)
     args.encoder_embed_dim = args.model_dim
     args.decoder_embed_dim = args.model_dim
@@ -282,7 +287,7 @@ def difformer_base(args):
 
 @register_model_architecture("difformer", "difformer_iwslt_de_en")
 def difformer_iwslt_de_en(args):
-    args.model_dim = getattr(args, "model_dim", 512)
+    _default_model_dim(args, 512)
     args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 1024)
     args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 4)
     difformer_base(args)
@@ -290,7 +295,7 @@ def difformer_iwslt_de_en(args):
 
 @register_model_architecture("difformer", "difformer_base")
 def difformer_base_768(args):
-    args.model_dim = getattr(args, "model_dim", 768)
+    _default_model_dim(args, 768)
     args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 3072)
     args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 12)
     difformer_base(args)
@@ -299,7 +304,7 @@ def difformer_base_768(args):
 @register_model_architecture("difformer", "difformer_small")
 def difformer_small(args):
     """For CPU work: d_model 256, FFN 1024, 4 heads, 3+3 layers, latent 128."""
-    args.model_dim = getattr(args, "model_dim", 256)
+    _default_model_dim(args, 256)
     args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 1024)
     args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 4)
     args.encoder_layers = getattr(args, "encoder_layers", 3)
