@@ -19,5 +19,13 @@ setup(
         "subword-nmt",
         "rouge-score",
     ],
-    entry_points={"console_scripts": ["difformer-user-dir=fairseq_difformer.cli:print_user_dir"]},
+    entry_points={
+        "console_scripts": [
+            "difformer-user-dir=fairseq_difformer.cli:print_user_dir",
+            "difformer-prepare=fairseq_difformer.cli.prepare:main",
+            "difformer-distill=fairseq_difformer.cli.distill:main",
+            "difformer-average-checkpoints=fairseq_difformer.cli.average_checkpoints:main",
+            "difformer-score=fairseq_difformer.cli.score:main",
+        ]
+    },
 )

@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 USER_DIR = str(REPO / "fairseq_difformer")
-MULTI30K = Path(os.environ.get("DIFFORMER_MULTI30K", REPO.parent / "shared" / "data" / "multi30k"))
+MULTI30K = Path(os.environ.get("DIFFORMER_MULTI30K", REPO / "data" / "multi30k"))
 
 # Small enough for a few CPU seconds per run, real enough to exercise every code path.
 TINY_ARCH = [

@@ -352,3 +352,21 @@ def test_generation_args_override_the_task_decoding_options():
     gen = task.build_generator([build()], argparse.Namespace(decoding_steps=5, length_beam_size=2))
     assert gen.config.steps == 5 and gen.config.length_beam == 2 and gen.config.noise_beam == 1
     assert task.build_generator([build()], argparse.Namespace()).config.steps == 20
+
+
+def test_eval_rouge_is_the_sentence_average_over_all_workers():
+    from rouge_score import rouge_scorer
+
+    from fairseq_difformer.tasks.difformer_task import rouge_sums
+
+    hyps = ["meeting moved to friday", "gas prices", "re: contract draft", "lunch"]
+    refs = ["meeting on friday", "natural gas prices update", "contract draft", "team lunch today"]
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    expected = {name: round(100 * sum(scorer.score(r, h)[name].fmeasure for h, r in zip(hyps, refs)) / 4, 2)
+                for name in ("rouge1", "rouge2", "rougeL")}
+    task = DifformerTask(DifformerConfig(data="tiny", eval_rouge=True), DICT, DICT)
+    logs = [{**rouge_sums(hyps[:1], refs[:1]), "sample_size": 1}, {**rouge_sums(hyps[1:], refs[1:]), "sample_size": 1}]
+    with metrics.aggregate() as agg:
+        task.reduce_metrics(logs, criterion(None))
+        values = agg.get_smoothed_values()
+    assert {name: values[name] for name in expected} == expected

@@ -5,14 +5,20 @@ with Difformer decoding options and generator.
 this task too; both must have been trained on the same (joined) dictionary.
 """
 
+import json
 import logging
+from argparse import Namespace
 from dataclasses import dataclass, field
 from typing import Optional
 
+import sacrebleu
 import torch
+from fairseq import metrics, utils
+from fairseq.data import encoders
 from fairseq.dataclass import ChoiceEnum
-from fairseq.tasks import register_task
-from fairseq.tasks.translation import TranslationConfig, TranslationTask
+from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks.translation import EVAL_BLEU_ORDER, TranslationConfig, TranslationTask
+from rouge_score import rouge_scorer
 
 from ..diffusion import NOISE_SCHEDULES
 from ..errors import DifformerError
@@ -56,6 +62,15 @@ class DifformerConfig(TranslationConfig):
     bleu_mbr: bool = field(
         default=False, metadata={"help": "pick the candidate with the highest mean BLEU against the others"}
     )
+    eval_rouge: bool = field(
+        default=False,
+        metadata={"help": "decode the validation set and log ROUGE-1/2/L F1 (rouge1, rouge2, rougeL; "
+                          "e.g. --best-checkpoint-metric rougeL --maximize-best-checkpoint-metric); uses "
+                          "the --eval-bleu-args/-detok/-remove-bpe options for decoding"},
+    )
+
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 
 @register_task("difformer", dataclass=DifformerConfig)
@@ -65,7 +80,57 @@ class DifformerTask(TranslationTask):
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
         model.register_load_state_dict_pre_hook(self._check_checkpoint_dictionary)
+        if self.cfg.eval_rouge and not self.cfg.eval_bleu:
+            # fairseq's translation task builds the validation decoder for --eval-bleu only.
+            self.tokenizer = encoders.build_tokenizer(
+                Namespace(tokenizer=self.cfg.eval_bleu_detok, **json.loads(self.cfg.eval_bleu_detok_args))
+            )
+            self.sequence_generator = self.build_generator([model], Namespace(**json.loads(self.cfg.eval_bleu_args)))
         return model
+
+    def valid_step(self, sample, model, criterion):
+        """The criterion's losses, plus the BLEU n-gram statistics (--eval-bleu) and ROUGE F1 sums
+        (--eval-rouge) of one decoding of the batch; all are sums, so they add up across workers."""
+        loss, sample_size, logging_output = FairseqTask.valid_step(self, sample, model, criterion)
+        if self.cfg.eval_bleu or self.cfg.eval_rouge:
+            hyps, refs = self._decode_validation_batch(sample, model)
+            if self.cfg.eval_bleu:
+                bleu = sacrebleu.corpus_bleu(hyps, [refs], tokenize="none" if self.cfg.eval_tokenized_bleu else "13a")
+                logging_output["_bleu_sys_len"] = bleu.sys_len
+                logging_output["_bleu_ref_len"] = bleu.ref_len
+                for i in range(EVAL_BLEU_ORDER):
+                    logging_output[f"_bleu_counts_{i}"] = bleu.counts[i]
+                    logging_output[f"_bleu_totals_{i}"] = bleu.totals[i]
+            if self.cfg.eval_rouge:
+                logging_output.update(rouge_sums(hyps, refs))
+        return loss, sample_size, logging_output
+
+    def _decode_validation_batch(self, sample, model):
+        """Detokenised hypotheses and references of a validation batch, as --eval-bleu decodes them."""
+
+        def decode(tokens, unk_string):
+            text = self.tgt_dict.string(tokens.int().cpu(), self.cfg.eval_bleu_remove_bpe, unk_string=unk_string)
+            return self.tokenizer.decode(text) if self.tokenizer else text
+
+        gen_out = self.inference_step(self.sequence_generator, [model], sample, prefix_tokens=None)
+        # Distinct unknown-word strings, so that <unk> never matches <unk>.
+        hyps = [decode(out[0]["tokens"], "UNKNOWNTOKENINHYP") for out in gen_out]
+        refs = [decode(utils.strip_pad(t, self.tgt_dict.pad()), "UNKNOWNTOKENINREF") for t in sample["target"]]
+        if self.cfg.eval_bleu_print_samples:
+            logger.info("example hypothesis: " + hyps[0])
+            logger.info("example reference: " + refs[0])
+        return hyps, refs
+
+    def reduce_metrics(self, logging_outputs, criterion):
+        super().reduce_metrics(logging_outputs, criterion)
+        count = sum(log.get("_rouge_count", 0) for log in logging_outputs)
+        if self.cfg.eval_rouge and count > 0:
+            metrics.log_scalar("_rouge_count", count)
+            for name in ROUGE_TYPES:
+                metrics.log_scalar(f"_{name}_sum", sum(log.get(f"_{name}_sum", 0) for log in logging_outputs))
+                metrics.log_derived(
+                    name, lambda meters, name=name: round(meters[f"_{name}_sum"].sum / meters["_rouge_count"].sum, 2)
+                )
 
     def _check_checkpoint_dictionary(self, module, state_dict, prefix, *args):
         """A checkpoint built on another dictionary fails here with the fix, not with a
@@ -141,3 +206,15 @@ class DifformerTask(TranslationTask):
                 src_tokens[i] = torch.cat([tokens[: limit - 1], tokens[-1:]])
         src_lengths = [len(t) for t in src_tokens]
         return super().build_dataset_for_inference(src_tokens, src_lengths, constraints)
+
+
+def rouge_sums(hyps, refs):
+    """Σ over sentences of ROUGE-1/2/L F1 (×100, rouge-score with stemming), and the count."""
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    sums = {f"_{name}_sum": 0.0 for name in ROUGE_TYPES}
+    for hyp, ref in zip(hyps, refs):
+        scores = scorer.score(ref, hyp)
+        for name in ROUGE_TYPES:
+            sums[f"_{name}_sum"] += 100 * scores[name].fmeasure
+    sums["_rouge_count"] = len(hyps)
+    return sums

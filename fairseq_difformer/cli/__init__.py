@@ -1,0 +1,9 @@
+"""The project's console scripts (see setup.py): data preparation, distillation, checkpoint
+averaging, scoring and the quickstart."""
+
+import os
+
+
+def print_user_dir():
+    """``difformer-user-dir``: the path to pass to ``--user-dir`` for the installed package."""
+    print(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,0 +1,198 @@
+"""``difformer-distill``: sequence-level knowledge distillation (Kim & Rush, 2016) for Difformer.
+
+1. take an autoregressive fairseq Transformer teacher (``--teacher``), or train one on DATABIN;
+2. translate DATABIN's training set with beam search (``fairseq-generate --gen-subset train``);
+3. binarise source → teacher output with DATABIN's own dictionary into DESTDIR/bin, with the
+   original valid and test sets beside it.
+
+The teacher shares the dictionary of the distilled data-bin, so it is also the AR reranker:
+``fairseq-generate DESTDIR/bin --task difformer --path difformer.pt:DESTDIR/teacher/checkpoint_best.pt``.
+Re-running reuses a finished teacher, resumes an interrupted one, and keeps a finished data-bin;
+an interrupted run leaves no DESTDIR/bin.
+"""
+
+import argparse
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# A Transformer the size of difformer_small, for CPU work; --teacher-args replaces it.
+DEFAULT_TEACHER_ARGS = (
+    "--arch transformer --encoder-layers 3 --decoder-layers 3 --encoder-embed-dim 256 "
+    "--decoder-embed-dim 256 --encoder-ffn-embed-dim 1024 --decoder-ffn-embed-dim 1024 "
+    "--encoder-attention-heads 4 --decoder-attention-heads 4 --share-all-embeddings --dropout 0.3 "
+    "--optimizer adam --adam-betas (0.9,0.98) --lr 1e-3 --lr-scheduler inverse_sqrt "
+    "--warmup-updates 1000 --warmup-init-lr 1e-7 --weight-decay 0.0001 --clip-norm 1 "
+    "--criterion label_smoothed_cross_entropy --label-smoothing 0.1 --max-tokens 4096"
+)
+
+
+def fail(message):
+    print(f"difformer-distill: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def log(message, start=None):
+    elapsed = f" [{time.time() - start:.0f}s]" if start is not None else ""
+    print(f"[distill]{elapsed} {message}", flush=True)
+
+
+def language_pair(databin: Path, source_lang, target_lang):
+    """The (src, tgt) of DATABIN's train split, from its file names unless given."""
+    pairs = {m.groups() for f in databin.glob("train.*-*.*.idx")
+             if (m := re.match(r"train\.([^.-]+)-([^.-]+)\.", f.name))}
+    if source_lang and target_lang:
+        return source_lang, target_lang
+    if len(pairs) != 1:
+        fail(f"{databin} holds {'no' if not pairs else 'several'} train language pairs "
+             f"({sorted(pairs)}): pass --source-lang and --target-lang")
+    return pairs.pop()
+
+
+def run_streaming(cmd, log_path: Path, keep=lambda line: False):
+    """Run a fairseq command, teeing selected log lines to the terminal; fail with its tail."""
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            log_file.write(line)
+            if keep(line):
+                print("   ", line.rstrip()[-200:], flush=True)
+        proc.wait()
+    if proc.returncode != 0:
+        tail = "".join(log_path.read_text().splitlines(keepends=True)[-15:])
+        fail(f"{shlex.join(map(str, cmd[:2]))} … failed (log: {log_path}):\n{tail}")
+
+
+def train_teacher(args, databin, src, tgt, teacher_dir: Path, start):
+    """Train (or resume) the AR teacher; return its best (or last) checkpoint."""
+    done = teacher_dir / "done"
+    if done.exists():
+        log(f"teacher already trained: {teacher_dir}", start)
+    else:
+        teacher_dir.mkdir(parents=True, exist_ok=True)
+        budget = ["--stop-time-hours", str(args.teacher_minutes / 60)] if args.teacher_minutes else []
+        cmd = ["fairseq-train", str(databin), "--task", "translation", "--source-lang", src,
+               "--target-lang", tgt, *shlex.split(args.teacher_args), "--max-update",
+               str(args.teacher_max_update), *budget, "--save-dir", str(teacher_dir),
+               "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "50",
+               "--eval-bleu", "--eval-bleu-remove-bpe", "--eval-bleu-args", '{"beam": 1}',
+               "--best-checkpoint-metric", "bleu", "--maximize-best-checkpoint-metric",
+               *(["--cpu"] if args.cpu else [])]
+        log(f"training the AR teacher ({args.teacher_minutes or '∞'} min, ≤ {args.teacher_max_update} updates)", start)
+        run_streaming(cmd, teacher_dir / "train.log",
+                      keep=lambda l: "train_inner" in l or "valid on" in l or "done training" in l)
+        done.touch()
+    for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
+        if (teacher_dir / name).exists():
+            return teacher_dir / name
+    fail(f"no checkpoint in {teacher_dir}")
+
+
+def translate_train_set(args, databin, src, tgt, teacher: Path, out: Path, start):
+    """Beam-search the training sources; returns (sources, teacher outputs) as BPE text by id."""
+    cmd = ["fairseq-generate", str(databin), "--task", "translation", "--source-lang", src,
+           "--target-lang", tgt, "--path", str(teacher), "--gen-subset", "train",
+           "--beam", str(args.beam), "--max-tokens", str(args.max_tokens), "--nbest", "1",
+           "--max-len-a", str(args.max_len_a), "--max-len-b", str(args.max_len_b),
+           "--skip-invalid-size-inputs-valid-test", *(["--cpu"] if args.cpu else [])]
+    log(f"translating the training set with beam {args.beam}", start)
+    run_streaming(cmd, out.with_suffix(".log"), keep=lambda l: False)
+    # fairseq-generate writes the hypotheses to stdout, captured in the log with its messages.
+    sources, hyps = {}, {}
+    for line in out.with_suffix(".log").read_text().splitlines():
+        kind, _, rest = line.partition("-")
+        if kind in ("S", "H") and rest[:1].isdigit():
+            fields = rest.split("\t")
+            (sources if kind == "S" else hyps)[int(fields[0])] = fields[-1]
+    if not hyps or set(hyps) != set(sources):
+        fail(f"the teacher's output {out.with_suffix('.log')} lacks hypotheses")
+    return sources, hyps
+
+
+def build_databin(databin, src, tgt, sources, hyps, tmp: Path, dest: Path, workers, start):
+    ids = sorted(hyps)
+    (tmp / f"train.{src}").write_text("\n".join(sources[i] for i in ids) + "\n")
+    (tmp / f"train.{tgt}").write_text("\n".join(hyps[i] for i in ids) + "\n")
+    staged = tmp / "bin"
+    cmd = ["fairseq-preprocess", "--source-lang", src, "--target-lang", tgt, "--trainpref",
+           str(tmp / "train"), "--destdir", str(staged), "--srcdict", str(databin / f"dict.{src}.txt"),
+           "--joined-dictionary", "--workers", str(workers)]
+    log(f"binarising {len(ids)} distilled pairs with {databin}'s dictionary", start)
+    run_streaming(cmd, tmp / "preprocess.log")
+    for split_file in databin.iterdir():
+        if split_file.name.startswith(("valid", "test")):
+            shutil.copy2(split_file, staged / split_file.name)
+    staged.rename(dest)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="difformer-distill",
+        description="Sequence-level knowledge distillation: AR teacher → distilled data-bin.",
+    )
+    p.add_argument("databin", type=Path, help="the fairseq data-bin to distil (joined dictionary)")
+    p.add_argument("--destdir", type=Path, required=True,
+                   help="output folder: teacher/ (the teacher and AR reranker) and bin/ (distilled data-bin)")
+    p.add_argument("--source-lang"), p.add_argument("--target-lang")
+    p.add_argument("--teacher", type=Path, help="an existing AR Transformer checkpoint trained on DATABIN")
+    p.add_argument("--teacher-args", default=DEFAULT_TEACHER_ARGS,
+                   help="fairseq-train options for the teacher (default: a 3+3-layer, d=256 Transformer)")
+    p.add_argument("--teacher-minutes", type=float, help="wall-clock budget of the teacher's training")
+    p.add_argument("--teacher-max-update", type=int, default=100000, help="update budget of the teacher")
+    p.add_argument("--beam", type=int, default=5, help="beam size for translating the training set")
+    p.add_argument("--max-tokens", type=int, default=8000, help="batch size of that translation")
+    p.add_argument("--max-len-a", type=float, default=1.2,
+                   help="teacher outputs are at most a · source length + b tokens (default 1.2)")
+    p.add_argument("--max-len-b", type=int, default=10, help="(default 10)")
+    p.add_argument("--workers", type=int, default=2, help="fairseq-preprocess workers")
+    p.add_argument("--cpu", action="store_true", help="train and translate on CPU")
+    return p.parse_args(argv)
+
+
+def distill(args) -> Path:
+    """Run the three steps; returns the distilled data-bin."""
+    start = time.time()
+    databin, dest = args.databin, args.destdir
+    if not (databin / "train.bin").exists() and not list(databin.glob("train.*.bin")):
+        fail(f"{databin} is not a fairseq data-bin with a train split (no train.*.bin)")
+    src, tgt = language_pair(databin, args.source_lang, args.target_lang)
+    if not (databin / f"dict.{src}.txt").exists():
+        fail(f"{databin}/dict.{src}.txt not found")
+    if (databin / f"dict.{src}.txt").read_bytes() != (databin / f"dict.{tgt}.txt").read_bytes():
+        fail(f"{databin} has separate dictionaries: Difformer needs fairseq-preprocess --joined-dictionary")
+    manifest = dest / "manifest.json"
+    options = {"databin": str(databin.resolve()), "source_lang": src, "target_lang": tgt,
+               "teacher": str(args.teacher) if args.teacher else None, "beam": args.beam}
+    if manifest.exists():
+        recorded = json.loads(manifest.read_text())
+        if recorded != options:
+            fail(f"{dest} holds a different distillation ({recorded}): use another --destdir or remove it")
+        log(f"already distilled: {dest / 'bin'}", start)
+        return dest / "bin"
+    if args.teacher is not None and not args.teacher.exists():
+        fail(f"--teacher {args.teacher} does not exist")
+    dest.mkdir(parents=True, exist_ok=True)
+    teacher = args.teacher or train_teacher(args, databin, src, tgt, dest / "teacher", start)
+    tmp = dest / ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(dest / "bin", ignore_errors=True)
+    tmp.mkdir()
+    sources, hyps = translate_train_set(args, databin, src, tgt, teacher, tmp / "train.gen", start)
+    build_databin(databin, src, tgt, sources, hyps, tmp, dest / "bin", args.workers, start)
+    shutil.rmtree(tmp)
+    manifest.write_text(json.dumps(options, indent=1))
+    log(f"distilled data-bin: {dest / 'bin'}; teacher / AR reranker: {teacher}", start)
+    return dest / "bin"
+
+
+def main(argv=None):
+    distill(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
