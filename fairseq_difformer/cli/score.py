@@ -1,0 +1,250 @@
+"""``difformer-score``: BLEU and ROUGE of hypotheses against references.
+
+Reads either a ``fairseq-generate`` output (``--generate-output``) or two plain-text files
+(``--hyp``/``--ref``, one sentence a line) and reports
+
+* SacreBLEU: sacrebleu's corpus BLEU with its default 13a tokenisation, and its signature;
+  with ``--detok LANG`` both sides are Moses-detokenised first, and ``--sacrebleu-ref`` replaces
+  the references by raw (e.g. cased, untokenised) ones;
+* tokenised BLEU, the protocol of the Difformer paper (like fairseq's BLEU and multi-bleu.perl):
+  corpus BLEU on the text as it is after BPE removal, with no further tokenisation;
+* ROUGE-1/2/L F1 (rouge-score, Porter stemming), averaged over sentences;
+* the length ratio hypothesis length / reference length of the tokenised BLEU.
+"""
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from fairseq.data.data_utils import post_process
+from rouge_score import rouge_scorer
+from sacrebleu.metrics import BLEU
+from sacremoses import MosesDetokenizer
+
+from fairseq_difformer.errors import DifformerError
+
+METRICS = ("bleu", "tok-bleu", "rouge")
+ROUGE_TYPES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L"}
+_GENERATE_LINE = re.compile(r"^([HT])-(\d+)\t(.*)$")
+
+
+def read_lines(path):
+    """The lines of a UTF-8 text file (split on newlines only); a missing or empty file is an error."""
+    path = Path(path)
+    if not path.is_file():
+        raise DifformerError(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DifformerError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise DifformerError(f"cannot read {path}: {exc.strerror}") from None
+    if not text:
+        raise DifformerError(f"{path} is empty")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+def read_generate_output(path):
+    """Hypotheses and references of a ``fairseq-generate`` output, in sentence-id order.
+
+    Uses the ``H-<id>\\t<score>\\t<text>`` and ``T-<id>\\t<text>`` lines; of several hypotheses of
+    one sentence (``--nbest``) the first, i.e. the selected one, is kept."""
+    hyps, refs = {}, {}
+    for line in read_lines(path):
+        match = _GENERATE_LINE.match(line)
+        if not match:
+            continue
+        kind, sent_id, rest = match.group(1), int(match.group(2)), match.group(3)
+        if kind == "T":
+            refs[sent_id] = rest
+        elif sent_id not in hyps:
+            hyps[sent_id] = rest.split("\t", 1)[1] if "\t" in rest else ""
+    if not hyps:
+        raise DifformerError(f"{path} has no H- (hypothesis) lines: is it a fairseq-generate output?")
+    _check_ids(path, hyps, refs)
+    ids = sorted(hyps)
+    return [hyps[i] for i in ids], [refs[i] for i in ids]
+
+
+def _check_ids(path, hyps, refs):
+    """Every hypothesis needs its reference and vice versa (no silently dropped sentences)."""
+    no_ref = sorted(set(hyps) - set(refs))
+    if no_ref:
+        raise DifformerError(
+            f"{path}: {len(no_ref)} of {len(hyps)} hypotheses have no T- (reference) line "
+            f"(first id {no_ref[0]}); generate with a target side in the data-bin"
+        )
+    no_hyp = sorted(set(refs) - set(hyps))
+    if no_hyp:
+        raise DifformerError(
+            f"{path}: {len(no_hyp)} references have no H- (hypothesis) line (first id {no_hyp[0]}); "
+            "is the file truncated?"
+        )
+
+
+def check_same_length(lines, path, other_lines, other_path):
+    """Raise an error naming both files and their line counts when they differ in length."""
+    if len(lines) != len(other_lines):
+        raise DifformerError(
+            f"{path} has {len(lines)} lines but {other_path} has {len(other_lines)}"
+        )
+
+
+def detokenize(lines, lang):
+    """Moses-detokenise each line (unescaping ``&apos;`` and the like)."""
+    detok = MosesDetokenizer(lang=lang)
+    return [detok.detokenize(line.split()) for line in lines]
+
+
+def sacrebleu_score(hyps, refs):
+    """SacreBLEU with its defaults (13a tokenisation): (BLEUScore, signature string)."""
+    bleu = BLEU()
+    return bleu.corpus_score(hyps, [refs]), str(bleu.get_signature())
+
+
+def tokenized_bleu(hyps, refs):
+    """Corpus BLEU on already tokenised text (no further tokenisation), as fairseq/multi-bleu."""
+    return BLEU(tokenize="none").corpus_score(hyps, [refs])
+
+
+def rouge_f1(hyps, refs):
+    """Mean ROUGE-1/2/L F1 × 100 over sentences (rouge-score with Porter stemming)."""
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
+    for hyp, ref in zip(hyps, refs):
+        scores = scorer.score(ref, hyp)
+        for name in ROUGE_TYPES:
+            totals[name] += scores[name].fmeasure
+    return {name: 100 * total / len(hyps) for name, total in totals.items()}
+
+
+def score(hyps, refs, metrics=METRICS, sacrebleu_refs=None, detok_lang=None):
+    """Score tokenised, BPE-free hypotheses against references.
+
+    ``sacrebleu_refs`` (raw references) and ``detok_lang`` (Moses-detokenise the hypotheses, and
+    ``refs`` where no ``sacrebleu_refs`` are given) only affect SacreBLEU. Returns a dict with
+    ``sentences`` and, per metric asked for, ``sacrebleu`` and ``sacrebleu_signature`` (bleu),
+    ``tok_bleu`` and ``length_ratio`` (tok-bleu), ``rouge1``, ``rouge2`` and ``rougeL`` (rouge)."""
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise DifformerError(f"unknown metric(s) {', '.join(unknown)}: choose from {', '.join(METRICS)}")
+    if len(hyps) != len(refs) or (sacrebleu_refs is not None and len(sacrebleu_refs) != len(hyps)):
+        raise DifformerError("hypotheses and references differ in number")
+    if not hyps:
+        raise DifformerError("no sentences to score")
+    result = {"sentences": len(hyps)}
+    if "bleu" in metrics:
+        sys_hyps = detokenize(hyps, detok_lang) if detok_lang else hyps
+        sys_refs = sacrebleu_refs
+        if sys_refs is None:
+            sys_refs = detokenize(refs, detok_lang) if detok_lang else refs
+        bleu, result["sacrebleu_signature"] = sacrebleu_score(sys_hyps, sys_refs)
+        result["sacrebleu"] = bleu.score
+    if "tok-bleu" in metrics:
+        bleu = tokenized_bleu(hyps, refs)
+        result["tok_bleu"] = bleu.score
+        result["length_ratio"] = bleu.sys_len / bleu.ref_len if bleu.ref_len else 0.0
+    if "rouge" in metrics:
+        result.update(rouge_f1(hyps, refs))
+    return result
+
+
+def format_text(result):
+    """The scores as a few human-readable lines."""
+    lines = [f"sentences: {result['sentences']}"]
+    if "sacrebleu" in result:
+        lines.append(f"SacreBLEU: {result['sacrebleu']:.2f} ({result['sacrebleu_signature']})")
+    if "tok_bleu" in result:
+        lines.append(f"tokenised BLEU: {result['tok_bleu']:.2f} (length ratio {result['length_ratio']:.3f})")
+    if "rouge1" in result:
+        lines.append("ROUGE F1: " + ", ".join(
+            f"{label} {result[name]:.2f}" for name, label in ROUGE_TYPES.items()))
+    return "\n".join(lines)
+
+
+def parse_metrics(value):
+    """``--metrics``' comma list, validated against METRICS."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in METRICS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown metric(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(METRICS)}"
+        )
+    return names
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="difformer-score",
+        description="Score hypotheses against references: SacreBLEU, tokenised BLEU (the paper's "
+                    "protocol), ROUGE-1/2/L F1 and the length ratio.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--generate-output", metavar="FILE",
+                        help="a fairseq-generate output: the first H-<id> line of each sentence is "
+                             "scored against its T-<id> line")
+    source.add_argument("--hyp", metavar="FILE", help="hypotheses, one sentence a line (needs --ref)")
+    parser.add_argument("--ref", metavar="FILE", help="references, line by line with --hyp")
+    parser.add_argument("--remove-bpe", nargs="?", const="@@ ", default=None, metavar="SYMBOL",
+                        help="remove BPE from both sides as fairseq does (default symbol: '@@ '; "
+                             "also e.g. sentencepiece)")
+    parser.add_argument("--detok", metavar="LANG",
+                        help="Moses-detokenise both sides (language LANG) before SacreBLEU; "
+                             "without it SacreBLEU sees the text as given (tokenised BLEU and "
+                             "ROUGE always use the tokenised text)")
+    parser.add_argument("--sacrebleu-ref", metavar="FILE",
+                        help="raw (untokenised, e.g. cased) references for SacreBLEU only, line by "
+                             "line with the hypotheses")
+    parser.add_argument("--metrics", type=parse_metrics, default=list(METRICS),
+                        help=f"comma list of metrics from {','.join(METRICS)} (default: all)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (keys sacrebleu, sacrebleu_signature, tok_bleu, "
+                             "rouge1, rouge2, rougeL, length_ratio, sentences) instead of text")
+    return parser
+
+
+def load_inputs(args):
+    """(hyps, refs, sacrebleu_refs) read from the files named by ``args``, BPE removed."""
+    if args.generate_output:
+        hyps, refs = read_generate_output(args.generate_output)
+        source = args.generate_output
+    else:
+        hyps, refs = read_lines(args.hyp), read_lines(args.ref)
+        check_same_length(hyps, args.hyp, refs, args.ref)
+        source = args.hyp
+    sacrebleu_refs = None
+    if args.sacrebleu_ref:
+        sacrebleu_refs = read_lines(args.sacrebleu_ref)
+        check_same_length(sacrebleu_refs, args.sacrebleu_ref, hyps, source)
+    if args.remove_bpe:
+        hyps = [post_process(line, args.remove_bpe) for line in hyps]
+        refs = [post_process(line, args.remove_bpe) for line in refs]
+    return hyps, refs, sacrebleu_refs
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.hyp and not args.ref:
+        parser.error("--hyp needs --ref")
+    if args.ref and not args.hyp:
+        parser.error("--ref goes with --hyp (a --generate-output holds its own references)")
+    try:
+        post_process("", args.remove_bpe)
+    except NotImplementedError:
+        parser.error(f"--remove-bpe: unknown symbol {args.remove_bpe!r}")
+    try:
+        hyps, refs, sacrebleu_refs = load_inputs(args)
+        result = score(hyps, refs, args.metrics, sacrebleu_refs, args.detok)
+    except DifformerError as exc:
+        parser.error(str(exc))
+    print(json.dumps(result) if args.json else format_text(result))
+
+
+if __name__ == "__main__":
+    main()
