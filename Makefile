@@ -1,11 +1,14 @@
 PYTHON ?= python3
+MINUTES ?= 30
 
-.PHONY: install test demo
+.PHONY: install test quickstart demo
 install:
 	PYTHON=$(PYTHON) bash scripts/install.sh --dev
 
 test: install
 	$(PYTHON) -m pytest -q tests
 
-demo: install
-	bash examples/demo.sh
+quickstart: install
+	$(PYTHON) examples/quickstart.py --minutes $(MINUTES)
+
+demo: quickstart
