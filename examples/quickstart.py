@@ -87,8 +87,9 @@ def train(databin: Path, save_dir: Path, minutes: float, max_update):
     budget = minutes * 60
     cmd = ["fairseq-train", databin, "--user-dir", USER_DIR, *TRAIN_ARGS,
            "--save-dir", save_dir, "--stop-time-hours", minutes / 60]
-    if max_update:
+    if max_update:  # the smoke setting: a handful of updates, each one logged
         cmd[cmd.index("--max-update") + 1] = max_update
+        cmd[cmd.index("--log-interval") + 1] = 1
     say(f"training difformer_small for {minutes:g} min (resumes from {save_dir}/checkpoint_last.pt if any)")
     start = time.time()
     proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -9,10 +9,13 @@ data=${AESLC:-$here/../shared/data/aeslc}
 work=${1:-$here/work/aeslc}
 minutes=${MINUTES:-20}
 mkdir -p "$work"
-train=$data/train.jsonl
-if [ -n "${SUBSET:-}" ]; then head -n "$SUBSET" "$data/train.jsonl" > "$work/train.subset.jsonl"; train=$work/train.subset.jsonl; fi
+train=$data/train.jsonl dev=$data/dev.jsonl
+if [ -n "${SUBSET:-}" ]; then  # a quick check: SUBSET training records, a tenth of that for dev
+  head -n "$SUBSET" "$data/train.jsonl" > "$work/train.subset.jsonl"; train=$work/train.subset.jsonl
+  head -n $((SUBSET / 10)) "$data/dev.jsonl" > "$work/dev.subset.jsonl"; dev=$work/dev.subset.jsonl
+fi
 
-difformer-prepare --train-jsonl "$train" --valid-jsonl "$data/dev.jsonl" --test-jsonl "$data/dev.jsonl" \
+difformer-prepare --train-jsonl "$train" --valid-jsonl "$dev" --test-jsonl "$dev" \
   --source-field body --target-field subject --source-lang body --target-lang subject \
   --max-source-words 200 --bpe-merges "${BPE_MERGES:-8000}" --workers 2 --destdir "$work/data"
 

@@ -8,13 +8,16 @@ data=${QQP:-$here/../shared/data/qqp}
 work=${1:-$here/work/qqp}
 minutes=${MINUTES:-20}
 mkdir -p "$work"
-train=$data/train
-if [ -n "${SUBSET:-}" ]; then
-  for side in src tgt; do head -n "$SUBSET" "$data/train.$side" > "$work/train.subset.$side"; done
-  train=$work/train.subset
+train=$data/train valid=$data/valid
+if [ -n "${SUBSET:-}" ]; then  # a quick check: SUBSET training pairs, a tenth of that for valid
+  for side in src tgt; do
+    head -n "$SUBSET" "$data/train.$side" > "$work/train.subset.$side"
+    head -n $((SUBSET / 10)) "$data/valid.$side" > "$work/valid.subset.$side"
+  done
+  train=$work/train.subset valid=$work/valid.subset
 fi
 
-difformer-prepare --trainpref "$train" --validpref "$data/valid" --testpref "$data/valid" \
+difformer-prepare --trainpref "$train" --validpref "$valid" --testpref "$valid" \
   --source-lang src --target-lang tgt --lowercase --bpe-merges "${BPE_MERGES:-8000}" --workers 2 \
   --destdir "$work/data"
 
