@@ -78,6 +78,18 @@ def prepare(work: Path, max_lines, bpe_merges):
     return work / "data" / "bin"
 
 
+def previous_training_time(checkpoint: Path) -> float:
+    """Seconds of training already in a checkpoint (fairseq counts them against the budget)."""
+    if not checkpoint.exists():
+        return 0.0
+    import torch
+
+    import fairseq_difformer  # noqa: F401  (lets torch load fairseq checkpoints)
+
+    state = torch.load(checkpoint, map_location="cpu")
+    return float(state.get("extra_state", {}).get("previous_training_time", 0.0))
+
+
 def train(databin: Path, save_dir: Path, minutes: float, max_update):
     """fairseq-train with a wall-clock budget, showing progress and an estimate of time left."""
     done = save_dir / "training.done"
@@ -91,7 +103,7 @@ def train(databin: Path, save_dir: Path, minutes: float, max_update):
         cmd[cmd.index("--max-update") + 1] = max_update
         cmd[cmd.index("--log-interval") + 1] = 1
     say(f"training difformer_small for {minutes:g} min (resumes from {save_dir}/checkpoint_last.pt if any)")
-    start = time.time()
+    start = time.time() - previous_training_time(save_dir / "checkpoint_last.pt")
     proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     with open(save_dir.parent / "train.log", "a") as log:
@@ -99,13 +111,11 @@ def train(databin: Path, save_dir: Path, minutes: float, max_update):
             log.write(line)
             if "Loaded checkpoint" in line:
                 say("resuming: " + line.split("|")[-1].strip())
-            match = re.search(r"num_updates=(\d+).*?wall=(\d+)", line)
+            match = re.search(r"loss=([\d.]+).*?num_updates=(\d+)", line)
             if "train_inner" in line and match:
-                updates, wall = int(match.group(1)), int(match.group(2))
-                loss = re.search(r"loss=([\d.]+)", line).group(1)
-                left = max(0.0, budget - wall)
-                say(f"update {updates:5d}  loss {loss}  elapsed {clock(wall)}  "
-                    f"~{clock(left)} left of {clock(budget)}  ({clock(time.time() - start)} this run)")
+                elapsed = time.time() - start
+                say(f"update {int(match.group(2)):5d}  loss {match.group(1)}  elapsed {clock(elapsed)}  "
+                    f"~{clock(max(0.0, budget - elapsed))} left of {clock(budget)}")
     if proc.wait() != 0:
         sys.exit(f"quickstart: fairseq-train failed; see {save_dir.parent / 'train.log'}")
     done.touch()
