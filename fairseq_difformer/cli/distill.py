@@ -13,6 +13,7 @@ an interrupted run leaves no DESTDIR/bin.
 
 import argparse
 import json
+import os
 import re
 import shlex
 import shutil
@@ -30,6 +31,10 @@ DEFAULT_TEACHER_ARGS = (
     "--warmup-updates 1000 --warmup-init-lr 1e-7 --weight-decay 0.0001 --clip-norm 1 "
     "--criterion label_smoothed_cross_entropy --label-smoothing 0.1 --max-tokens 4096"
 )
+
+
+# fairseq's own commands load checkpoints through the plugin, which lets torch ≥ 2.6 read them.
+USER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def fail(message):
@@ -76,7 +81,7 @@ def train_teacher(args, databin, src, tgt, teacher_dir: Path, start):
     else:
         teacher_dir.mkdir(parents=True, exist_ok=True)
         budget = ["--stop-time-hours", str(args.teacher_minutes / 60)] if args.teacher_minutes else []
-        cmd = ["fairseq-train", str(databin), "--task", "translation", "--source-lang", src,
+        cmd = ["fairseq-train", str(databin), "--user-dir", USER_DIR, "--task", "translation", "--source-lang", src,
                "--target-lang", tgt, *shlex.split(args.teacher_args), "--max-update",
                str(args.teacher_max_update), *budget, "--save-dir", str(teacher_dir),
                "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "50",
@@ -95,7 +100,7 @@ def train_teacher(args, databin, src, tgt, teacher_dir: Path, start):
 
 def translate_train_set(args, databin, src, tgt, teacher: Path, out: Path, start):
     """Beam-search the training sources; returns (sources, teacher outputs) as BPE text by id."""
-    cmd = ["fairseq-generate", str(databin), "--task", "translation", "--source-lang", src,
+    cmd = ["fairseq-generate", str(databin), "--user-dir", USER_DIR, "--task", "translation", "--source-lang", src,
            "--target-lang", tgt, "--path", str(teacher), "--gen-subset", "train",
            "--beam", str(args.beam), "--max-tokens", str(args.max_tokens), "--nbest", "1",
            "--max-len-a", str(args.max_len_a), "--max-len-b", str(args.max_len_b),
