@@ -1,0 +1,134 @@
+"""Running the fairseq commands of the benchmark and reading figures out of what they print."""
+
+import json
+import os
+import platform
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+
+class CommandFailed(RuntimeError):
+    pass
+
+
+def run_measured(cmd: List, log: Path, stdout: Optional[Path] = None) -> Dict:
+    """Run ``cmd`` to completion, its stderr (and stdout unless ``stdout`` is given) into ``log``.
+
+    Returns the wall time in seconds and the peak resident memory of the process in MiB, read
+    from the kernel's accounting of that one process (``wait4``'s ``ru_maxrss``).
+    """
+    cmd = [str(c) for c in cmd]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if stdout:
+        stdout.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    with open(log, "w") as err, open(stdout or os.devnull, "w") as out:
+        err.write("$ " + " ".join(cmd) + "\n")
+        err.flush()
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out if stdout else err, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
+        raise CommandFailed(f"{cmd[0]} failed (exit {proc.returncode}); log {log}:\n{tail}")
+    return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
+_JSON_LOG = re.compile(r"\| (train_inner|train) \| (\{.*\})\s*$")
+
+
+def training_log_records(log_text: str, tag: str = "train_inner") -> List[Dict]:
+    """The JSON statistics fairseq-train prints with ``--log-format json`` under ``tag``."""
+    records = []
+    for line in log_text.splitlines():
+        match = _JSON_LOG.search(line)
+        if match and match.group(1) == tag:
+            records.append({k: _number(v) for k, v in json.loads(match.group(2)).items()})
+    return records
+
+
+def _number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def steady_words_per_second(records: List[Dict], skip_intervals: int = 1) -> Dict:
+    """Training speed over the logged intervals after the first ``skip_intervals``:
+
+        words/s = Σ_i wpb_i · n_i / Σ_i (wpb_i · n_i / wps_i)
+
+    where interval i has n_i updates of wpb_i target tokens on average at wps_i tokens/s
+    (fairseq's ``wpb`` and ``wps``), i.e. total tokens over total time, not a mean of rates.
+    The first interval holds start-up costs (first batches, allocator warm-up) and is skipped.
+    """
+    if len(records) <= skip_intervals:
+        raise ValueError(f"need more than {skip_intervals} logged intervals, got {len(records)}")
+    start = records[skip_intervals - 1]["num_updates"] if skip_intervals else 0.0
+    tokens = seconds = 0.0
+    previous = start
+    for record in records[skip_intervals:]:
+        interval_tokens = record["wpb"] * (record["num_updates"] - previous)
+        previous = record["num_updates"]
+        tokens += interval_tokens
+        seconds += interval_tokens / record["wps"]
+    return {"words_per_s": tokens / seconds, "updates": int(previous - start)}
+
+
+_TRANSLATED = re.compile(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in ([\d.]+)s "
+                         r"\(([\d.]+) sentences/s, ([\d.]+) tokens/s\)")
+
+
+def generate_speed(log_text: str) -> Dict:
+    """fairseq-generate's own timing line: sentences, seconds and sentences/s of the decoding loop
+    (model loading and data reading excluded)."""
+    match = _TRANSLATED.search(log_text)
+    if not match:
+        raise ValueError("no 'Translated N sentences ... in Xs' line in the fairseq-generate log")
+    return {
+        "sentences": int(match.group(1).replace(",", "")),
+        "seconds": float(match.group(3)),
+        "sentences_per_s": float(match.group(4)),
+    }
+
+
+def machine_description() -> Dict:
+    import torch
+
+    import fairseq
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_gib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory_gib = round(int(line.split()[1]) / 1024 ** 2, 1)
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "description": f"{cores} CPU cores ({cpu}), {memory_gib} GiB RAM, no GPU; "
+                       f"Python {platform.python_version()}, torch {torch.__version__} "
+                       f"({torch.get_num_threads()} threads), fairseq {fairseq.__version__}",
+        "cpu": cpu,
+        "cores": cores,
+        "memory_gib": memory_gib,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "fairseq": fairseq.__version__,
+        "platform": platform.platform(),
+    }

@@ -1,0 +1,362 @@
+#!/usr/bin/env python3
+"""Difformer against fairseq's AR Transformer and CMLM on Multi30k de→en, and the paper's ablations.
+
+    python benchmarks/run.py                       # everything (about 3 hours on 2 CPU cores)
+    python benchmarks/run.py --part throughput --part train --part decode     # about 95 minutes
+    python benchmarks/run.py --part ablations --part profile                  # about 70 minutes
+    python benchmarks/run.py --quick               # every step on a small subset, a few minutes
+
+Parts (run in this order when several are given; each needs only what the parts before it left
+in the work directory):
+
+  throughput  each system trained for the same number of updates: words/s, peak memory
+  train       each system trained for --budget-minutes of wall-clock time (equal budgets)
+  decode      every decoding setting on test2016 at batch 100 and batch 1: sentences/s, peak
+              memory, SacreBLEU and tokenised BLEU (needs train)
+  ablations   the paper's ablations, each trained --ablation-minutes: BLEU and embedding collapse
+  profile     torch profiler on one training step and one decoding batch (needs train)
+  report      only regenerate the report from the results file
+
+Each finished measurement is merged into the results file at once, so parts run in separate
+sessions add up to one results file; the report (docs/benchmarks.md and its PNG plots) is
+regenerated after every part. Quick-mode results never merge with full-run results: the first
+quick part starts a fresh file. Run with nothing else busy on the machine.
+"""
+
+import argparse
+import datetime
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks import measure, report, systems  # noqa: E402
+
+USER_DIR = REPO / "fairseq_difformer"
+PARTS = ("throughput", "train", "decode", "ablations", "profile", "report")
+
+
+def say(message):
+    print(f"[benchmark {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Results:
+    """The results file: read, updated one measurement at a time, written back atomically."""
+
+    def __init__(self, path: Path, mode: str):
+        self.path = path
+        self.data = {}
+        if path.exists():
+            self.data = json.loads(path.read_text())
+            if self.data.get("mode") != mode:
+                say(f"{path} holds {self.data.get('mode')} results; starting a fresh {mode} file")
+                self.data = {}
+        self.data["mode"] = mode
+
+    def set(self, *keys_and_value):
+        *keys, last, value = keys_and_value
+        node = self.data
+        for key in keys:
+            node = node.setdefault(key, {})
+        node[last] = value
+        self.save()
+
+    def get(self, *keys, default=None):
+        node = self.data
+        for key in keys:
+            if not isinstance(node, dict) or key not in node:
+                return default
+            node = node[key]
+        return node
+
+    def save(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+        tmp.replace(self.path)
+
+
+class Benchmark:
+    def __init__(self, args):
+        self.args = args
+        self.scale = systems.QUICK if args.quick else systems.FULL
+        self.work = args.workdir
+        self.results = Results(args.results, "quick" if args.quick else "full")
+        self._databin = None
+
+    # -- data ------------------------------------------------------------------------------------
+
+    @property
+    def databin(self) -> Path:
+        """Multi30k prepared by difformer-prepare: joint BPE, one dictionary for both languages."""
+        if self._databin is None:
+            source = self.args.data
+            if self.scale.train_lines:
+                source = self.work / "subset"
+                source.mkdir(parents=True, exist_ok=True)
+                for name, n in (("train", self.scale.train_lines), ("val", self.scale.eval_lines),
+                                ("test_2016_flickr", self.scale.eval_lines)):
+                    for lang in ("de", "en"):
+                        lines = (self.args.data / f"{name}.{lang}").read_text(encoding="utf-8").splitlines()
+                        (source / f"{name}.{lang}").write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
+            destdir = self.work / "data"
+            cmd = ["difformer-prepare", "--source-lang", "de", "--target-lang", "en", "--no-tokenize",
+                   "--trainpref", source / "train", "--validpref", source / "val",
+                   "--testpref", source / "test_2016_flickr", "--bpe-merges", self.scale.bpe_merges,
+                   "--destdir", destdir]
+            say(f"preparing the data ({destdir})")
+            measure.run_measured(cmd, self.work / "logs" / "prepare.log")
+            self.results.set("commands", "prepare", _shell(cmd))
+            self._databin = destdir / "bin"
+        return self._databin
+
+    @property
+    def test_sentences(self) -> int:
+        return len((self.databin.parent / "bpe" / "test.en").read_text(encoding="utf-8").splitlines())
+
+    def train_command(self, system, save_dir, extra=()):
+        return ["fairseq-train", self.databin, "--user-dir", USER_DIR, *systems.TRAIN_ARGS[system],
+                *systems.OPTIMISATION,
+                *extra, "--save-dir", save_dir]
+
+    # -- part 1: throughput ----------------------------------------------------------------------
+
+    def throughput(self):
+        updates = self.scale.throughput_updates
+        for system in systems.SYSTEMS:
+            say(f"throughput: {system}, {updates} updates")
+            save_dir = self.work / "throughput" / system
+            shutil.rmtree(save_dir, ignore_errors=True)
+            cmd = self.train_command(system, save_dir, [
+                "--max-update", updates, "--disable-validation", "--no-save",
+                "--log-format", "json", "--log-interval", self.scale.log_interval])
+            log = self.work / "logs" / f"throughput-{system}.log"
+            usage = measure.run_measured(cmd, log)
+            speed = measure.steady_words_per_second(measure.training_log_records(log.read_text()))
+            say(f"  {speed['words_per_s']:.0f} words/s, peak memory {usage['peak_rss_mib']:.0f} MiB")
+            self.results.set("train_words_per_s", system, round(speed["words_per_s"], 1))
+            self.results.set("train_peak_rss_mib", system, round(usage["peak_rss_mib"], 1))
+            self.results.set("throughput", system, {**speed, "total_updates": updates,
+                                                    "command": _shell(cmd)})
+
+    # -- part 2: equal-budget training -----------------------------------------------------------
+
+    def train_for_budget(self, name, system, minutes, extra=()):
+        """Train until ``minutes`` of training time are spent; resumes an interrupted run and
+        reuses a finished one with the same budget and command."""
+        save_dir = self.work / "checkpoints" / name
+        cmd = self.train_command(system, save_dir, [
+            *extra, "--stop-time-hours", minutes / 60, "--max-update", 10 ** 7,
+            "--disable-validation", "--no-epoch-checkpoints", "--save-interval-updates", 500,
+            "--keep-interval-updates", 1, "--log-format", "json", "--log-interval", self.scale.log_interval])
+        done = save_dir / "training.json"
+        if done.exists() and json.loads(done.read_text())["command"] == _shell(cmd):
+            say(f"{name}: already trained for {minutes:g} min ({save_dir})")
+            return json.loads(done.read_text())
+        if done.exists():
+            shutil.rmtree(save_dir)
+        say(f"training {name} for {minutes:g} min")
+        log = self.work / "logs" / f"train-{name}.log"
+        usage = measure.run_measured(cmd, log)
+        records = measure.training_log_records(log.read_text(), tag="train_inner")
+        summary = {
+            "minutes": minutes,
+            "updates": int(records[-1]["num_updates"]) if records else 0,
+            "wall_s": round(usage["wall_s"], 1),
+            "peak_rss_mib": round(usage["peak_rss_mib"], 1),
+            "checkpoint": str(save_dir / "checkpoint_last.pt"),
+            "command": _shell(cmd),
+        }
+        done.write_text(json.dumps(summary, indent=2))
+        say(f"  {summary['updates']} updates")
+        return summary
+
+    def train(self):
+        minutes = self.args.budget_minutes
+        for system in systems.SYSTEMS:
+            summary = self.train_for_budget(system, system, minutes)
+            self.results.set("training", system, summary)
+
+    # -- part 3: decoding ------------------------------------------------------------------------
+
+    def checkpoint(self, name):
+        path = self.work / "checkpoints" / name / "checkpoint_last.pt"
+        if not (path.parent / "training.json").exists():
+            sys.exit(f"benchmark: {name} is not trained yet ({path.parent}); run --part train first")
+        return path
+
+    def generate_command(self, setting, batch_size, checkpoint=None):
+        path = str(checkpoint or self.checkpoint(setting.system))
+        if setting.reranker:
+            path += ":" + str(self.checkpoint("ar"))
+        return ["fairseq-generate", self.databin, "--user-dir", USER_DIR,
+                "--task", systems.GENERATE_TASK[setting.system], "--path", path, "--gen-subset", "test",
+                "--batch-size", batch_size, "--required-batch-size-multiple", 1, "--remove-bpe", "--cpu",
+                *setting.args]
+
+    def generate(self, setting, batch_size, checkpoint=None, tag=None):
+        tag = tag or setting.name
+        out = self.work / "generate" / f"{tag}-b{batch_size}.txt"
+        cmd = self.generate_command(setting, batch_size, checkpoint)
+        log = self.work / "logs" / f"generate-{tag}-b{batch_size}.log"
+        usage = measure.run_measured(cmd, log, stdout=out)
+        # fairseq-generate's log lines go to stderr or stdout depending on who configured logging.
+        speed = measure.generate_speed(log.read_text(encoding="utf-8") + out.read_text(encoding="utf-8"))
+        if speed["sentences"] != self.test_sentences:
+            raise measure.CommandFailed(f"{out}: {speed['sentences']} sentences translated, "
+                                        f"the test set has {self.test_sentences}")
+        return out, {**speed, "peak_rss_mib": round(usage["peak_rss_mib"], 1), "command": _shell(cmd)}
+
+    def score(self, generate_output):
+        cmd = ["difformer-score", "--generate-output", generate_output, "--detok", "en", "--json"]
+        log = generate_output.with_suffix(".score.json")
+        measure.run_measured(cmd, self.work / "logs" / "score.log", stdout=log)
+        return json.loads(log.read_text())
+
+    def decode(self):
+        selected = [s for s in systems.DECODING_SETTINGS
+                    if not self.args.settings or s.name in self.args.settings]
+        for batch_size in self.scale.decode_batch_sizes:
+            for setting in selected:
+                say(f"decoding {setting.name} at batch {batch_size}")
+                out, speed = self.generate(setting, batch_size)
+                say(f"  {speed['sentences_per_s']:.2f} sentences/s, peak memory {speed['peak_rss_mib']:.0f} MiB")
+                key = "decode_sentences_per_s" if batch_size == 100 else f"decode_sentences_per_s_batch{batch_size}"
+                self.results.set(key, setting.name, speed["sentences_per_s"])
+                self.results.set("decoding", setting.name, f"batch{batch_size}", speed)
+                if batch_size == self.scale.decode_batch_sizes[0]:
+                    scores = self.score(out)
+                    say(f"  SacreBLEU {scores['sacrebleu']:.2f}, tokenised BLEU {scores['tok_bleu']:.2f}")
+                    self.results.set("bleu", setting.name, round(scores["sacrebleu"], 2))
+                    self.results.set("tok_bleu", setting.name, round(scores["tok_bleu"], 2))
+                    self.results.set("decoding", setting.name, "scores", scores)
+        self.results.set("decoding_settings", {s.name: {"label": s.label, "system": s.system, "steps": s.steps}
+                                               for s in systems.DECODING_SETTINGS})
+        # Each system's BLEU: that of its best decoding setting.
+        for system in systems.SYSTEMS:
+            scored = {name: bleu for name, bleu in self.results.get("bleu", default={}).items()
+                      if name in systems.SETTINGS_BY_NAME and systems.SETTINGS_BY_NAME[name].system == system}
+            if scored:
+                best = max(scored, key=scored.get)
+                self.results.set("bleu", system, scored[best])
+                self.results.set("tok_bleu", system, self.results.get("tok_bleu", best))
+                self.results.set("best_setting", system, best)
+
+    # -- part 4: ablations -----------------------------------------------------------------------
+
+    def ablations(self):
+        minutes = self.args.ablation_minutes
+        setting = systems.SETTINGS_BY_NAME["difformer_20"]
+        variants = self.args.variants or list(systems.ABLATIONS)
+        for variant in variants:
+            summary = self.train_for_budget(f"ablation-{variant}", "difformer", minutes,
+                                            systems.ABLATIONS[variant])
+            checkpoint = Path(summary["checkpoint"])
+            say(f"decoding ablation {variant}")
+            out, speed = self.generate(setting, self.scale.decode_batch_sizes[0], checkpoint,
+                                       tag=f"ablation-{variant}")
+            scores = self.score(out)
+            collapse = collapse_statistics(checkpoint, systems.rescaling_factor(variant))
+            say(f"  SacreBLEU {scores['sacrebleu']:.2f}, embedding spread {collapse['spread']:.3f}, "
+                f"mean distance {collapse['mean_distance']:.2f}")
+            self.results.set("ablations", variant, {
+                "bleu": round(scores["sacrebleu"], 2),
+                "tok_bleu": round(scores["tok_bleu"], 2),
+                "collapse": round(collapse["spread"], 4),
+                "collapse_stats": collapse,
+                "description": systems.ABLATION_DESCRIPTIONS[variant],
+                "minutes": minutes,
+                "updates": summary["updates"],
+                "command": summary["command"],
+            })
+
+    # -- part 5: profile -------------------------------------------------------------------------
+
+    def profile(self):
+        from benchmarks import profiling
+
+        self.results.set("profile", profiling.profile_all(self, steps=2 if self.args.quick else 5))
+
+
+def collapse_statistics(checkpoint: Path, rescaling_factor: float) -> dict:
+    """The embedding-collapse statistics of the z0 = √d·E[w] the diffusion runs on (see
+    ``fairseq_difformer.diagnostics``), and their mean distance relative to the noise scale F."""
+    import torch
+    from fairseq import checkpoint_utils
+
+    import fairseq_difformer  # noqa: F401
+    from fairseq_difformer.diagnostics import embedding_collapse_stats
+
+    (model,), _, _ = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)])
+    decoder = model.decoder
+    with torch.no_grad():
+        z0 = decoder.embed_latent(torch.arange(decoder.embed_tokens.num_embeddings))
+    stats = embedding_collapse_stats(z0)
+    stats["distance_over_noise_scale"] = stats["mean_distance"] / rescaling_factor
+    return stats
+
+
+def _shell(cmd) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(str(c)).replace(str(REPO) + "/", "") for c in cmd)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--part", action="append", choices=PARTS,
+                   help="run only this part (repeatable); default: all of them")
+    p.add_argument("--budget-minutes", type=float, default=None,
+                   help="training minutes per system in the train part (default 20; quick 0.5)")
+    p.add_argument("--ablation-minutes", type=float, default=None,
+                   help="training minutes per ablation variant (default 8; quick 0.3)")
+    p.add_argument("--quick", action="store_true",
+                   help="check every step in a few minutes: 2,000 training pairs, 60 test sentences, "
+                        "short budgets; results are marked quick")
+    p.add_argument("--settings", nargs="+", choices=[s.name for s in systems.DECODING_SETTINGS],
+                   help="decode only these settings")
+    p.add_argument("--variants", nargs="+", choices=list(systems.ABLATIONS),
+                   help="run only these ablation variants")
+    p.add_argument("--data", type=Path, default=REPO / "data" / "multi30k",
+                   help="Multi30k folder with train/val/test_2016_flickr.{de,en} (default data/multi30k)")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="data, checkpoints, outputs, logs (default work/benchmarks[-quick])")
+    p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results.json")
+    p.add_argument("--docs", type=Path, default=REPO / "docs",
+                   help="where benchmarks.md and the plots (benchmarks/*.png) are written")
+    args = p.parse_args(argv)
+    if args.budget_minutes is None:
+        args.budget_minutes = 0.5 if args.quick else 20
+    if args.ablation_minutes is None:
+        args.ablation_minutes = 0.3 if args.quick else 8
+    if args.workdir is None:
+        args.workdir = REPO / "work" / ("benchmarks-quick" if args.quick else "benchmarks")
+    if not (args.data / "train.de").exists():
+        p.error(f"--data {args.data}: no train.de there; give the Multi30k folder")
+    parts = [part for part in PARTS if part in (args.part or PARTS)]
+
+    bench = Benchmark(args)
+    bench.results.set("machine", measure.machine_description())
+    logging.getLogger().setLevel(logging.WARNING)  # importing fairseq turned the root logger on
+    for part in parts:
+        if part != "report":
+            started = time.time()
+            say(f"part {part}")
+            getattr(bench, part)()
+            bench.results.set("parts", part, {
+                "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "minutes": round((time.time() - started) / 60, 1),
+            })
+        report.write(bench.results.data, args.docs)
+        say(f"results in {args.results}, report in {args.docs / 'benchmarks.md'}")
+
+
+if __name__ == "__main__":
+    main()

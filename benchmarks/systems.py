@@ -1,0 +1,131 @@
+"""What the benchmark trains and decodes: the systems, the ablation variants, the decoding settings.
+
+Every system has the same size (3+3 layers, d_model 256, FFN 1024, 4 heads, one embedding table
+shared by encoder, decoder and output) and the same optimisation (Adam, inverse square root
+schedule, peak 1e-3 after 400 warm-up updates, 2,048-token batches, dropout 0.1), so that the
+only difference between them is the model, its loss and its decoder.
+"""
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+SYSTEMS = ("ar", "cmlm", "difformer")
+
+OPTIMISATION = [
+    "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "1e-3",
+    "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "400", "--warmup-init-lr", "1e-7",
+    "--weight-decay", "0.01", "--clip-norm", "1", "--max-tokens", "2048", "--dropout", "0.1",
+    "--seed", "1", "--cpu", "--num-workers", "0",
+]
+
+# fairseq's transformer and cmlm_transformer, brought to difformer_small's size.
+_FAIRSEQ_SIZE = [
+    "--encoder-layers", "3", "--decoder-layers", "3",
+    "--encoder-embed-dim", "256", "--decoder-embed-dim", "256",
+    "--encoder-ffn-embed-dim", "1024", "--decoder-ffn-embed-dim", "1024",
+    "--encoder-attention-heads", "4", "--decoder-attention-heads", "4",
+    "--share-all-embeddings",
+]
+
+TRAIN_ARGS = {
+    "ar": ["--task", "translation", "--arch", "transformer", *_FAIRSEQ_SIZE,
+           "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"],
+    "cmlm": ["--task", "translation_lev", "--noise", "random_mask", "--arch", "cmlm_transformer",
+             *_FAIRSEQ_SIZE, "--apply-bert-init", "--criterion", "nat_loss", "--label-smoothing", "0.1"],
+    "difformer": ["--task", "difformer", "--arch", "difformer_small", "--share-all-embeddings",
+                  "--criterion", "difformer", "--rescaling-factor", "4"],
+}
+
+# The paper's ablations, each a change to the Difformer system above.
+ABLATIONS = {
+    "difformer": [],
+    "rounding_loss": ["--rounding-loss"],
+    "no_anchor_loss": ["--no-anchor-loss"],
+    "no_embed_norm": ["--no-embed-norm"],
+    "rescaling_1": ["--rescaling-factor", "1"],
+    "rescaling_2": ["--rescaling-factor", "2"],
+    "no_self_cond": ["--no-self-cond"],
+}
+ABLATION_GROUPS = {
+    "loss": ("difformer", "rounding_loss", "no_anchor_loss"),
+    "embedding LayerNorm": ("difformer", "no_embed_norm"),
+    "rescaling factor F": ("rescaling_1", "rescaling_2", "difformer"),
+    "self-conditioning": ("difformer", "no_self_cond"),
+}
+ABLATION_DESCRIPTIONS = {
+    "difformer": "anchor loss, embedding LayerNorm, F = 4, self-conditioning",
+    "rounding_loss": "rounding loss (round the clean z0) in place of the anchor loss",
+    "no_anchor_loss": "neither anchor nor rounding loss",
+    "no_embed_norm": "no embedding LayerNorm",
+    "rescaling_1": "noise rescaling F = 1 (no rescaling)",
+    "rescaling_2": "noise rescaling F = 2",
+    "no_self_cond": "no self-conditioning",
+}
+
+
+def rescaling_factor(variant: str) -> float:
+    args = TRAIN_ARGS["difformer"] + ABLATIONS[variant]
+    positions = [i for i, a in enumerate(args) if a == "--rescaling-factor"]
+    return float(args[positions[-1] + 1])
+
+
+@dataclass(frozen=True)
+class DecodingSetting:
+    """One way of decoding the test set: which trained system, and its generate options."""
+
+    name: str
+    system: str
+    args: Tuple[str, ...]
+    label: str
+    reranker: bool = False           # adds the AR system as the second --path (Difformer PPL-MBR)
+    steps: Optional[int] = None      # Difformer's decoding steps, for the quality/speed curve
+
+
+def _difformer(name, label, steps, early_stopping=0, lengths=1, noises=1, reranker=False):
+    args = ("--decoding-steps", str(steps), "--decoding-early-stopping", str(early_stopping),
+            "--length-beam-size", str(lengths), "--noise-beam-size", str(noises), "--seed", "1")
+    if reranker:
+        args += ("--ppl-mbr",)
+    return DecodingSetting(name, "difformer", args, label, reranker=reranker,
+                           steps=steps if early_stopping == 0 and lengths * noises == 1 else None)
+
+
+DECODING_SETTINGS: List[DecodingSetting] = [
+    DecodingSetting("ar_beam1", "ar", ("--beam", "1"), "AR Transformer, greedy"),
+    DecodingSetting("ar_beam5", "ar", ("--beam", "5"), "AR Transformer, beam 5"),
+    DecodingSetting("cmlm_lb1", "cmlm", ("--iter-decode-max-iter", "9", "--iter-decode-eos-penalty", "0",
+                                         "--iter-decode-with-beam", "1"),
+                    "CMLM, 10 iterations, length beam 1"),
+    DecodingSetting("cmlm_lb3", "cmlm", ("--iter-decode-max-iter", "9", "--iter-decode-eos-penalty", "0",
+                                         "--iter-decode-with-beam", "3"),
+                    "CMLM, 10 iterations, length beam 3"),
+    _difformer("difformer_20", "Difformer, 20 steps, early stop 5, 1×1", 20, early_stopping=5),
+    _difformer("difformer_20_3x2", "Difformer, 20 steps, early stop 5, 3×2", 20, 5, 3, 2),
+    _difformer("difformer_20_3x2_rerank", "Difformer, 20 steps, early stop 5, 3×2, AR reranker",
+               20, 5, 3, 2, reranker=True),
+    _difformer("difformer_steps2", "Difformer, 2 steps, 1×1", 2),
+    _difformer("difformer_steps5", "Difformer, 5 steps, 1×1", 5),
+    _difformer("difformer_steps10", "Difformer, 10 steps, 1×1", 10),
+    _difformer("difformer_steps20", "Difformer, 20 steps, 1×1", 20),
+    _difformer("difformer_steps50", "Difformer, 50 steps, 1×1", 50),
+]
+SETTINGS_BY_NAME = {s.name: s for s in DECODING_SETTINGS}
+BASELINE_SETTING = "ar_beam5"
+
+GENERATE_TASK = {"ar": "translation", "cmlm": "translation_lev", "difformer": "difformer"}
+
+
+@dataclass
+class Scale:
+    """How big a run is: the full benchmark or the quick check of every step."""
+
+    train_lines: Optional[int]       # None: all of Multi30k's 29k training pairs
+    eval_lines: Optional[int]        # None: all of val (1,014) and test2016 (1,000)
+    bpe_merges: int
+    throughput_updates: int
+    log_interval: int
+    decode_batch_sizes: Tuple[int, ...] = (100, 1)
+
+
+FULL = Scale(train_lines=None, eval_lines=None, bpe_merges=8000, throughput_updates=300, log_interval=50)
+QUICK = Scale(train_lines=2000, eval_lines=60, bpe_merges=1000, throughput_updates=20, log_interval=5)
