@@ -1,7 +1,7 @@
 PYTHON ?= python3
 MINUTES ?= 30
 
-.PHONY: install test quickstart demo
+.PHONY: install test quickstart demo benchmark benchmark-quick
 install:
 	PYTHON=$(PYTHON) bash scripts/install.sh --dev
 
@@ -12,3 +12,9 @@ quickstart: install
 	$(PYTHON) examples/quickstart.py --minutes $(MINUTES)
 
 demo: quickstart
+
+benchmark: install
+	$(PYTHON) benchmarks/run.py
+
+benchmark-quick: install
+	$(PYTHON) benchmarks/run.py --quick

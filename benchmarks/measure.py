@@ -52,6 +52,14 @@ def training_log_records(log_text: str, tag: str = "train_inner") -> List[Dict]:
     return records
 
 
+def final_updates(log_text: str) -> int:
+    """The number of updates a fairseq-train run ended at (its last logged statistics)."""
+    counts = [r["num_updates"] for r in training_log_records(log_text, "train_inner")]
+    counts += [r["train_num_updates"] for r in training_log_records(log_text, "train")
+               if "train_num_updates" in r]
+    return int(max(counts, default=0))
+
+
 def _number(value):
     try:
         return float(value)

@@ -1,6 +1,8 @@
-"""The benchmark report: ``docs/benchmarks.md`` and its PNG plots, from the results file alone.
+"""The benchmark report: ``docs/benchmarks.md`` and its PNG plots, from the results file.
 
-Every section is written from whatever parts the results hold; missing parts are named.
+Every section is written from whatever parts the results hold; missing parts are named. The one
+hand-written part is ``benchmarks/findings.md`` (the reading of a full run's figures), placed after
+the targets; quick-mode reports leave it out.
 """
 
 from pathlib import Path
@@ -52,7 +54,10 @@ def targets(results: Dict) -> List[Dict]:
     ]
 
 
-def render(results: Dict, plots: Dict[str, str]) -> str:
+FINDINGS = Path(__file__).with_name("findings.md")
+
+
+def render(results: Dict, plots: Dict[str, str], findings: str = "") -> str:
     out = ["# Benchmarks: Difformer against fairseq's AR Transformer and CMLM\n"]
     if results.get("mode") == "quick":
         out.append("> **Quick check** (`benchmarks/run.py --quick`): a small subset and budgets of seconds. "
@@ -76,6 +81,8 @@ def render(results: Dict, plots: Dict[str, str]) -> str:
     out.append(_table(["target", "measured", "met"],
                       [[t["name"], t["shown"], {None: "not measured", True: "yes", False: "**no**"}[t["met"]]]
                        for t in targets(results)]))
+    if findings and results.get("mode") != "quick":
+        out.append("## Findings\n\n" + findings.strip() + "\n")
 
     out.append(_section_throughput(results))
     out.append(_section_quality(results))
@@ -92,8 +99,8 @@ def _section_throughput(results):
     if not wps:
         return "## 1. Training throughput\n\nNot measured yet (`--part throughput`).\n"
     info = results.get("throughput", {})
-    rows = [[SYSTEM_NAMES[s], wps.get(s), _ratio(wps.get(s), wps.get("ar")), _ratio(wps.get(s), wps.get("cmlm")),
-             rss.get(s)] for s in systems.SYSTEMS if s in wps]
+    rows = [[SYSTEM_NAMES[s], f"{wps[s]:,.0f}", _ratio(wps[s], wps.get("ar")), _ratio(wps[s], wps.get("cmlm")),
+             f"{rss[s]:,.0f}" if s in rss else "–"] for s in systems.SYSTEMS if s in wps]
     updates = next(iter(info.values()), {}).get("total_updates")
     return ("## 1. Training throughput\n\n"
             f"Each system trained for {updates} updates from scratch; words/s over the updates after the "
@@ -295,5 +302,6 @@ def write(results: Dict, docs: Path) -> Path:
     docs.mkdir(parents=True, exist_ok=True)
     plots = make_plots(results, docs / "benchmarks", "benchmarks")
     path = docs / "benchmarks.md"
-    path.write_text(render(results, plots), encoding="utf-8")
+    findings = FINDINGS.read_text(encoding="utf-8") if FINDINGS.exists() else ""
+    path.write_text(render(results, plots, findings), encoding="utf-8")
     return path

@@ -163,10 +163,9 @@ class Benchmark:
         say(f"training {name} for {minutes:g} min")
         log = self.work / "logs" / f"train-{name}.log"
         usage = measure.run_measured(cmd, log)
-        records = measure.training_log_records(log.read_text(), tag="train_inner")
         summary = {
             "minutes": minutes,
-            "updates": int(records[-1]["num_updates"]) if records else 0,
+            "updates": measure.final_updates(log.read_text()),
             "wall_s": round(usage["wall_s"], 1),
             "peak_rss_mib": round(usage["peak_rss_mib"], 1),
             "checkpoint": str(save_dir / "checkpoint_last.pt"),

@@ -109,18 +109,22 @@ class DifformerGenerator:
         z_t = torch.randn(bsz * k, max_len, model.args.latent_dim, device=src_tokens.device)
         z_t = z_t * self.diffusion.noise_scale
         z0_hat = torch.zeros_like(z_t)
-        history = []
+        history, cache = [], {}
+        last = len(self.step_indices) - 1
+        needs_words = self.config.clamping or self.config.retain_history
         for i, step in enumerate(self.step_indices):
             t = torch.full((bsz * k,), step, dtype=torch.long, device=z_t.device)
-            z0_hat = decoder(z_t, self.diffusion.timestep_map[t], z0_hat, encoder_out, padding_mask)
-            logits = decoder.output_layer(z0_hat)
-            if self.config.clamping or self.config.retain_history:
+            z0_hat = decoder(z_t, self.diffusion.timestep_map[t], z0_hat, encoder_out, padding_mask,
+                             cross_attention_cache=cache)
+            if needs_words or i == last:  # the vocabulary projection ẑ0·Eᵀ only where it is used
+                logits = decoder.output_layer(z0_hat)
+            if needs_words:
                 tokens, _ = self.words(logits, lengths, padding_mask)
-            if self.config.retain_history:
-                history.append(tokens)
-            if self.config.clamping:
-                z0_hat = decoder.embed_latent(tokens.masked_fill(padding_mask, self.pad))
-            if i + 1 < len(self.step_indices):
+                if self.config.retain_history:
+                    history.append(tokens)
+                if self.config.clamping:
+                    z0_hat = decoder.embed_latent(tokens.masked_fill(padding_mask, self.pad))
+            if i < last:
                 z_t = self.diffusion.p_sample(z_t, z0_hat, t)
 
         tokens, positional_scores = self.words(logits, lengths, padding_mask)

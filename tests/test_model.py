@@ -102,6 +102,27 @@ def test_padding_never_leaks_into_the_prediction():
     torch.testing.assert_close(z0_hat[~padding_mask], z0_hat_garbage[~padding_mask])
 
 
+def test_cross_attention_cache_reuses_the_source_keys_and_values_and_changes_nothing():
+    model = build()
+    src, src_lengths, tgt = batch()
+    encoder_out = model.encoder(src, src_lengths=src_lengths)
+    padding_mask = tgt.eq(DICT.pad())
+    source_projections = []
+    for layer in model.decoder.layers:
+        layer.encoder_attn.k_proj.register_forward_hook(lambda *a: source_projections.append(1))
+    cache = {}
+    for step in range(3):
+        z_t, z0_prev = torch.randn(2, 4, 8), torch.randn(2, 4, 8)
+        t = torch.tensor([90 - 10 * step, 50 - 10 * step])
+        expected = model.decoder(z_t, t, z0_prev, encoder_out, padding_mask)
+        before = len(source_projections)
+        cached = model.decoder(z_t, t, z0_prev, encoder_out, padding_mask, cross_attention_cache=cache)
+        torch.testing.assert_close(cached[~padding_mask], expected[~padding_mask])
+        # The source is projected once per layer at the first step, never again.
+        assert len(source_projections) - before == (len(model.decoder.layers) if step == 0 else 0)
+    assert len(cache) == len(model.decoder.layers)
+
+
 def test_padding_never_leaks_into_the_losses():
     model = build()
     crit = criterion(model)
@@ -263,7 +284,7 @@ def test_early_stopping_skips_the_last_steps_and_history_keeps_each():
     src, src_lengths, _ = batch()
     calls = []
     original = model.decoder.forward
-    model.decoder.forward = lambda *a: calls.append(int(a[1][0])) or original(*a)
+    model.decoder.forward = lambda *a, **kw: calls.append(int(a[1][0])) or original(*a, **kw)
     gen = generator(model, steps=20, early_stopping=5, retain_history=True)
     hypos = gen.generate([model], {"net_input": {"src_tokens": src, "src_lengths": src_lengths}})
     assert len(calls) == 15 and calls[0] == 99 and calls == sorted(calls, reverse=True)
@@ -276,9 +297,9 @@ def test_clamping_feeds_the_argmax_embedding_back():
     inputs = []
     original = model.decoder.forward
 
-    def spy(z_t, t, z0_prev, *args):
+    def spy(z_t, t, z0_prev, *args, **kwargs):
         inputs.append(z0_prev)
-        return original(z_t, t, z0_prev, *args)
+        return original(z_t, t, z0_prev, *args, **kwargs)
 
     model.decoder.forward = spy
     generator(model, steps=3, clamping=True).generate([model], {"net_input": {"src_tokens": src, "src_lengths": src_lengths}})

@@ -192,11 +192,15 @@ class DifformerDecoder(NATransformerDecoder):
         """z0 = √d_latent · E[w]."""
         return self.latent_scale * self.embed_tokens(tokens)
 
-    def forward(self, z_t, t, z0_prev, encoder_out, padding_mask):
+    def forward(self, z_t, t, z0_prev, encoder_out, padding_mask, cross_attention_cache=None):
         """ẑ0 = P_out · Layers(EmbedNorm(LatentInput(z_t, ẑ0_prev) + TimeMLP(t') + pos)).
 
         z_t, z0_prev: B × T × d_latent; t: B (training-schedule timesteps); padding_mask: B × T.
         Returns ẑ0: B × T × d_latent.
+
+        ``cross_attention_cache``: a dict kept across the denoising steps of one batch (same
+        ``encoder_out``). The first call fills it with every layer's source-side attention keys
+        and values, later calls reuse them instead of projecting the source again.
         """
         x = self.latent_input(self.latent_norm(z_t), self.latent_norm(z0_prev))    # B × T × d
         x = x + self.time_embed(t * self.time_scale)[:, None, :]
@@ -210,14 +214,23 @@ class DifformerDecoder(NATransformerDecoder):
         encoder_padding_mask = (
             encoder_out["encoder_padding_mask"][0] if encoder_out["encoder_padding_mask"] else None
         )
+        # fairseq's incremental state, holding only the cached source keys and values: the
+        # self-attention finds nothing of its own there and attends over the whole target.
+        state = None if cross_attention_cache is None else dict(cross_attention_cache)
         for layer in self.layers:
             x, _, _ = layer(
                 x,
                 encoder_states,
                 encoder_padding_mask,
+                incremental_state=state,
                 self_attn_mask=None,          # the denoiser sees the whole target
                 self_attn_padding_mask=padding_mask,
             )
+        if cross_attention_cache is not None and not cross_attention_cache:
+            for layer in self.layers:
+                layer.encoder_attn._set_input_buffer(
+                    cross_attention_cache, layer.encoder_attn._get_input_buffer(state)
+                )
         if self.layer_norm is not None:
             x = self.layer_norm(x)
         return self.project_out_dim(x.transpose(0, 1))                            # B × T × d_lat

@@ -1,0 +1,122 @@
+"""The benchmark's measuring and reporting code: log parsing, rates, memory, results merging, report."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks import measure, report, systems  # noqa: E402
+from benchmarks.run import Results  # noqa: E402
+
+
+def train_inner(updates, wpb, wps):
+    stats = {"epoch": 1, "update": 0.1, "loss": "9.1", "wps": str(wps), "ups": "1.2", "wpb": str(wpb),
+             "num_updates": str(updates), "lr": "0.0001"}
+    return f"2026-11-26 09:00:00 | INFO | train_inner | {json.dumps(stats)}"
+
+
+def test_training_speed_is_total_tokens_over_total_time_after_the_first_interval():
+    log = "\n".join([
+        "2026-11-26 08:59:00 | INFO | fairseq_cli.train | model transformer",
+        train_inner(50, 1000, 500),      # start-up interval: skipped
+        train_inner(100, 1000, 2000),    # 50k tokens in 25 s
+        train_inner(150, 2000, 1000),    # 100k tokens in 100 s
+        '2026-11-26 09:01:00 | INFO | train | {"epoch": 1, "wps": "1.0", "num_updates": "150"}',
+    ])
+    records = measure.training_log_records(log)
+    assert [r["num_updates"] for r in records] == [50, 100, 150]
+    speed = measure.steady_words_per_second(records)
+    assert speed["words_per_s"] == pytest.approx(150_000 / 125)   # not the mean of the rates (1500)
+    assert speed["updates"] == 100
+    with pytest.raises(ValueError, match="more than 1 logged intervals"):
+        measure.steady_words_per_second(records[:1])
+
+
+def test_generate_speed_reads_fairseq_generates_own_timing():
+    text = ("H-0\t-0.5\ta dog\n"
+            "2026-11-26 09:00:00 | INFO | fairseq_cli.generate | Translated 1,000 sentences "
+            "(14,012 tokens) in 50.9s (19.64 sentences/s, 275.17 tokens/s)\n")
+    assert measure.generate_speed(text) == {"sentences": 1000, "seconds": 50.9, "sentences_per_s": 19.64}
+    with pytest.raises(ValueError, match="Translated"):
+        measure.generate_speed("H-0\t-0.5\ta dog\n")
+
+
+def test_peak_memory_is_that_of_the_process_and_failures_show_the_log(tmp_path):
+    usage = measure.run_measured([sys.executable, "-c", "x = bytearray(300 * 2**20); x[::4096] = b'1' * len(x[::4096])"],
+                                 tmp_path / "ok.log")
+    assert usage["peak_rss_mib"] > 300
+    with pytest.raises(measure.CommandFailed, match="no such thing"):
+        measure.run_measured([sys.executable, "-c", "import sys; sys.exit('no such thing')"], tmp_path / "bad.log")
+
+
+def test_results_merge_parts_and_never_mix_quick_with_full(tmp_path):
+    path = tmp_path / "results.json"
+    full = Results(path, "full")
+    full.set("train_words_per_s", "ar", 1600.0)
+    again = Results(path, "full")
+    again.set("train_words_per_s", "cmlm", 2000.0)
+    assert json.loads(path.read_text())["train_words_per_s"] == {"ar": 1600.0, "cmlm": 2000.0}
+    quick = Results(path, "quick")
+    quick.set("bleu", "ar", 1.0)
+    assert json.loads(path.read_text()) == {"mode": "quick", "bleu": {"ar": 1.0}}
+
+
+def synthetic_results():
+    decoding, bleu, speed = {}, {}, {}
+    for i, setting in enumerate(systems.DECODING_SETTINGS):
+        bleu[setting.name] = 20.0 + i
+        speed[setting.name] = 10.0 + i
+        decoding[setting.name] = {
+            "batch100": {"sentences_per_s": 10.0 + i, "peak_rss_mib": 500.0, "command": f"fairseq-generate {i}"},
+            "batch1": {"sentences_per_s": 2.0, "peak_rss_mib": 400.0, "command": f"fairseq-generate {i} b1"},
+        }
+    bleu.update(ar=21.0, cmlm=23.0, difformer=31.0)
+    collapse = {"spread": 1.3, "mean_distance": 10.0, "mean_norm": 8.0, "distance_over_noise_scale": 2.5}
+    return {
+        "mode": "full",
+        "machine": {"description": "2 CPU cores (test)"},
+        "train_words_per_s": {"ar": 1600.0, "cmlm": 2000.0, "difformer": 1500.0},
+        "train_peak_rss_mib": {"ar": 900.0, "cmlm": 900.0, "difformer": 950.0},
+        "throughput": {s: {"total_updates": 300, "command": f"fairseq-train {s}"} for s in systems.SYSTEMS},
+        "training": {s: {"minutes": 20, "updates": 2000, "command": f"fairseq-train {s}"} for s in systems.SYSTEMS},
+        "decode_sentences_per_s": speed,
+        "decoding": decoding,
+        "bleu": bleu,
+        "tok_bleu": dict(bleu),
+        "best_setting": {"ar": "ar_beam5", "cmlm": "cmlm_lb3", "difformer": "difformer_steps50"},
+        "ablations": {v: {"bleu": 10.0, "tok_bleu": 10.0, "collapse": 1.3, "collapse_stats": collapse,
+                          "description": systems.ABLATION_DESCRIPTIONS[v], "minutes": 8, "updates": 800,
+                          "command": f"fairseq-train {v}"} for v in systems.ABLATIONS},
+    }
+
+
+def test_targets_are_the_ratios_to_the_baselines():
+    results = synthetic_results()
+    train, decode, quality = report.targets(results)
+    assert train["value"] == pytest.approx(0.75) and train["met"] is False
+    names = [s.name for s in systems.DECODING_SETTINGS]
+    expected = (10.0 + names.index("difformer_20")) / (10.0 + names.index("ar_beam5"))
+    assert decode["value"] == pytest.approx(expected) and decode["met"] is (expected >= 1)
+    assert quality["value"] == pytest.approx(8.0) and quality["met"] is True
+    del results["bleu"]["cmlm"]
+    assert report.targets(results)[2]["met"] is None
+
+
+def test_report_has_every_section_and_its_plots(tmp_path):
+    path = report.write(synthetic_results(), tmp_path)
+    text = path.read_text()
+    for heading in ("## Targets", "## 1. Training throughput", "## 2. Quality", "## 3. Decoding",
+                    "## 4. Ablations", "## Commands"):
+        assert heading in text
+    assert "| Difformer | 1,500 | 0.94× | 0.75× | 950 |" in text
+    assert "`difformer_20_3x2_rerank`" in text and "`no_self_cond`" in text
+    for plot in ("steps_curve", "quality_speed", "ablations"):
+        png = tmp_path / "benchmarks" / f"{plot}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG" and f"benchmarks/{plot}.png" in text
+    # A part not run yet is named, not left out silently.
+    empty = report.write({"mode": "quick"}, tmp_path / "empty").read_text()
+    assert "Not measured yet (`--part ablations`)" in empty and "Quick check" in empty
