@@ -34,6 +34,10 @@ def test_training_speed_is_total_tokens_over_total_time_after_the_first_interval
     assert speed["updates"] == 100
     with pytest.raises(ValueError, match="more than 1 logged intervals"):
         measure.steady_words_per_second(records[:1])
+    # A run stopped by its time budget ends between two logged intervals.
+    end = '2026-11-26 09:02:00 | INFO | train | {"epoch": 2, "train_wps": "1.0", "train_num_updates": "163"}'
+    assert measure.final_updates(log + "\n" + end) == 163
+    assert measure.final_updates(log) == 150
 
 
 def test_generate_speed_reads_fairseq_generates_own_timing():
