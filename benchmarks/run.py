@@ -2,7 +2,7 @@
 """Difformer against fairseq's AR Transformer and CMLM on Multi30k de→en, and the paper's ablations.
 
     python benchmarks/run.py                       # everything (about 3 hours on 2 CPU cores)
-    python benchmarks/run.py --part throughput --part train --part decode     # about 95 minutes
+    python benchmarks/run.py --part throughput --part train --part decode     # about 105 minutes
     python benchmarks/run.py --part ablations --part profile                  # about 70 minutes
     python benchmarks/run.py --quick               # every step on a small subset, a few minutes
 
