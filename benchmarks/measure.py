@@ -32,10 +32,10 @@ def run_measured(cmd: List, log: Path, stdout: Optional[Path] = None) -> Dict:
         proc = subprocess.Popen(cmd, stdout=out if stdout else err, stderr=err, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
-        raise CommandFailed(f"{cmd[0]} failed (exit {proc.returncode}); log {log}:\n{tail}")
+        raise CommandFailed(f"{cmd[0]} failed (exit {code}); log {log}:\n{tail}")
     return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024}
 
 

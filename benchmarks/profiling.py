@@ -60,15 +60,21 @@ def _summary(prof, steps: int, wall: float) -> Dict:
     }
 
 
-def profile_training(train_cmd: List[str], steps: int) -> Dict:
-    """``steps`` training steps (forward, backward, Adam update) after two unprofiled ones."""
-    from fairseq import options, tasks
+def _config(parser, cmd: List[str]):
+    """fairseq's configuration of a fairseq-train / fairseq-generate command line."""
+    from fairseq import options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     import fairseq_difformer  # noqa: F401
 
-    parser = options.get_training_parser()
-    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, [str(c) for c in train_cmd[1:]]))
+    return convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, [str(c) for c in cmd[1:]]))
+
+
+def profile_training(train_cmd: List[str], steps: int) -> Dict:
+    """``steps`` training steps (forward, backward, Adam update) after two unprofiled ones."""
+    from fairseq import options, tasks
+
+    cfg = _config(options.get_training_parser(), train_cmd)
     torch.manual_seed(1)
     task = tasks.setup_task(cfg.task)
     task.load_dataset("train")
@@ -108,12 +114,8 @@ def profile_training(train_cmd: List[str], steps: int) -> Dict:
 def profile_decoding(generate_cmd: List[str]) -> Dict:
     """The first batch of the test set, decoded once unprofiled (warm-up) and once profiled."""
     from fairseq import checkpoint_utils, options, tasks, utils
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    import fairseq_difformer  # noqa: F401
-
-    parser = options.get_generation_parser()
-    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, [str(c) for c in generate_cmd[1:]]))
+    cfg = _config(options.get_generation_parser(), generate_cmd)
     torch.manual_seed(1)
     task = tasks.setup_task(cfg.task)
     task.load_dataset(cfg.dataset.gen_subset)
