@@ -45,13 +45,19 @@ ABLATIONS = {
     "rescaling_1": ["--rescaling-factor", "1"],
     "rescaling_2": ["--rescaling-factor", "2"],
     "no_self_cond": ["--no-self-cond"],
+    # The reference again from other seeds: how far two runs of one recipe land apart, the yardstick
+    # for reading the differences above.
+    "difformer_seed2": ["--seed", "2"],
+    "difformer_seed3": ["--seed", "3"],
 }
 ABLATION_GROUPS = {
     "loss": ("difformer", "rounding_loss", "no_anchor_loss"),
     "embedding LayerNorm": ("difformer", "no_embed_norm"),
     "rescaling factor F": ("rescaling_1", "rescaling_2", "difformer"),
     "self-conditioning": ("difformer", "no_self_cond"),
+    "run-to-run (seed)": ("difformer", "difformer_seed2", "difformer_seed3"),
 }
+SEED_VARIANTS = ABLATION_GROUPS["run-to-run (seed)"]
 ABLATION_DESCRIPTIONS = {
     "difformer": "anchor loss, embedding LayerNorm, F = 4, self-conditioning",
     "rounding_loss": "rounding loss (round the clean z0) in place of the anchor loss",
@@ -60,6 +66,8 @@ ABLATION_DESCRIPTIONS = {
     "rescaling_1": "noise rescaling F = 1 (no rescaling)",
     "rescaling_2": "noise rescaling F = 2",
     "no_self_cond": "no self-conditioning",
+    "difformer_seed2": "the reference, seed 2",
+    "difformer_seed3": "the reference, seed 3",
 }
 
 

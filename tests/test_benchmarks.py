@@ -79,7 +79,9 @@ def synthetic_results():
             "batch1": {"sentences_per_s": 2.0, "peak_rss_mib": 400.0, "command": f"fairseq-generate {i} b1"},
         }
     bleu.update(ar=21.0, cmlm=23.0, difformer=31.0)
-    collapse = {"spread": 1.3, "mean_distance": 10.0, "mean_norm": 8.0, "distance_over_noise_scale": 2.5}
+    collapse = {"spread": 1.3, "mean_distance": 10.0, "mean_norm": 8.0, "distance_over_noise_scale": 2.5,
+                "norm_variation": 0.2}
+    ablation_bleu = {"difformer_seed2": 10.5, "difformer_seed3": 9.0}
     return {
         "mode": "full",
         "machine": {"description": "2 CPU cores (test)"},
@@ -92,7 +94,7 @@ def synthetic_results():
         "bleu": bleu,
         "tok_bleu": dict(bleu),
         "best_setting": {"ar": "ar_beam5", "cmlm": "cmlm_lb3", "difformer": "difformer_steps50"},
-        "ablations": {v: {"bleu": 10.0, "tok_bleu": 10.0, "collapse": 1.3, "collapse_stats": collapse,
+        "ablations": {v: {"bleu": ablation_bleu.get(v, 10.0), "tok_bleu": 10.0, "collapse": 1.3, "collapse_stats": collapse,
                           "description": systems.ABLATION_DESCRIPTIONS[v], "minutes": 8, "updates": 800,
                           "command": f"fairseq-train {v}"} for v in systems.ABLATIONS},
     }
@@ -118,6 +120,8 @@ def test_report_has_every_section_and_its_plots(tmp_path):
         assert heading in text
     assert "| Difformer | 1,500 | 0.94× | 0.75× | 950 |" in text
     assert "`difformer_20_3x2_rerank`" in text and "`no_self_cond`" in text
+    # The seed runs of the reference give the yardstick for the ablation differences.
+    assert "3 seeds lands between 9.00 and 10.50 SacreBLEU" in text and "range (1.50)" in text
     for plot in ("steps_curve", "quality_speed", "ablations"):
         png = tmp_path / "benchmarks" / f"{plot}.png"
         assert png.read_bytes()[:4] == b"\x89PNG" and f"benchmarks/{plot}.png" in text
