@@ -66,7 +66,7 @@ def render(results: Dict, plots: Dict[str, str], findings: str = "") -> str:
     machine = results.get("machine", {})
     out.append(f"**Machine:** {machine.get('description', 'unknown')}.\n")
     parts = results.get("parts", {})
-    out.append("**Parts:** " + (", ".join(f"`{p}` ({v['minutes']} min, finished {v['finished']})"
+    out.append("**Parts:** " + (", ".join(f"`{p}` (last run {v['minutes']} min, finished {v['finished']})"
                                           for p, v in parts.items()) or "none run") + ".\n")
     out.append("**Setup:** Multi30k German→English (29k training pairs, lowercased and tokenised "
                "release), joint BPE with 8k merges by `difformer-prepare`, test2016 (1,000 sentences). "
@@ -288,18 +288,30 @@ def make_plots(results: Dict, directory: Path, prefix: str) -> Dict[str, str]:
     ablations = results.get("ablations", {})
     if ablations:
         names = [v for v in systems.ABLATIONS if v in ablations]
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-        ax1.bar(names, [ablations[v]["bleu"] for v in names], color="tab:blue")
+        stats = {v: ablations[v]["collapse_stats"] for v in names}
+        x = list(range(len(names)))
+        fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 4))
+        ax1.bar(x, [ablations[v]["bleu"] for v in names], color="tab:blue")
+        seeds = [ablations[v]["bleu"] for v in systems.SEED_VARIANTS if v in ablations]
+        if len(seeds) > 1:
+            ax1.axhspan(min(seeds), max(seeds), color="tab:orange", alpha=0.3,
+                        label=f"reference over {len(seeds)} seeds")
+            ax1.legend(fontsize=8)
+        ax1.set_ylim(0, 1.25 * max([ablations[v]["bleu"] for v in names] + [1.0]))
         ax1.set_ylabel("SacreBLEU")
-        ax2.bar(names, [ablations[v]["collapse_stats"]["spread"] for v in names], color="tab:gray",
+        ax1.set_title("BLEU (20 steps, 1×1)")
+        width = 0.4
+        ax2.bar([i - width / 2 for i in x], [stats[v]["spread"] for v in names], width, color="tab:gray",
                 label="spread (distance ÷ norm)")
-        ax2.bar(names, [ablations[v]["collapse_stats"]["distance_over_noise_scale"] for v in names],
-                color="tab:red", alpha=0.6, width=0.4, label="mean distance ÷ F")
+        ax2.bar([i + width / 2 for i in x], [stats[v].get("norm_variation", 0.0) for v in names], width,
+                color="tab:green", label="norm variation (std ÷ mean)")
         ax2.legend(fontsize=8)
-        for ax in (ax1, ax2):
-            ax.tick_params(axis="x", rotation=35, labelsize=8)
-        ax1.set_title("BLEU")
-        ax2.set_title("embedding collapse statistics")
+        ax2.set_title("embedding geometry")
+        ax3.bar(x, [stats[v]["distance_over_noise_scale"] for v in names], color="tab:red")
+        ax3.set_title("mean distance between words ÷ F")
+        for ax in (ax1, ax2, ax3):
+            ax.set_xticks(x, names)
+            ax.tick_params(axis="x", rotation=40, labelsize=8)
         fig.tight_layout()
         fig.savefig(directory / "ablations.png", dpi=120)
         plt.close(fig)

@@ -3,7 +3,7 @@
 
     python benchmarks/run.py                       # everything (about 3 hours on 2 CPU cores)
     python benchmarks/run.py --part throughput --part train --part decode     # about 105 minutes
-    python benchmarks/run.py --part ablations --part profile                  # about 70 minutes
+    python benchmarks/run.py --part ablations --part profile                  # about 90 minutes
     python benchmarks/run.py --quick               # every step on a small subset, a few minutes
 
 Parts (run in this order when several are given; each needs only what the parts before it left
