@@ -157,6 +157,11 @@ def _section_decoding(results, plots):
     return text
 
 
+def _seed_bleus(ablations) -> List[float]:
+    """SacreBLEU of the reference ablation recipe from each seed measured (run-to-run noise)."""
+    return [ablations[v]["bleu"] for v in systems.SEED_VARIANTS if v in ablations]
+
+
 def _section_ablations(results, plots):
     ablations = results.get("ablations", {})
     if not ablations:
@@ -170,7 +175,7 @@ def _section_ablations(results, plots):
                 rows.append([group, f"`{variant}`", a["description"], a["minutes"], a["updates"], a["bleu"],
                              a["tok_bleu"], c["spread"], c["mean_distance"], c["mean_norm"],
                              c["distance_over_noise_scale"], c.get("norm_variation", "–")])
-    seeds = [ablations[v]["bleu"] for v in systems.SEED_VARIANTS if v in ablations]
+    seeds = _seed_bleus(ablations)
     noise = (f"The reference recipe trained from {len(seeds)} seeds lands between {min(seeds):.2f} and "
              f"{max(seeds):.2f} SacreBLEU: a difference smaller than that range ({max(seeds) - min(seeds):.2f}) "
              "is not resolved by single runs at this budget.\n\n" if len(seeds) > 1 else "")
@@ -292,7 +297,7 @@ def make_plots(results: Dict, directory: Path, prefix: str) -> Dict[str, str]:
         x = list(range(len(names)))
         fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 4))
         ax1.bar(x, [ablations[v]["bleu"] for v in names], color="tab:blue")
-        seeds = [ablations[v]["bleu"] for v in systems.SEED_VARIANTS if v in ablations]
+        seeds = _seed_bleus(ablations)
         if len(seeds) > 1:
             ax1.axhspan(min(seeds), max(seeds), color="tab:orange", alpha=0.3,
                         label=f"reference over {len(seeds)} seeds")
