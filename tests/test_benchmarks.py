@@ -94,8 +94,8 @@ def synthetic_results():
         "bleu": bleu,
         "tok_bleu": dict(bleu),
         "best_setting": {"ar": "ar_beam5", "cmlm": "cmlm_lb3", "difformer": "difformer_steps50"},
-        "ablations": {v: {"bleu": ablation_bleu.get(v, 10.0), "tok_bleu": 10.0, "collapse": 1.3, "collapse_stats": collapse,
-                          "description": systems.ABLATION_DESCRIPTIONS[v], "minutes": 8, "updates": 800,
+        "ablations": {v: {"bleu": ablation_bleu.get(v, 10.0), "tok_bleu": 10.0, "collapse": 1.3,
+                          "collapse_stats": collapse, "description": systems.ABLATION_DESCRIPTIONS[v], "minutes": 8, "updates": 800,
                           "command": f"fairseq-train {v}"} for v in systems.ABLATIONS},
     }
 

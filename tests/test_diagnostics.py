@@ -9,7 +9,7 @@ from fairseq_difformer.diagnostics import embedding_collapse_stats
 
 
 def _with_specials(words):
-    """Four special-symbol rows (far away, so a statistic that used them would show it) above ``words``."""
+    """Four special-symbol rows above ``words``, far away so that a statistic using them would show it."""
     return torch.cat([torch.full((4, words.size(1)), 100.0), words])
 
 
@@ -35,7 +35,8 @@ def test_collinear_embeddings_of_two_norms():
 
 def test_shrinking_lowers_distance_not_spread():
     words = torch.randn(50, 16, generator=torch.Generator().manual_seed(0))
-    big, small = embedding_collapse_stats(_with_specials(words)), embedding_collapse_stats(_with_specials(0.25 * words))
+    big = embedding_collapse_stats(_with_specials(words))
+    small = embedding_collapse_stats(_with_specials(0.25 * words))
     assert small["mean_distance"] == pytest.approx(0.25 * big["mean_distance"], rel=1e-5)
     assert small["spread"] == pytest.approx(big["spread"], rel=1e-5)
     assert small["norm_variation"] == pytest.approx(big["norm_variation"], rel=1e-5)
