@@ -174,7 +174,7 @@ def _section_ablations(results, plots):
                 c = a["collapse_stats"]
                 rows.append([group, f"`{variant}`", a["description"], a["minutes"], a["updates"], a["bleu"],
                              a["tok_bleu"], c["spread"], c["mean_distance"], c["mean_norm"],
-                             c["distance_over_noise_scale"], c.get("norm_variation", "–")])
+                             c["distance_over_noise_scale"], c["norm_variation"]])
     seeds = _seed_bleus(ablations)
     noise = (f"The reference recipe trained from {len(seeds)} seeds lands between {min(seeds):.2f} and "
              f"{max(seeds):.2f} SacreBLEU: a difference smaller than that range ({max(seeds) - min(seeds):.2f}) "
@@ -296,19 +296,20 @@ def make_plots(results: Dict, directory: Path, prefix: str) -> Dict[str, str]:
         stats = {v: ablations[v]["collapse_stats"] for v in names}
         x = list(range(len(names)))
         fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 4))
-        ax1.bar(x, [ablations[v]["bleu"] for v in names], color="tab:blue")
+        bleu = [ablations[v]["bleu"] for v in names]
+        ax1.bar(x, bleu, color="tab:blue")
         seeds = _seed_bleus(ablations)
         if len(seeds) > 1:
             ax1.axhspan(min(seeds), max(seeds), color="tab:orange", alpha=0.3,
                         label=f"reference over {len(seeds)} seeds")
             ax1.legend(fontsize=8)
-        ax1.set_ylim(0, 1.25 * max([ablations[v]["bleu"] for v in names] + [1.0]))
+        ax1.set_ylim(0, 1.25 * max(bleu + [1.0]))
         ax1.set_ylabel("SacreBLEU")
         ax1.set_title("BLEU (20 steps, 1×1)")
         width = 0.4
         ax2.bar([i - width / 2 for i in x], [stats[v]["spread"] for v in names], width, color="tab:gray",
                 label="spread (distance ÷ norm)")
-        ax2.bar([i + width / 2 for i in x], [stats[v].get("norm_variation", 0.0) for v in names], width,
+        ax2.bar([i + width / 2 for i in x], [stats[v]["norm_variation"] for v in names], width,
                 color="tab:green", label="norm variation (std ÷ mean)")
         ax2.legend(fontsize=8)
         ax2.set_title("embedding geometry")
