@@ -97,6 +97,10 @@ class DifformerGenerator:
         src_tokens = sample["net_input"]["src_tokens"]
         src_lengths = sample["net_input"]["src_lengths"]
         bsz, k = src_tokens.size(0), self.candidates_per_source
+        # Latents take the model's dtype (fp16 / bf16 under --fp16 / --bf16) and device; the
+        # process follows the model there (it may have been built before the model moved).
+        weight = decoder.embed_tokens.weight
+        diffusion = self.diffusion.to(weight.device)
 
         encoder_out = model.forward_encoder([src_tokens, src_lengths])
         length_out = decoder.forward_length(normalize=True, encoder_out=encoder_out)
@@ -106,15 +110,15 @@ class DifformerGenerator:
 
         max_len = int(lengths.max())
         padding_mask = torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
-        z_t = torch.randn(bsz * k, max_len, model.args.latent_dim, device=src_tokens.device)
-        z_t = z_t * self.diffusion.noise_scale
+        z_t = torch.randn(bsz * k, max_len, model.args.latent_dim, device=weight.device, dtype=weight.dtype)
+        z_t = z_t * diffusion.noise_scale
         z0_hat = torch.zeros_like(z_t)
         history, cache = [], {}
         last = len(self.step_indices) - 1
         needs_words = self.config.clamping or self.config.retain_history
         for i, step in enumerate(self.step_indices):
             t = torch.full((bsz * k,), step, dtype=torch.long, device=z_t.device)
-            z0_hat = decoder(z_t, self.diffusion.timestep_map[t], z0_hat, encoder_out, padding_mask,
+            z0_hat = decoder(z_t, diffusion.model_timesteps(t), z0_hat, encoder_out, padding_mask,
                              cross_attention_cache=cache)
             if needs_words or i == last:  # the vocabulary projection ẑ0·Eᵀ only where it is used
                 logits = decoder.output_layer(z0_hat)
@@ -125,7 +129,7 @@ class DifformerGenerator:
                 if self.config.clamping:
                     z0_hat = decoder.embed_latent(tokens.masked_fill(padding_mask, self.pad))
             if i < last:
-                z_t = self.diffusion.p_sample(z_t, z0_hat, t)
+                z_t = diffusion.p_sample(z_t, z0_hat, t)
 
         tokens, positional_scores = self.words(logits, lengths, padding_mask)
         keep = (~padding_mask).type_as(positional_scores)

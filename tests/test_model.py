@@ -187,16 +187,16 @@ def test_architecture_switches_build_what_they_name():
     default = build()
     assert isinstance(default.decoder.latent_input, SelfCondAfterProjection)
     assert isinstance(default.decoder.embed_norm, nn.LayerNorm) and default.decoder.embed_norm.weight is not None
-    assert isinstance(default.decoder.latent_norm, nn.Identity)
+    assert isinstance(default.decoder.z0_norm, nn.Identity)
     assert default.decoder.time_scale == 1000 / 100
     assert default.diffusion.noise_scale == 1.0
 
     assert isinstance(build(self_cond=False).decoder.latent_input, LatentInput)
     assert isinstance(build(self_cond_before_proj=True).decoder.latent_input, SelfCondBeforeProjection)
     no_norm = build(embed_norm=False).decoder
-    assert isinstance(no_norm.embed_norm, nn.Identity) and isinstance(no_norm.latent_norm, nn.Identity)
+    assert isinstance(no_norm.embed_norm, nn.Identity) and isinstance(no_norm.z0_norm, nn.Identity)
     before = build(embed_norm_before_proj=True).decoder
-    assert isinstance(before.embed_norm, nn.Identity) and before.latent_norm.normalized_shape == (8,)
+    assert isinstance(before.embed_norm, nn.Identity) and before.z0_norm.normalized_shape == (8,)
     assert build(embed_norm_affine=False).decoder.embed_norm.weight is None
     assert build(rescale_timesteps=False).decoder.time_scale == 1.0
 

@@ -84,7 +84,8 @@ class DifformerCriterion(FairseqCriterion):
         """The per-term means over non-pad target positions (and sentences, for the length)."""
         keep = ~out["padding_mask"]                                               # B × T
         z0, z0_hat = out["z0"], out["z0_hat"]
-        mse = (z0_hat - z0).pow(2).mean(-1)[keep].mean()
+        # In float32 whatever the model's dtype (fp16 / bf16 training): a sum of squares.
+        mse = (z0_hat.float() - z0.float()).pow(2).mean(-1)[keep].mean()
 
         logits = model.decoder.output_layer(out[self.rounded][keep])              # N × |V|
         lprobs = utils.log_softmax(logits, dim=-1, onnx_trace=False).float()

@@ -5,14 +5,15 @@ The forward process, with noise scale F ≥ 1, is
     q(z_t | z_{t−1}) = N(√(1 − β_t) z_{t−1}, F² β_t I),
     q(z_t | z0)      = N(√ᾱ_t z0, F² (1 − ᾱ_t) I).
 
-All schedule quantities are computed once in float64 at construction and gathered per batch
-element (cast to the input's dtype and device) when used.
+All schedule quantities are computed once in float64 at construction, held as buffers that
+follow the model's device (``.to()``, ``.cuda()``) but keep float64 under ``.half()`` /
+``.bfloat16()``, and are gathered per batch element and cast to the input's dtype when used.
 """
 
 from typing import Optional, Tuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .schedules import betas_for_schedule, vp_rescale
 
@@ -34,7 +35,7 @@ def spaced_timesteps(num_train_steps: int, num_steps: int) -> Tensor:
     return positions.round().long()
 
 
-class GaussianDiffusion:
+class GaussianDiffusion(nn.Module):
     """The noise process: forward sampling q(z_t | z0) and the posterior q(z_{t−1} | z_t, z0).
 
     Args:
@@ -43,7 +44,9 @@ class GaussianDiffusion:
         timestep_map: the original training timestep of each step (``arange(T)`` if omitted);
             step t of a respaced process is fed to the model as ``timestep_map[t]``.
 
-    Timesteps ``t`` passed to the methods index this process's steps (0..T−1).
+    Timesteps ``t`` passed to the methods index this process's steps (0..T−1). The process is a
+    parameter-free ``nn.Module`` so that a model holding it moves it with itself; its buffers are
+    not saved in checkpoints (they are rebuilt from the model's options).
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class GaussianDiffusion:
         noise_scale: float = 1.0,
         timestep_map: Optional[Tensor] = None,
     ):
+        super().__init__()
         alphas_cumprod = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
         if alphas_cumprod.dim() != 1 or alphas_cumprod.numel() == 0:
             raise ValueError("alphas_cumprod must be a non-empty 1-D tensor")
@@ -64,43 +68,56 @@ class GaussianDiffusion:
         self.num_timesteps = alphas_cumprod.numel()
         if timestep_map is None:
             timestep_map = torch.arange(self.num_timesteps)
-        self.timestep_map = torch.as_tensor(timestep_map, dtype=torch.long)
-        if self.timestep_map.shape != alphas_cumprod.shape:
+        timestep_map = torch.as_tensor(timestep_map, dtype=torch.long, device=alphas_cumprod.device)
+        if timestep_map.shape != alphas_cumprod.shape:
             raise ValueError("timestep_map must have one entry per timestep")
         self.noise_scale = float(noise_scale)
         f2 = self.noise_scale**2
+        self.register_buffer("timestep_map", timestep_map, persistent=False)
 
         #: ᾱ_t
-        self.alphas_cumprod = alphas_cumprod
-        #: ᾱ_{t−1}, with ᾱ_{−1} = 1
-        self.alphas_cumprod_prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
-        #: β_t = 1 − ᾱ_t / ᾱ_{t−1}
-        self.betas = 1.0 - self.alphas_cumprod / self.alphas_cumprod_prev
-        #: √ᾱ_t
-        self.sqrt_alphas_cumprod = alphas_cumprod.sqrt()
-        #: √(1 − ᾱ_t)
-        self.sqrt_one_minus_alphas_cumprod = (1.0 - alphas_cumprod).sqrt()
-        #: Var q(z_{t−1} | z_t, z0) = F² β_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t)
-        self.posterior_variance = (
-            f2 * self.betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - alphas_cumprod)
-        )
+        alphas_cumprod_prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
+        betas = 1.0 - alphas_cumprod / alphas_cumprod_prev
+        posterior_variance = f2 * betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
         # The posterior variance is 0 at t = 0, so its log takes the t = 1 value there (as in
         # improved-diffusion); a one-step process has no t = 1 and falls back to F² β_0.
-        first = self.posterior_variance[1:2] if self.num_timesteps > 1 else f2 * self.betas[:1]
-        #: log Var q(z_{t−1} | z_t, z0), with the t = 0 entry clipped away from log 0
-        self.posterior_log_variance_clipped = torch.cat(
-            [first, self.posterior_variance[1:]]
-        ).log()
-        #: coefficient of z0 in the posterior mean: β_t √ᾱ_{t−1} / (1 − ᾱ_t)
-        self.posterior_mean_coef1 = (
-            self.betas * self.alphas_cumprod_prev.sqrt() / (1.0 - alphas_cumprod)
-        )
-        #: coefficient of z_t in the posterior mean: (1 − ᾱ_{t−1}) √(1 − β_t) / (1 − ᾱ_t)
-        self.posterior_mean_coef2 = (
-            (1.0 - self.alphas_cumprod_prev)
-            * (1.0 - self.betas).sqrt()
-            / (1.0 - alphas_cumprod)
-        )
+        first = posterior_variance[1:2] if self.num_timesteps > 1 else f2 * betas[:1]
+        schedule = {
+            #: ᾱ_t
+            "alphas_cumprod": alphas_cumprod,
+            #: ᾱ_{t−1}, with ᾱ_{−1} = 1
+            "alphas_cumprod_prev": alphas_cumprod_prev,
+            #: β_t = 1 − ᾱ_t / ᾱ_{t−1}
+            "betas": betas,
+            #: √ᾱ_t
+            "sqrt_alphas_cumprod": alphas_cumprod.sqrt(),
+            #: √(1 − ᾱ_t)
+            "sqrt_one_minus_alphas_cumprod": (1.0 - alphas_cumprod).sqrt(),
+            #: Var q(z_{t−1} | z_t, z0) = F² β_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t)
+            "posterior_variance": posterior_variance,
+            #: log Var q(z_{t−1} | z_t, z0), with the t = 0 entry clipped away from log 0
+            "posterior_log_variance_clipped": torch.cat([first, posterior_variance[1:]]).log(),
+            #: coefficient of z0 in the posterior mean: β_t √ᾱ_{t−1} / (1 − ᾱ_t)
+            "posterior_mean_coef1": betas * alphas_cumprod_prev.sqrt() / (1.0 - alphas_cumprod),
+            #: coefficient of z_t in the posterior mean: (1 − ᾱ_{t−1}) √(1 − β_t) / (1 − ᾱ_t)
+            "posterior_mean_coef2": (
+                (1.0 - alphas_cumprod_prev) * (1.0 - betas).sqrt() / (1.0 - alphas_cumprod)
+            ),
+        }
+        for name, values in schedule.items():
+            self.register_buffer(name, values, persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        """``.to(device)`` / ``.cuda()`` move the schedule; no cast changes its float64 (a model's
+        ``.half()`` would otherwise round ᾱ near 1 and 0, where the posterior divides by 1 − ᾱ)."""
+        device = fn(self.alphas_cumprod[:0]).device
+        for name, buffer in self._buffers.items():
+            self._buffers[name] = buffer.to(device)
+        return self
+
+    def model_timesteps(self, t: Tensor) -> Tensor:
+        """The training-schedule timestep the model is fed for each step t of this process."""
+        return self.timestep_map[t]
 
     @classmethod
     def from_schedule(
@@ -179,6 +196,6 @@ class GaussianDiffusion:
 
 
 def _gather(values: Tensor, t: Tensor, like: Tensor) -> Tensor:
-    """values[t] cast to ``like``'s dtype and device, shaped [B, 1, …, 1] to broadcast."""
-    out = values.to(device=like.device, dtype=like.dtype)[t.to(like.device)]
-    return out.view(-1, *([1] * (like.dim() - 1)))
+    """values[t] (gathered in float64, where the process and ``t`` live) cast to ``like``'s
+    dtype, shaped [B, 1, …, 1] to broadcast."""
+    return values[t].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))

@@ -3,6 +3,7 @@
     z0   = √d_latent · E[w]                                   one table E (|V| × d_latent)
     z_t  = √ᾱ_t · z0 + F · √(1 − ᾱ_t) · ε                       (diffusion/gaussian_diffusion.py)
     h    = LatentInput(z_t, ẑ0_prev) + TimeMLP(sinusoid(t')) + pos   → embedding LayerNorm → dropout
+           (with --embed-norm-before-proj the LayerNorm is on z0 = LN(√d_latent · E[w]) instead)
     ẑ0   = P_out · Decoder(h, Encoder(source))                 bias-free P_out: d_model → d_latent
     logits = ẑ0 · Eᵀ
 
@@ -106,15 +107,14 @@ class DifformerModel(FairseqNATModel):
 
     @classmethod
     def build_encoder(cls, args, src_dict, embed_tokens):
-        encoder = DifformerEncoder(args, src_dict, ScaledLatentEmbedding(embed_tokens, args.model_dim))
-        if args.apply_bert_init:
-            encoder.apply(init_bert_params)
-        return encoder
+        return DifformerEncoder(args, src_dict, ScaledLatentEmbedding(embed_tokens, args.model_dim))
 
     @classmethod
     def build_decoder(cls, args, tgt_dict, embed_tokens):
         decoder = DifformerDecoder(args, tgt_dict, embed_tokens)
         if args.apply_bert_init:
+            # As the original code: BERT-style init of the decoder (and with it the shared
+            # embedding table); the encoder keeps fairseq's Transformer init.
             decoder.apply(init_bert_params)
         return decoder
 
@@ -176,21 +176,24 @@ class DifformerDecoder(NATransformerDecoder):
         # fairseq's token-input projection is replaced by the (self-conditioned) latent input.
         self.project_in_dim = None
         self.latent_input = build_latent_input(
-            latent_dim, model_dim, args.self_cond, args.self_cond_before_proj
+            latent_dim, model_dim, args.self_cond, args.self_cond_before_proj,
+            activation=args.activation_fn, dropout=args.dropout,
         )
-        self.time_embed = TimestepEmbedding(model_dim)
+        self.time_embed = TimestepEmbedding(model_dim, args.activation_fn)
 
         norm_dim = latent_dim if args.embed_norm_before_proj else model_dim
         norm = (
             LayerNorm(norm_dim, elementwise_affine=args.embed_norm_affine)
             if args.embed_norm else nn.Identity()
         )
-        self.latent_norm = norm if args.embed_norm_before_proj else nn.Identity()
+        # Before the projection the norm shapes the clean embeddings the diffusion runs on (the
+        # original code's placement); after it, the denoiser's summed input.
+        self.z0_norm = norm if args.embed_norm_before_proj else nn.Identity()
         self.embed_norm = nn.Identity() if args.embed_norm_before_proj else norm
 
     def embed_latent(self, tokens):
-        """z0 = √d_latent · E[w]."""
-        return self.latent_scale * self.embed_tokens(tokens)
+        """z0 = √d_latent · E[w] (normalised, z0 = LN(√d_latent · E[w]), with --embed-norm-before-proj)."""
+        return self.z0_norm(self.latent_scale * self.embed_tokens(tokens))
 
     def forward(self, z_t, t, z0_prev, encoder_out, padding_mask, cross_attention_cache=None):
         """ẑ0 = P_out · Layers(EmbedNorm(LatentInput(z_t, ẑ0_prev) + TimeMLP(t') + pos)).
@@ -202,7 +205,7 @@ class DifformerDecoder(NATransformerDecoder):
         ``encoder_out``). The first call fills it with every layer's source-side attention keys
         and values, later calls reuse them instead of projecting the source again.
         """
-        x = self.latent_input(self.latent_norm(z_t), self.latent_norm(z0_prev))    # B × T × d
+        x = self.latent_input(z_t, z0_prev)                                        # B × T × d
         x = x + self.time_embed(t * self.time_scale)[:, None, :]
         if self.embed_positions is not None:
             # Positions only need the padding pattern: any non-pad symbol stands for a word.

@@ -3,13 +3,41 @@
     h = LatentInput(z_t, ẑ0_prev) + TimeMLP(sinusoid(t')) + position embedding
 
 Which :class:`LatentInput` is used (no self-conditioning, concatenation before or after the
-latent→model projection) is decided once, when the decoder is built.
+latent→model projection) is decided once, when the decoder is built. The small MLPs use the
+model's ``--activation-fn`` (ReLU by default) and their layout follows the original Difformer code,
+so that its checkpoints convert by renaming alone (``difformer-convert-checkpoint``).
 """
 
 import math
 
 import torch
+from fairseq import utils
 from torch import nn
+
+
+class Activation(nn.Module):
+    """fairseq's ``--activation-fn`` as a module (``relu``, ``gelu``, ``tanh``, ``linear``, …)."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+        # fairseq's "swish" entry returns the nn.SiLU class instead of a function.
+        self.fn = torch.nn.functional.silu if name == "swish" else utils.get_activation_fn(name)
+
+    def forward(self, x):
+        return self.fn(x)
+
+    def extra_repr(self):
+        return self.name
+
+
+def feed_forward(in_dim: int, hidden_dim: int, out_dim: int, activation: str, dropout: float = 0.0):
+    """Linear(in → hidden) → activation → Linear(hidden → out) → dropout, as an ``nn.Sequential``
+    (indices 0 and 2 hold the weights)."""
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden_dim), Activation(activation), nn.Linear(hidden_dim, out_dim),
+        nn.Dropout(dropout),
+    )
 
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0):
@@ -30,15 +58,19 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
 
 
 class TimestepEmbedding(nn.Module):
-    """TimeMLP(sinusoid(t')): d → 4d → d with SiLU, as in improved-diffusion."""
+    """TimeMLP(sinusoid(t')): d → 4d → d with the model's activation.
 
-    def __init__(self, dim: int):
+    The sinusoid is computed in float32 (t' reaches 1000, beyond half precision's integer range)
+    and cast to the MLP's dtype, so the module runs under ``--fp16`` / ``--bf16`` as well."""
+
+    def __init__(self, dim: int, activation: str = "relu"):
         super().__init__()
         self.dim = dim
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.SiLU(), nn.Linear(4 * dim, dim))
+        self.ffn = feed_forward(dim, 4 * dim, dim, activation)
 
     def forward(self, timesteps: torch.Tensor) -> torch.Tensor:
-        return self.mlp(timestep_embedding(timesteps, self.dim))
+        sinusoid = timestep_embedding(timesteps, self.dim)
+        return self.ffn(sinusoid.to(self.ffn[0].weight.dtype))
 
 
 class LatentInput(nn.Module):
@@ -53,35 +85,36 @@ class LatentInput(nn.Module):
 
 
 class SelfCondAfterProjection(LatentInput):
-    """Self-conditioning after the projection: h = MLP([P_in z_t ; P_in ẑ0_prev]), MLP 2d → d → d."""
+    """Self-conditioning after the projection: h = MLP([P_in z_t ; P_in ẑ0_prev]), MLP 2d → d → d
+    (with dropout on its output)."""
 
-    def __init__(self, latent_dim: int, model_dim: int):
+    def __init__(self, latent_dim: int, model_dim: int, activation: str, dropout: float):
         super().__init__(latent_dim, model_dim)
-        self.self_cond = nn.Sequential(
-            nn.Linear(2 * model_dim, model_dim), nn.SiLU(), nn.Linear(model_dim, model_dim)
-        )
+        self.self_cond_proj = feed_forward(2 * model_dim, model_dim, model_dim, activation, dropout)
 
     def forward(self, z_t, z0_prev):
-        return self.self_cond(torch.cat([self.project_in(z_t), self.project_in(z0_prev)], dim=-1))
+        return self.self_cond_proj(torch.cat([self.project_in(z_t), self.project_in(z0_prev)], dim=-1))
 
 
-class SelfCondBeforeProjection(nn.Module):
-    """Self-conditioning before the projection: h = P_in · [z_t ; ẑ0_prev] (2·d_latent → d_model)."""
+class SelfCondBeforeProjection(LatentInput):
+    """Self-conditioning before the projection: h = P_in · MLP([z_t ; ẑ0_prev]), MLP 2k → k → k
+    in the latent width k (with dropout on its output)."""
 
-    def __init__(self, latent_dim: int, model_dim: int):
-        super().__init__()
-        self.project_in = nn.Linear(2 * latent_dim, model_dim, bias=False)
+    def __init__(self, latent_dim: int, model_dim: int, activation: str, dropout: float):
+        super().__init__(latent_dim, model_dim)
+        self.self_cond_proj = feed_forward(2 * latent_dim, latent_dim, latent_dim, activation, dropout)
 
     def forward(self, z_t, z0_prev):
-        return self.project_in(torch.cat([z_t, z0_prev], dim=-1))
+        return self.project_in(self.self_cond_proj(torch.cat([z_t, z0_prev], dim=-1)))
 
 
-def build_latent_input(latent_dim: int, model_dim: int, self_cond: bool, before_proj: bool):
+def build_latent_input(latent_dim: int, model_dim: int, self_cond: bool, before_proj: bool,
+                       activation: str = "relu", dropout: float = 0.0):
     if not self_cond:
         return LatentInput(latent_dim, model_dim)
     if before_proj:
-        return SelfCondBeforeProjection(latent_dim, model_dim)
-    return SelfCondAfterProjection(latent_dim, model_dim)
+        return SelfCondBeforeProjection(latent_dim, model_dim, activation, dropout)
+    return SelfCondAfterProjection(latent_dim, model_dim, activation, dropout)
 
 
 class ScaledLatentEmbedding(nn.Module):
