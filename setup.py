@@ -26,6 +26,7 @@ setup(
             "difformer-distill=fairseq_difformer.cli.distill:main",
             "difformer-average-checkpoints=fairseq_difformer.cli.average_checkpoints:main",
             "difformer-score=fairseq_difformer.cli.score:main",
+            "difformer-convert-checkpoint=fairseq_difformer.cli.convert_checkpoint:main",
         ]
     },
 )

@@ -1,1 +1,1 @@
-from . import difformer  # noqa: F401
+from . import difformer, transformer_base  # noqa: F401

@@ -5,12 +5,14 @@ with Difformer decoding options and generator.
 this task too; both must have been trained on the same (joined) dictionary.
 """
 
+import functools
 import json
 import logging
 from argparse import Namespace
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
 import sacrebleu
 import torch
 from fairseq import metrics, utils
@@ -62,6 +64,12 @@ class DifformerConfig(TranslationConfig):
     bleu_mbr: bool = field(
         default=False, metadata={"help": "pick the candidate with the highest mean BLEU against the others"}
     )
+    min_lr: Optional[float] = field(
+        default=None,
+        metadata={"help": "accepted for the original Difformer recipes: fairseq 0.10's --min-lr (stop "
+                          "training once the learning rate falls below it) is --stop-min-lr in fairseq "
+                          "0.12; the recipes' 1e-09 is never reached under inverse_sqrt, so it has no effect"},
+    )
     eval_rouge: bool = field(
         default=False,
         metadata={"help": "decode the validation set and log ROUGE-1/2/L F1 (rouge1, rouge2, rougeL; "
@@ -73,12 +81,45 @@ class DifformerConfig(TranslationConfig):
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 
+# Parameter names of checkpoints written by fairseq-difformer 0.1, whose time and
+# self-conditioning MLPs used SiLU and whose --embed-norm-before-proj normalised z_t.
+PRE_0_2_KEYS = ("decoder.time_embed.mlp.", "decoder.latent_input.self_cond.", "decoder.latent_norm.")
+
+
 @register_task("difformer", dataclass=DifformerConfig)
 class DifformerTask(TranslationTask):
     cfg: DifformerConfig
 
+    def __init__(self, cfg, src_dict, tgt_dict):
+        super().__init__(cfg, src_dict, tgt_dict)
+        if cfg.min_lr is not None:
+            logger.warning(
+                f"--min-lr {cfg.min_lr} is ignored: fairseq 0.12 calls it --stop-min-lr (stop training "
+                f"once the learning rate falls below it); the inverse_sqrt schedule of the original "
+                f"recipes never falls to 1e-09 within their updates"
+            )
+
+    def build_criterion(self, cfg, from_checkpoint=False):
+        """``--criterion nat_loss`` (what the original recipes pass) trains with the difformer
+        criterion, keeping its ``--label-smoothing``; fairseq's nat_loss cannot read this model."""
+        if getattr(cfg, "_name", None) == "nat_loss":
+            logger.warning(
+                "--criterion nat_loss (the original recipes' name) trains with --criterion difformer "
+                "here: same terms (diffusion MSE, label-smoothed anchor loss, length loss)"
+            )
+            from ..criterions.difformer_loss import DifformerCriterion
+
+            return DifformerCriterion(
+                self, label_smoothing=cfg.label_smoothing, anchor_loss_weight=1.0,
+                rounding_loss=False, no_anchor_loss=False,
+            )
+        return super().build_criterion(cfg, from_checkpoint)
+
     def build_model(self, cfg, from_checkpoint=False):
+        if not from_checkpoint:
+            check_precision_flags(cfg)
         model = super().build_model(cfg, from_checkpoint)
+        model.register_load_state_dict_pre_hook(self._check_checkpoint_layout)
         model.register_load_state_dict_pre_hook(self._check_checkpoint_dictionary)
         if self.cfg.eval_rouge and not self.cfg.eval_bleu:
             # fairseq's translation task builds the validation decoder for --eval-bleu only.
@@ -132,6 +173,36 @@ class DifformerTask(TranslationTask):
                     name, lambda meters, name=name: round(meters[f"_{name}_sum"].sum / meters["_rouge_count"].sum, 2)
                 )
 
+    def get_batch_iterator(self, dataset, *args, **kwargs):
+        """fairseq's batching, with every sentence in some batch.
+
+        fairseq 0.12.3 drops the last batch when its size is not a multiple of
+        ``--required-batch-size-multiple`` (default 8): the last n mod 8 sentences of a test set
+        would go untranslated without a word. The left-over sentences form one more batch instead
+        (as in fairseq 0.10)."""
+        if not getattr(dataset, "batches_every_sentence", False):
+            dataset.batch_by_size = functools.partial(batch_every_sentence, dataset.batch_by_size)
+            dataset.batches_every_sentence = True
+        return super().get_batch_iterator(dataset, *args, **kwargs)
+
+    def _check_checkpoint_layout(self, module, state_dict, prefix, *args):
+        """A checkpoint of another Difformer layout fails with what to do, not a key list."""
+        if not isinstance(module, DifformerModel):
+            return
+        keys = list(state_dict)
+        if any(k.startswith(prefix + old) for k in keys for old in PRE_0_2_KEYS):
+            raise DifformerError(
+                "this checkpoint was written by fairseq-difformer 0.1, whose time and "
+                "self-conditioning MLPs used SiLU instead of the model's --activation-fn: it cannot "
+                "be decoded by this version; retrain it (same command)"
+            )
+        if any(k.startswith(prefix + name) for k in keys
+               for name in ("encoder.project_in_dim.", "decoder.embed_time.", "decoder.self_cond_proj.")):
+            raise DifformerError(
+                "this checkpoint comes from the original Difformer code: convert it first with "
+                "difformer-convert-checkpoint ORIGINAL.pt CONVERTED.pt, then pass CONVERTED.pt to --path"
+            )
+
     def _check_checkpoint_dictionary(self, module, state_dict, prefix, *args):
         """A checkpoint built on another dictionary fails here with the fix, not with a
         "size mismatch" from deep inside torch."""
@@ -170,6 +241,9 @@ class DifformerTask(TranslationTask):
             selection = "reranker"  # without a second checkpoint the generator says what is missing
         else:
             selection = "logprob"
+        # fairseq-generate's summary line reports cfg.generation.beam: the L × N candidates.
+        if hasattr(args, "beam"):
+            args.beam = option("length_beam_size") * option("noise_beam_size")
         config = DecodingConfig(
             steps=option("decoding_steps"),
             early_stopping=option("decoding_early_stopping"),
@@ -206,6 +280,36 @@ class DifformerTask(TranslationTask):
                 src_tokens[i] = torch.cat([tokens[: limit - 1], tokens[-1:]])
         src_lengths = [len(t) for t in src_tokens]
         return super().build_dataset_for_inference(src_tokens, src_lengths, constraints)
+
+
+def batch_every_sentence(batch_by_size, indices, *args, **kwargs):
+    """``batch_by_size`` whose batches cover all ``indices``: fairseq cuts them into consecutive
+    batches and may drop the last one; the sentences it left out become a final batch."""
+    batches = batch_by_size(indices, *args, **kwargs)
+    covered = sum(len(b) for b in batches)
+    if covered < len(indices):
+        batches = list(batches) + [np.asarray(indices[covered:], dtype=np.int64)]
+    return batches
+
+
+def check_precision_flags(args):
+    """--fp16 / --amp / --bf16 where they cannot run stop with the flag and the fix (fairseq would
+    train in half precision on the CPU, or take its TPU path for --bf16)."""
+    cpu = getattr(args, "cpu", False) or not torch.cuda.is_available()
+    for flag in ("fp16", "memory_efficient_fp16", "amp", "bf16", "memory_efficient_bf16"):
+        if not getattr(args, flag, False):
+            continue
+        name = "--" + flag.replace("_", "-")
+        if cpu:
+            raise DifformerError(
+                f"{name} needs a CUDA GPU, and this run is on the CPU"
+                f"{' (--cpu)' if getattr(args, 'cpu', False) else ''}: drop {name} to train in float32"
+            )
+        if "bf16" in flag and not torch.cuda.is_bf16_supported():
+            raise DifformerError(
+                f"{name}: this GPU ({torch.cuda.get_device_name()}) has no bfloat16 support; "
+                f"use --fp16 instead"
+            )
 
 
 def rouge_sums(hyps, refs):
