@@ -156,3 +156,33 @@ def test_two_worker_data_parallel_training_with_eval_bleu(databin, tmp_path):
     assert re.search(r"valid on 'valid' subset \|.* bleu [\d.]+", logs[0])
     assert "distributed init (rank 0)" in logs[0] and "distributed init (rank 1)" in logs[1]
     assert (tmp_path / "checkpoint_last.pt").exists()
+
+
+@pytest.fixture(scope="module")
+def test_sets_of_3_and_461(databin, multi30k_bpe, tmp_path_factory):
+    """Data-bins whose test sets hold 3 and 461 sentences (not multiples of 8), same dictionary."""
+    from conftest import MULTI30K, preprocess
+
+    bins = {}
+    for n in (3, 461):
+        work = tmp_path_factory.mktemp(f"test{n}")
+        for lang in ("de", "en"):
+            lines = (MULTI30K / f"test_2016_flickr.{lang}").read_text(encoding="utf-8").splitlines()[:n]
+            (work / f"raw.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+            with open(work / f"test.{lang}", "w") as out:
+                subprocess.run(["subword-nmt", "apply-bpe", "-c", multi30k_bpe / "codes"],
+                               stdin=open(work / f"raw.{lang}"), stdout=out, check=True)
+        bins[n] = preprocess(work, {"test": work / "test"}, "de", "en",
+                             extra=["--srcdict", databin / "dict.de.txt"])
+    return bins
+
+
+@pytest.mark.parametrize("batching", [["--batch-size", "64"], ["--batch-size", "100"], ["--max-tokens", "4096"]])
+def test_every_test_sentence_is_decoded(test_sets_of_3_and_461, difformer_checkpoint, batching):
+    """fairseq 0.12.3 drops the last n mod 8 sentences of a split (--required-batch-size-multiple
+    8, the default) and fails on fewer than 8; --task difformer decodes them all."""
+    for n, databin in test_sets_of_3_and_461.items():
+        out = run_cli("fairseq-generate", databin, "--user-dir", USER_DIR, "--task", "difformer",
+                      "--path", difformer_checkpoint, "--gen-subset", "test", "--cpu",
+                      "--decoding-steps", "2", *batching).stdout
+        assert sorted(hypotheses(out)) == list(range(n)), n

@@ -128,8 +128,10 @@ def original_forward(args, state, src, z_t, t, z0_prev, tgt_len):
 def write_original(tmp_path, args, state=None):
     path = tmp_path / "original.pt"
     state = original_state_dict(args) if state is None else state
-    torch.save({"args": args, "model": state, "optimizer_history": [{"num_updates": 7}],
-                "extra_state": {"train_iterator": None}}, path)
+    history = [{"criterion_name": "LabelSmoothedDualImitationCriterion", "optimizer_name": "FairseqAdam",
+                "lr_scheduler_state": {"best": 30.1}, "num_updates": 7}]
+    torch.save({"args": args, "model": state, "optimizer_history": history,
+                "extra_state": {"train_iterator": None}, "last_optimizer_state": {}}, path)
     return path
 
 
