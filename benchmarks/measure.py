@@ -127,12 +127,14 @@ def machine_description() -> Dict:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     return {
-        "description": f"{cores} CPU cores ({cpu}), {memory_gib} GiB RAM, no GPU; "
+        "description": f"{cores} CPU cores ({cpu}), {memory_gib} GiB RAM, {gpu or 'no GPU'}; "
                        f"Python {platform.python_version()}, torch {torch.__version__} "
                        f"({torch.get_num_threads()} threads), fairseq {fairseq.__version__}",
         "cpu": cpu,
         "cores": cores,
+        "gpu": gpu,
         "memory_gib": memory_gib,
         "python": platform.python_version(),
         "torch": torch.__version__,

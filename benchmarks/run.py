@@ -5,6 +5,8 @@
     python benchmarks/run.py --part throughput --part train --part decode     # about 105 minutes
     python benchmarks/run.py --part ablations --part profile                  # about 90 minutes
     python benchmarks/run.py --quick               # every step on a small subset, a few minutes
+    python benchmarks/run.py --device cuda --databin BIN --budget-minutes 1 \
+        --part throughput --part train --part decode    # IWSLT-size systems with --fp16 on a GPU
 
 Parts (run in this order when several are given; each needs only what the parts before it left
 in the work directory):
@@ -21,6 +23,11 @@ Each finished measurement is merged into the results file at once, so parts run 
 sessions add up to one results file; the report (docs/benchmarks.md and its PNG plots) is
 regenerated after every part. Quick-mode results never merge with full-run results: the first
 quick part starts a fresh file. Run with nothing else busy on the machine.
+
+``--device cuda`` measures the IWSLT-size systems (AR transformer_iwslt_de_en size, CMLM, Difformer
+difformer_iwslt_de_en) with --fp16, decoding at batch 100 and at --max-tokens 8192; it runs fairseq
+as ``python -m fairseq_cli.*`` (no console scripts needed), writes results-cuda.json and the report
+under docs/gpu/, and with ``--databin`` takes an already prepared data-bin.
 """
 
 import argparse
@@ -84,10 +91,18 @@ class Results:
 class Benchmark:
     def __init__(self, args):
         self.args = args
-        self.scale = systems.QUICK if args.quick else systems.FULL
+        self.device = args.device
+        self.size = systems.DEVICE_SIZE[args.device]
+        self.scale = systems.QUICK if args.quick else systems.CUDA if args.device == "cuda" else systems.FULL
         self.work = args.workdir
-        self.results = Results(args.results, "quick" if args.quick else "full")
-        self._databin = None
+        self.results = Results(args.results, "quick" if args.quick else "full" if args.device == "cpu" else "cuda")
+        self._databin = args.databin
+
+    def tool(self, name):
+        """A console script, or on a GPU machine (no console scripts) the module it runs."""
+        modules = {"fairseq-train": "fairseq_cli.train", "fairseq-generate": "fairseq_cli.generate",
+                   "difformer-score": "fairseq_difformer.cli.score"}
+        return [name] if self.device == "cpu" else [sys.executable, "-m", modules[name]]
 
     # -- data ------------------------------------------------------------------------------------
 
@@ -117,12 +132,14 @@ class Benchmark:
 
     @property
     def test_sentences(self) -> int:
-        return len((self.databin.parent / "bpe" / "test.en").read_text(encoding="utf-8").splitlines())
+        from fairseq.data import data_utils
+
+        return len(data_utils.load_indexed_dataset(str(self.databin / "test.de-en.en"), None))
 
     def train_command(self, system, save_dir, extra=()):
-        return ["fairseq-train", self.databin, "--user-dir", USER_DIR, *systems.TRAIN_ARGS[system],
-                *systems.OPTIMISATION,
-                *extra, "--save-dir", save_dir]
+        return [*self.tool("fairseq-train"), self.databin, "--user-dir", USER_DIR,
+                *systems.train_args(system, self.size), *systems.OPTIMISATION,
+                *systems.DEVICE_ARGS[self.device], *extra, "--save-dir", save_dir]
 
     # -- part 1: throughput ----------------------------------------------------------------------
 
@@ -193,10 +210,12 @@ class Benchmark:
         path = str(checkpoint or self.checkpoint(setting.system))
         if setting.reranker:
             path += ":" + str(self.checkpoint("ar"))
-        return ["fairseq-generate", self.databin, "--user-dir", USER_DIR,
+        batching = (["--batch-size", batch_size] if batch_size
+                    else ["--max-tokens", systems.DECODE_MAX_TOKENS])
+        return [*self.tool("fairseq-generate"), self.databin, "--user-dir", USER_DIR,
                 "--task", systems.GENERATE_TASK[setting.system], "--path", path, "--gen-subset", "test",
-                "--batch-size", batch_size, "--required-batch-size-multiple", 1, "--remove-bpe", "--cpu",
-                *setting.args]
+                *batching, "--required-batch-size-multiple", 1, "--remove-bpe",
+                *systems.DECODE_DEVICE_ARGS[self.device], *setting.args]
 
     def generate(self, setting, batch_size, checkpoint=None, tag=None):
         tag = tag or setting.name
@@ -212,7 +231,7 @@ class Benchmark:
         return out, {**speed, "peak_rss_mib": round(usage["peak_rss_mib"], 1), "command": _shell(cmd)}
 
     def score(self, generate_output):
-        cmd = ["difformer-score", "--generate-output", generate_output, "--detok", "en", "--json"]
+        cmd = [*self.tool("difformer-score"), "--generate-output", generate_output, "--detok", "en", "--json"]
         log = generate_output.with_suffix(".score.json")
         measure.run_measured(cmd, self.work / "logs" / "score.log", stdout=log)
         return json.loads(log.read_text())
@@ -225,9 +244,10 @@ class Benchmark:
                 say(f"decoding {setting.name} at batch {batch_size}")
                 out, speed = self.generate(setting, batch_size)
                 say(f"  {speed['sentences_per_s']:.2f} sentences/s, peak memory {speed['peak_rss_mib']:.0f} MiB")
-                key = "decode_sentences_per_s" if batch_size == 100 else f"decode_sentences_per_s_batch{batch_size}"
+                batch = f"batch{batch_size}" if batch_size else f"tokens{systems.DECODE_MAX_TOKENS}"
+                key = "decode_sentences_per_s" if batch_size == 100 else f"decode_sentences_per_s_{batch}"
                 self.results.set(key, setting.name, speed["sentences_per_s"])
-                self.results.set("decoding", setting.name, f"batch{batch_size}", speed)
+                self.results.set("decoding", setting.name, batch, speed)
                 if batch_size == self.scale.decode_batch_sizes[0]:
                     scores = self.score(out)
                     say(f"  SacreBLEU {scores['sacrebleu']:.2f}, tokenised BLEU {scores['tok_bleu']:.2f}")
@@ -300,6 +320,12 @@ def collapse_statistics(checkpoint: Path, rescaling_factor: float) -> dict:
     return stats
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _shell(cmd) -> str:
     import shlex
 
@@ -325,20 +351,35 @@ def main(argv=None):
                    help="run only these ablation variants")
     p.add_argument("--data", type=Path, default=REPO / "data" / "multi30k",
                    help="Multi30k folder with train/val/test_2016_flickr.{de,en} (default data/multi30k)")
+    p.add_argument("--databin", type=Path, default=None,
+                   help="an already prepared Multi30k data-bin (difformer-prepare's bin/) instead of --data")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu: the small systems in float32; cuda: the IWSLT-size systems with --fp16")
     p.add_argument("--workdir", type=Path, default=None,
-                   help="data, checkpoints, outputs, logs (default work/benchmarks[-quick])")
-    p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results.json")
-    p.add_argument("--docs", type=Path, default=REPO / "docs",
-                   help="where benchmarks.md and the plots (benchmarks/*.png) are written")
+                   help="data, checkpoints, outputs, logs (default work/benchmarks[-quick|-cuda])")
+    p.add_argument("--results", type=Path, default=None,
+                   help="default benchmarks/results.json (results-cuda.json with --device cuda)")
+    p.add_argument("--docs", type=Path, default=None,
+                   help="where benchmarks.md and the plots (benchmarks/*.png) are written "
+                        "(default docs/, docs/gpu/ with --device cuda)")
     args = p.parse_args(argv)
+    cuda = args.device == "cuda"
+    if cuda and args.quick:
+        p.error("--quick is a CPU check; with --device cuda shorten --budget-minutes instead")
+    args.results = args.results or REPO / "benchmarks" / ("results-cuda.json" if cuda else "results.json")
+    args.docs = args.docs or REPO / "docs" / ("gpu" if cuda else "")
     if args.budget_minutes is None:
         args.budget_minutes = 0.5 if args.quick else 20
     if args.ablation_minutes is None:
         args.ablation_minutes = 0.3 if args.quick else 8
     if args.workdir is None:
-        args.workdir = REPO / "work" / ("benchmarks-quick" if args.quick else "benchmarks")
-    if not (args.data / "train.de").exists():
+        args.workdir = REPO / "work" / ("benchmarks-quick" if args.quick else "benchmarks-cuda" if cuda else "benchmarks")
+    if args.databin is not None and not (args.databin / "dict.en.txt").exists():
+        p.error(f"--databin {args.databin}: no dict.en.txt there; give difformer-prepare's bin/ folder")
+    if args.databin is None and not (args.data / "train.de").exists():
         p.error(f"--data {args.data}: no train.de there; give the Multi30k folder")
+    if cuda and not _cuda_available():
+        p.error("--device cuda: torch sees no CUDA GPU here")
     parts = [part for part in PARTS if part in (args.part or PARTS)]
 
     bench = Benchmark(args)

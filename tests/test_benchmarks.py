@@ -128,3 +128,31 @@ def test_report_has_every_section_and_its_plots(tmp_path):
     # A part not run yet is named, not left out silently.
     empty = report.write({"mode": "quick"}, tmp_path / "empty").read_text()
     assert "Not measured yet (`--part ablations`)" in empty and "Quick check" in empty
+
+
+def test_cuda_mode_measures_the_iwslt_size_systems_with_fp16(tmp_path):
+    """--device cuda: IWSLT-size systems, --fp16, batches of 8,192 tokens, decoding at batch 100
+    and at --max-tokens, fairseq run as modules (the GPU machine has no console scripts)."""
+    from argparse import Namespace
+
+    from benchmarks.run import Benchmark
+
+    def bench(device):
+        return Benchmark(Namespace(device=device, quick=False, workdir=tmp_path, databin=tmp_path / "bin",
+                                   results=tmp_path / f"results-{device}.json"))
+
+    cuda, cpu = bench("cuda"), bench("cpu")
+    train = [str(a) for a in cuda.train_command("difformer", tmp_path / "ckpt")]
+    assert train[1:3] == ["-m", "fairseq_cli.train"] and "--cpu" not in train
+    assert train[train.index("--arch") + 1] == "difformer_iwslt_de_en" and "--fp16" in train
+    assert train[len(train) - 1 - train[::-1].index("--max-tokens") + 1] == "8192"
+    ar = [str(a) for a in cuda.train_command("ar", tmp_path / "ckpt")]
+    assert ar[ar.index("--encoder-embed-dim") + 1] == "512" and ar[ar.index("--encoder-layers") + 1] == "6"
+    setting = systems.SETTINGS_BY_NAME["difformer_20"]
+    decode = [str(a) for a in cuda.generate_command(setting, 0, checkpoint=tmp_path / "c.pt")]
+    assert decode[decode.index("--max-tokens") + 1] == "8192" and "--fp16" in decode and "--batch-size" not in decode
+    assert cuda.scale.decode_batch_sizes == (100, 0)
+
+    cpu_train = [str(a) for a in cpu.train_command("difformer", tmp_path / "ckpt")]
+    assert cpu_train[0] == "fairseq-train" and "--cpu" in cpu_train and "--fp16" not in cpu_train
+    assert cpu_train[cpu_train.index("--arch") + 1] == "difformer_small"

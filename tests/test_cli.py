@@ -122,6 +122,9 @@ def test_bad_decoding_options_are_explained(databin, difformer_checkpoint, flags
 @pytest.mark.parametrize("flags, message", [
     (["--rescaling-factor", "0.5"], "--rescaling-factor must be ≥ 1"),
     (["--diffusion-steps", "0"], "--diffusion-steps must be at least 1"),
+    (["--fp16"], "--fp16 needs a CUDA GPU, and this run is on the CPU (--cpu): drop --fp16"),
+    (["--bf16"], "--bf16 needs a CUDA GPU"),
+    (["--amp"], "--amp needs a CUDA GPU"),
 ])
 def test_bad_training_options_are_explained(databin, tmp_path, flags, message):
     proc = train_difformer(databin, tmp_path, 1, *flags, check=False)
