@@ -16,7 +16,7 @@ difformer-distill "$work/data/bin" --destdir "$work/kd" --teacher-args "--arch t
 fairseq-train "$work/kd/bin" --user-dir "$user_dir" --task difformer --criterion difformer \
   --arch difformer_iwslt_de_en --share-all-embeddings --apply-bert-init \
   --diffusion-steps 2000 --noise-schedule sqrt --rescaling-factor 4 --latent-dim 128 \
-  --embed-norm --embed-norm-affine --self-cond --rescale-timesteps \
+  --embed-norm --embed-norm-affine --self-cond --rescale-timesteps --pred-length-offset \
   --optimizer adam --adam-betas '(0.9,0.98)' --lr 5e-4 --lr-scheduler inverse_sqrt \
   --warmup-updates 10000 --warmup-init-lr 1e-7 --weight-decay 0.01 --clip-norm 1 \
   --label-smoothing 0.1 --dropout 0.3 --max-tokens 8192 --max-update 300000 --fp16 \
@@ -29,6 +29,6 @@ difformer-average-checkpoints --inputs "$work/checkpoints" --num-best 5 --output
 
 fairseq-generate "$work/kd/bin" --user-dir "$user_dir" --task difformer --gen-subset test \
   --path "$work/checkpoints/average5.pt:$work/kd/teacher/checkpoint_best.pt" --ppl-mbr \
-  --decoding-steps 20 --length-beam-size 7 --noise-beam-size 3 \
+  --decoding-steps 20 --decoding-early-stopping 5 --length-beam-size 7 --noise-beam-size 3 \
   --batch-size 50 --remove-bpe > "$work/generate-test.txt"
 difformer-score --generate-output "$work/generate-test.txt" --detok en

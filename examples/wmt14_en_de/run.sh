@@ -17,7 +17,7 @@ difformer-distill "$work/data/bin" --destdir "$work/kd" --max-tokens 16000 --tea
 fairseq-train "$work/kd/bin" --user-dir "$user_dir" --task difformer --criterion difformer \
   --arch difformer --share-all-embeddings --apply-bert-init \
   --diffusion-steps 2000 --noise-schedule sqrt --rescaling-factor 3.5 --latent-dim 128 \
-  --embed-norm --embed-norm-affine --self-cond --rescale-timesteps \
+  --embed-norm --embed-norm-affine --self-cond --rescale-timesteps --pred-length-offset \
   --optimizer adam --adam-betas '(0.9,0.98)' --lr 5e-4 --lr-scheduler inverse_sqrt \
   --warmup-updates 10000 --warmup-init-lr 1e-7 --weight-decay 0.01 --clip-norm 1 \
   --label-smoothing 0.1 --dropout 0.1 --max-tokens 16384 --update-freq $((4 / gpus > 0 ? 4 / gpus : 1)) \
@@ -31,7 +31,7 @@ difformer-average-checkpoints --inputs "$work/checkpoints" --num-best 5 --output
 
 fairseq-generate "$work/kd/bin" --user-dir "$user_dir" --task difformer --gen-subset test \
   --path "$work/checkpoints/average5.pt:$work/kd/teacher/checkpoint_best.pt" --ppl-mbr \
-  --decoding-steps 20 --length-beam-size 7 --noise-beam-size 3 \
+  --decoding-steps 20 --decoding-early-stopping 5 --length-beam-size 7 --noise-beam-size 3 \
   --batch-size 50 --remove-bpe > "$work/generate-test.txt"
 grep '^H-' "$work/generate-test.txt" | sort -t- -k2 -n | cut -f3 > "$work/hyp.tok"
 grep '^T-' "$work/generate-test.txt" | sort -t- -k2 -n | cut -f2 > "$work/ref.tok"
