@@ -1,5 +1,5 @@
 """The project's console scripts (see setup.py): data preparation, distillation, checkpoint
-averaging, scoring and the quickstart."""
+averaging, scoring, checkpoint conversion and the quickstart."""
 
 import os
 

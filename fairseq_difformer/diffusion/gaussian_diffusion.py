@@ -75,7 +75,6 @@ class GaussianDiffusion(nn.Module):
         f2 = self.noise_scale**2
         self.register_buffer("timestep_map", timestep_map, persistent=False)
 
-        #: ᾱ_t
         alphas_cumprod_prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
         betas = 1.0 - alphas_cumprod / alphas_cumprod_prev
         posterior_variance = f2 * betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
