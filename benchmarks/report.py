@@ -68,16 +68,7 @@ def render(results: Dict, plots: Dict[str, str], findings: str = "") -> str:
     parts = results.get("parts", {})
     out.append("**Parts:** " + (", ".join(f"`{p}` (last run {v['minutes']} min, finished {v['finished']})"
                                           for p, v in parts.items()) or "none run") + ".\n")
-    out.append("**Setup:** Multi30k German→English (29k training pairs, lowercased and tokenised "
-               "release), joint BPE with 8k merges by `difformer-prepare`, test2016 (1,000 sentences). "
-               "Every system is 3+3 layers, d_model 256, FFN 1024, 4 heads, one shared embedding table, "
-               "trained with the same optimiser settings (Adam, inverse square root schedule, peak lr 1e-3 "
-               "after 400 warm-up updates, 2,048-token batches, dropout 0.1) on the CPU with 2 threads. "
-               "SacreBLEU is sacrebleu's 13a BLEU on Moses-detokenised output against the detokenised "
-               "lowercased references; tokenised BLEU is on the tokenised text (the paper's protocol). "
-               "On this release the two agree to within a few hundredths: 13a re-tokenising the "
-               "detokenised text gives back nearly the same tokens. "
-               "Words/s is fairseq's `wps`: target tokens (BPE units and end-of-sentence) per second.\n")
+    out.append("**Setup:** " + _setup(results) + "\n")
 
     out.append("## Targets\n")
     out.append(_table(["target", "measured", "met"],
@@ -89,10 +80,50 @@ def render(results: Dict, plots: Dict[str, str], findings: str = "") -> str:
     out.append(_section_throughput(results))
     out.append(_section_quality(results))
     out.append(_section_decoding(results, plots))
+    out.append(_section_precision(results))
     out.append(_section_ablations(results, plots))
     out.append(_section_profile(results))
     out.append(_section_commands(results))
     return "\n".join(out)
+
+
+def _setup(results):
+    if results.get("device") == "cuda":
+        size = ("Every system is 6+6 layers, d_model 512, FFN 1024, 4 heads (IWSLT size: AR at "
+                "transformer_iwslt_de_en's size, CMLM, difformer_iwslt_de_en), one shared embedding table, "
+                "trained with the same optimiser settings (Adam, inverse square root schedule, peak lr 1e-3 "
+                "after 400 warm-up updates, 8,192-token batches, dropout 0.1) on one GPU with --fp16; "
+                "decoding with --fp16 at batch 100 and at --max-tokens 8192. ")
+    else:
+        size = ("Every system is 3+3 layers, d_model 256, FFN 1024, 4 heads, one shared embedding table, "
+                "trained with the same optimiser settings (Adam, inverse square root schedule, peak lr 1e-3 "
+                "after 400 warm-up updates, 2,048-token batches, dropout 0.1) on the CPU with 2 threads. ")
+    return ("Multi30k German→English (29k training pairs, lowercased and tokenised "
+            "release), joint BPE with 8k merges by `difformer-prepare`, test2016 (1,000 sentences). "
+            + size +
+            "SacreBLEU is sacrebleu's 13a BLEU on Moses-detokenised output against the detokenised "
+            "lowercased references; tokenised BLEU is on the tokenised text (the paper's protocol). "
+            "On this release the two agree to within a few hundredths: 13a re-tokenising the "
+            "detokenised text gives back nearly the same tokens. "
+            "Words/s is fairseq's `wps`: target tokens (BPE units and end-of-sentence) per second.")
+
+
+def _second_batch(results):
+    """The second decoding batch of the run: batch 1 on the CPU, --max-tokens batches on a GPU."""
+    if results.get("device") == "cuda":
+        return f"tokens{systems.DECODE_MAX_TOKENS}", f"--max-tokens {systems.DECODE_MAX_TOKENS}"
+    return "batch1", "batch 1"
+
+
+def _section_precision(results):
+    precision = results.get("precision")
+    if not precision:
+        return "## Precision\n\nNot measured yet (`--part precision`).\n"
+    rows = [[f"`{name}`", p["float32"]["bleu"], p["fp16"]["bleu"], f"{p['difference']:+.2f}",
+             p["float32"]["sentences_per_s"], p["fp16"]["sentences_per_s"]] for name, p in precision.items()]
+    return ("## Precision\n\nThe same checkpoints decoded in float32 and with `--fp16` (same seed, batch "
+            "100, test2016).\n\n" + _table(["setting", "SacreBLEU float32", "SacreBLEU fp16", "fp16 − float32",
+                                               "sent/s float32", "sent/s fp16"], rows))
 
 
 def _section_throughput(results):
@@ -130,13 +161,14 @@ def _section_decoding(results, plots):
     if not decoding:
         return "## 3. Decoding\n\nNot measured yet (`--part decode`).\n"
     base100 = results.get("decode_sentences_per_s", {}).get(systems.BASELINE_SETTING)
-    base1 = results.get("decode_sentences_per_s_batch1", {}).get(systems.BASELINE_SETTING)
+    second, second_label = _second_batch(results)
+    base1 = results.get(f"decode_sentences_per_s_{second}", {}).get(systems.BASELINE_SETTING)
     rows = []
     for setting in systems.DECODING_SETTINGS:
         d = decoding.get(setting.name)
         if not d:
             continue
-        b100, b1 = d.get("batch100", {}), d.get("batch1", {})
+        b100, b1 = d.get("batch100", {}), d.get(second, {})
         rows.append([f"`{setting.name}`", setting.label, results.get("bleu", {}).get(setting.name),
                      results.get("tok_bleu", {}).get(setting.name),
                      b100.get("sentences_per_s"), _ratio(b100.get("sentences_per_s"), base100),
@@ -149,7 +181,7 @@ def _section_decoding(results, plots):
             "changes nothing (fairseq's default). Difformer's 3×2 is 3 lengths × 2 noises, all decoded as "
             "one batch, chosen by mean log-probability or by the AR model (reranker).\n\n"
             + _table(["setting", "", "SacreBLEU", "tok. BLEU", "sent/s (batch 100)", "÷ AR beam 5",
-                      "sent/s (batch 1)", "÷ AR beam 5", "peak memory (MiB)"], rows))
+                      f"sent/s ({second_label})", "÷ AR beam 5", "peak memory (MiB)"], rows))
     for key, caption in (("steps_curve", "Difformer over decoding steps (1×1, no early stopping)"),
                          ("quality_speed", "BLEU against decoding speed, every setting (batch 100)")):
         if key in plots:
@@ -224,7 +256,7 @@ def _section_commands(results):
     for system, info in results.get("training", {}).items():
         commands.append((f"train {system}", info["command"]))
     for name, d in results.get("decoding", {}).items():
-        for batch in ("batch100", "batch1"):
+        for batch in ("batch100", _second_batch(results)[0]):
             if batch in d:
                 commands.append((f"decode {name} {batch}", d[batch]["command"]))
     for variant, a in results.get("ablations", {}).items():

@@ -6,7 +6,7 @@
     python benchmarks/run.py --part ablations --part profile                  # about 90 minutes
     python benchmarks/run.py --quick               # every step on a small subset, a few minutes
     python benchmarks/run.py --device cuda --databin BIN --budget-minutes 1 \
-        --part throughput --part train --part decode    # IWSLT-size systems with --fp16 on a GPU
+        --part throughput --part train --part decode --part precision   # IWSLT size, --fp16, on a GPU
 
 Parts (run in this order when several are given; each needs only what the parts before it left
 in the work directory):
@@ -15,6 +15,8 @@ in the work directory):
   train       each system trained for --budget-minutes of wall-clock time (equal budgets)
   decode      every decoding setting on test2016 at batch 100 and batch 1: sentences/s, peak
               memory, SacreBLEU and tokenised BLEU (needs train)
+  precision   the same checkpoints decoded in float32 and in fp16 (--fp16): BLEU of each and the
+              difference (needs train)
   ablations   the paper's ablations, each trained --ablation-minutes: BLEU and embedding collapse
   profile     torch profiler on one training step and one decoding batch (needs train)
   report      only regenerate the report from the results file
@@ -45,7 +47,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks import measure, report, systems  # noqa: E402
 
 USER_DIR = REPO / "fairseq_difformer"
-PARTS = ("throughput", "train", "decode", "ablations", "profile", "report")
+PARTS = ("throughput", "train", "decode", "precision", "ablations", "profile", "report")
 
 
 def say(message):
@@ -206,7 +208,7 @@ class Benchmark:
             sys.exit(f"benchmark: {name} is not trained yet ({path.parent}); run --part train first")
         return path
 
-    def generate_command(self, setting, batch_size, checkpoint=None):
+    def generate_command(self, setting, batch_size, checkpoint=None, precision=None):
         path = str(checkpoint or self.checkpoint(setting.system))
         if setting.reranker:
             path += ":" + str(self.checkpoint("ar"))
@@ -215,12 +217,13 @@ class Benchmark:
         return [*self.tool("fairseq-generate"), self.databin, "--user-dir", USER_DIR,
                 "--task", systems.GENERATE_TASK[setting.system], "--path", path, "--gen-subset", "test",
                 *batching, "--required-batch-size-multiple", 1, "--remove-bpe",
-                *systems.DECODE_DEVICE_ARGS[self.device], *setting.args]
+                *(systems.PRECISION_ARGS[self.device][precision] if precision
+                  else systems.DECODE_DEVICE_ARGS[self.device]), *setting.args]
 
-    def generate(self, setting, batch_size, checkpoint=None, tag=None):
+    def generate(self, setting, batch_size, checkpoint=None, tag=None, precision=None):
         tag = tag or setting.name
         out = self.work / "generate" / f"{tag}-b{batch_size}.txt"
-        cmd = self.generate_command(setting, batch_size, checkpoint)
+        cmd = self.generate_command(setting, batch_size, checkpoint, precision)
         log = self.work / "logs" / f"generate-{tag}-b{batch_size}.log"
         usage = measure.run_measured(cmd, log, stdout=out)
         # fairseq-generate's log lines go to stderr or stdout depending on who configured logging.
@@ -265,6 +268,23 @@ class Benchmark:
                 self.results.set("bleu", system, scored[best])
                 self.results.set("tok_bleu", system, self.results.get("tok_bleu", best))
                 self.results.set("best_setting", system, best)
+
+    # -- part: precision -------------------------------------------------------------------------
+
+    def precision(self):
+        """Each checkpoint decoded in float32 and in fp16 (the same noise seed): the BLEU each
+        gives and the difference (fp16 − float32)."""
+        for name in systems.PRECISION_SETTINGS:
+            setting = systems.SETTINGS_BY_NAME[name]
+            scores = {}
+            for precision in ("float32", "fp16"):
+                say(f"decoding {name} in {precision}")
+                out, speed = self.generate(setting, 100, tag=f"{name}-{precision}", precision=precision)
+                scores[precision] = {"bleu": round(self.score(out)["sacrebleu"], 2),
+                                     "sentences_per_s": speed["sentences_per_s"], "command": speed["command"]}
+            difference = round(scores["fp16"]["bleu"] - scores["float32"]["bleu"], 2)
+            say(f"  SacreBLEU float32 {scores['float32']['bleu']}, fp16 {scores['fp16']['bleu']} ({difference:+.2f})")
+            self.results.set("precision", name, {**scores, "difference": difference})
 
     # -- part 4: ablations -----------------------------------------------------------------------
 
@@ -384,6 +404,7 @@ def main(argv=None):
 
     bench = Benchmark(args)
     bench.results.set("machine", measure.machine_description())
+    bench.results.set("device", args.device)
     logging.getLogger().setLevel(logging.WARNING)  # importing fairseq turned the root logger on
     for part in parts:
         if part != "report":

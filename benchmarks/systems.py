@@ -25,6 +25,13 @@ DEVICE_ARGS = {
 }
 #: the decoding precision flag of each device
 DECODE_DEVICE_ARGS = {"cpu": ["--cpu"], "cuda": ["--fp16"]}
+#: decoding in each precision on each device (the precision part compares them)
+PRECISION_ARGS = {
+    "cpu": {"float32": ["--cpu"], "fp16": ["--cpu", "--fp16"]},
+    "cuda": {"float32": [], "fp16": ["--fp16"]},
+}
+#: the decoding settings the precision part decodes in float32 and in fp16
+PRECISION_SETTINGS = ("ar_beam5", "difformer_20", "difformer_20_3x2")
 
 
 def _fairseq_size(layers, dim, ffn, heads):

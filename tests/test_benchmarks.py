@@ -153,6 +153,28 @@ def test_cuda_mode_measures_the_iwslt_size_systems_with_fp16(tmp_path):
     assert decode[decode.index("--max-tokens") + 1] == "8192" and "--fp16" in decode and "--batch-size" not in decode
     assert cuda.scale.decode_batch_sizes == (100, 0)
 
+    # The precision part decodes each checkpoint in float32 and with --fp16 on either device.
+    for bench_, float32 in ((cuda, []), (cpu, ["--cpu"])):
+        f32 = [str(a) for a in bench_.generate_command(setting, 100, tmp_path / "c.pt", precision="float32")]
+        f16 = [str(a) for a in bench_.generate_command(setting, 100, tmp_path / "c.pt", precision="fp16")]
+        assert "--fp16" not in f32 and "--fp16" in f16 and all(flag in f32 for flag in float32)
+
     cpu_train = [str(a) for a in cpu.train_command("difformer", tmp_path / "ckpt")]
     assert cpu_train[0] == "fairseq-train" and "--cpu" in cpu_train and "--fp16" not in cpu_train
     assert cpu_train[cpu_train.index("--arch") + 1] == "difformer_small"
+
+
+def test_gpu_report_names_its_setup_max_tokens_batches_and_precision(tmp_path):
+    results = synthetic_results()
+    results["device"] = "cuda"
+    for name, d in results["decoding"].items():
+        d["tokens8192"] = d.pop("batch1")
+    results["decode_sentences_per_s_tokens8192"] = {n: 40.0 for n in results["decoding"]}
+    results["precision"] = {"difformer_20": {"float32": {"bleu": 30.0, "sentences_per_s": 50.0},
+                                             "fp16": {"bleu": 29.85, "sentences_per_s": 90.0}, "difference": -0.15}}
+    text = report.render(results, {})
+    assert "6+6 layers, d_model 512" in text and "--fp16" in text and "3+3 layers" not in text
+    assert "sent/s (--max-tokens 8192)" in text and "fairseq-generate 0 b1" in text
+    assert "| `difformer_20` | 30.00 | 29.85 | -0.15 | 50.00 | 90.00 |" in text
+    cpu = report.render(synthetic_results(), {})
+    assert "3+3 layers" in cpu and "sent/s (batch 1)" in cpu and "Not measured yet (`--part precision`)" in cpu
