@@ -125,6 +125,7 @@ def test_bad_decoding_options_are_explained(databin, difformer_checkpoint, flags
     (["--fp16"], "--fp16 needs a CUDA GPU, and this run is on the CPU (--cpu): drop --fp16"),
     (["--bf16"], "--bf16 needs a CUDA GPU"),
     (["--amp"], "--amp needs a CUDA GPU"),
+    (["--no-scale-embedding"], "--no-scale-embedding is not supported"),
 ])
 def test_bad_training_options_are_explained(databin, tmp_path, flags, message):
     proc = train_difformer(databin, tmp_path, 1, *flags, check=False)

@@ -250,6 +250,11 @@ def validate_model_args(args):
         )
     if args.latent_dim < 1 or args.model_dim < 1:
         raise DifformerError("--latent-dim and --model-dim must be positive")
+    if getattr(args, "no_scale_embedding", False):
+        raise DifformerError(
+            "--no-scale-embedding is not supported: the diffusion runs on z0 = √d_latent · E[w] "
+            "(drop the flag)"
+        )
 
 
 def _default_model_dim(args, default):
