@@ -100,7 +100,7 @@ ABLATION_DESCRIPTIONS = {
 
 
 def rescaling_factor(variant: str) -> float:
-    args = TRAIN_ARGS["difformer"] + ABLATIONS[variant]
+    args = train_args("difformer") + ABLATIONS[variant]
     positions = [i for i, a in enumerate(args) if a == "--rescaling-factor"]
     return float(args[positions[-1] + 1])
 

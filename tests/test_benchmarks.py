@@ -178,3 +178,8 @@ def test_gpu_report_names_its_setup_max_tokens_batches_and_precision(tmp_path):
     assert "| `difformer_20` | 30.00 | 29.85 | -0.15 | 50.00 | 90.00 |" in text
     cpu = report.render(synthetic_results(), {})
     assert "3+3 layers" in cpu and "sent/s (batch 1)" in cpu and "Not measured yet (`--part precision`)" in cpu
+
+
+def test_ablation_rescaling_factor_is_the_last_one_given():
+    assert systems.rescaling_factor("difformer") == 4.0
+    assert systems.rescaling_factor("rescaling_1") == 1.0 and systems.rescaling_factor("rescaling_2") == 2.0
