@@ -335,7 +335,7 @@ def collapse_statistics(checkpoint: Path, rescaling_factor: float) -> dict:
     decoder = model.decoder
     with torch.no_grad():
         z0 = decoder.embed_latent(torch.arange(decoder.embed_tokens.num_embeddings))
-    stats = embedding_collapse_stats(z0)
+    stats = embedding_collapse_stats(z0, decoder.dictionary.nspecial)
     stats["distance_over_noise_scale"] = stats["mean_distance"] / rescaling_factor
     return stats
 

@@ -3,7 +3,7 @@
 import torch
 
 
-def embedding_collapse_stats(weight: torch.Tensor, special_symbols: int = 4) -> dict:
+def embedding_collapse_stats(weight: torch.Tensor, special_symbols: int) -> dict:
     """How far apart the word embeddings are, the quantity the anchor loss protects:
 
         mean_distance  = mean_{i≠j} ‖E_i − E_j‖,   mean_norm = mean_i ‖E_i‖,
@@ -15,8 +15,8 @@ def embedding_collapse_stats(weight: torch.Tensor, special_symbols: int = 4) -> 
     relative to the fixed diffusion noise even at constant ``spread``. ``norm_variation`` is how
     unevenly one noise scale corrupts the words (0 when every embedding has the same norm; frequent
     and rare words drifting apart in norm raise it), the unevenness the embedding LayerNorm on the
-    denoiser's input answers. The first ``special_symbols`` rows (<s>, <pad>, </s>, <unk> in a
-    fairseq dictionary) are left out.
+    denoiser's input answers. The first ``special_symbols`` rows (a fairseq dictionary's
+    ``nspecial``: <s>, <pad>, </s>, <unk>, and any extra special symbols) are left out.
     """
     words = weight[special_symbols:].detach().float()
     n = words.size(0)

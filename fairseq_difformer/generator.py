@@ -92,6 +92,13 @@ class DifformerGenerator:
 
     @torch.no_grad()
     def generate(self, models, sample, prefix_tokens=None, constraints=None, **kwargs):
+        if prefix_tokens is not None or constraints is not None:
+            # Every position is denoised at once: there is no left-to-right prefix to force, and
+            # fairseq's own non-autoregressive generator refuses both too.
+            raise DifformerError(
+                "Difformer decoding supports neither --prefix-size nor --constraints: "
+                "drop the flag (every position is denoised at once)"
+            )
         model = models[0]
         decoder = model.decoder
         src_tokens = sample["net_input"]["src_tokens"]

@@ -190,3 +190,17 @@ def test_every_test_sentence_is_decoded(test_sets_of_3_and_461, difformer_checkp
                       "--path", difformer_checkpoint, "--gen-subset", "test", "--cpu",
                       "--decoding-steps", "2", *batching).stdout
         assert sorted(hypotheses(out)) == list(range(n)), n
+
+
+def test_prefix_and_constraints_are_refused(databin, difformer_checkpoint, multi30k_bpe):
+    """fairseq's own NAT generator refuses them too: a forced prefix or constraint would be ignored."""
+    proc = generate(databin, difformer_checkpoint, "--prefix-size", "1", check=False)
+    line = (multi30k_bpe / "test.de").read_text().splitlines()[0]
+    interactive = run_cli(
+        "fairseq-interactive", databin, "--user-dir", USER_DIR, "--task", "difformer",
+        "--path", difformer_checkpoint, "--cpu", "--source-lang", "de", "--target-lang", "en",
+        "--constraints", input=f"{line}\tmann\n", check=False,
+    )
+    for p in (proc, interactive):
+        assert p.returncode != 0
+        assert "supports neither --prefix-size nor --constraints" in p.stderr and "Traceback" not in p.stderr

@@ -10,6 +10,7 @@ import torch
 from conftest import USER_DIR, preprocess, run_cli, write_synthetic_translation
 
 import fairseq_difformer  # noqa: F401
+from fairseq.data import Dictionary
 from fairseq_difformer.diagnostics import embedding_collapse_stats
 
 ARCH = ["--arch", "difformer_small", "--model-dim", "128", "--encoder-ffn-embed-dim", "256",
@@ -38,7 +39,8 @@ def train_and_score(databin, save_dir, *extra):
     ).stdout
     bleu = float(re.search(r"BLEU4 = ([\d.]+)", out).group(1))
     weight = torch.load(checkpoint)["model"]["decoder.embed_tokens.weight"]
-    return bleu, embedding_collapse_stats(weight)
+    nspecial = Dictionary.load(str(databin / "dict.tgt.txt")).nspecial
+    return bleu, embedding_collapse_stats(weight, nspecial)
 
 
 def test_learns_with_anchor_loss_and_collapses_without(synthetic_databin, tmp_path):

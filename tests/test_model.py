@@ -150,7 +150,13 @@ def test_loss_combines_the_three_terms_and_logs_each():
     terms = crit.compute_losses(model, out, tgt)
     torch.testing.assert_close(loss, terms["mse"] + terms["anchor"] + 0.1 * terms["length"])
     assert sample_size == 1
-    assert {"mse", "anchor", "length", "nll_loss"} <= set(log)
+    # Every term is logged in the units it is optimised in (nats), the loss is their weighted sum.
+    for key, term in (("mse", "mse"), ("anchor", "anchor"), ("length", "length"), ("nll_loss", "nll")):
+        torch.testing.assert_close(log[key], terms[term].detach())
+    torch.testing.assert_close(log["loss"], loss.detach())
+    with metrics.aggregate() as agg:
+        crit.reduce_metrics([log])
+        assert agg.get_smoothed_values()["ppl"] == pytest.approx(math.exp(float(terms["nll"])), rel=1e-2)
 
 
 def reference_ce(model, z, tgt, eps=0.1):
@@ -178,7 +184,9 @@ def test_no_anchor_loss_drops_the_term():
     crit = criterion(model, no_anchor_loss=True)
     torch.manual_seed(4)
     loss, _, log = crit(model, sample)
-    assert math.isclose(loss.item(), float(log["mse"]) + 0.1 * float(log["length"]) * math.log(2), rel_tol=1e-5)
+    assert math.isclose(loss.item(), float(log["mse"]) + 0.1 * float(log["length"]), rel_tol=1e-5)
+    # The logged loss is the objective itself, every term in the same units.
+    assert math.isclose(float(log["loss"]), loss.item(), rel_tol=1e-6)
     with pytest.raises(DifformerError):
         criterion(model, no_anchor_loss=True, rounding_loss=True)
 
@@ -233,6 +241,25 @@ def test_self_conditioning_feeds_back_a_prediction_in_half_the_training_batches(
     calls.clear()
     forward(model)
     assert calls == [0.0]
+
+
+def test_self_conditioning_probability_is_an_option():
+    model = build(self_cond_prob=1.0).train()
+    calls = []
+    original = model.decoder.forward
+    model.decoder.forward = lambda *a, **kw: calls.append(1) or original(*a, **kw)
+    for _ in range(5):
+        forward(model)
+    assert len(calls) == 10  # every batch self-conditioned: two denoiser passes each
+    calls.clear()
+    model = build(self_cond_prob=0.0).train()
+    original = model.decoder.forward
+    model.decoder.forward = lambda *a, **kw: calls.append(1) or original(*a, **kw)
+    for _ in range(5):
+        forward(model)
+    assert len(calls) == 5
+    with pytest.raises(DifformerError, match="--self-cond-prob must be in"):
+        build(self_cond_prob=1.5)
 
 
 def test_bad_model_options_raise_clear_errors():

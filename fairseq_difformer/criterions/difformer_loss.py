@@ -66,14 +66,15 @@ class DifformerCriterion(FairseqCriterion):
         loss = losses["mse"] + self.anchor_loss_weight * losses["anchor"] + length_factor * losses["length"]
 
         # Every term is a mean over its batch, so one batch counts as one sample (as nat_loss).
+        # All terms are logged in the units they are optimised in (nats; the MSE as it is), so that
+        # the logged loss is the objective; ppl is e^nll.
         sample_size = 1
-        ln2 = math.log(2)
         logging_output = {
-            "loss": loss.data / ln2,
-            "nll_loss": losses["nll"].data / ln2,
+            "loss": loss.data,
+            "nll_loss": losses["nll"].data,
             "mse": losses["mse"].data,
-            "anchor": losses["anchor"].data / ln2,
-            "length": losses["length"].data / ln2,
+            "anchor": losses["anchor"].data,
+            "length": losses["length"].data,
             "ntokens": sample["ntokens"],
             "nsentences": sample["target"].size(0),
             "sample_size": sample_size,
@@ -99,7 +100,7 @@ class DifformerCriterion(FairseqCriterion):
         for key in ("loss", "nll_loss", "mse", "anchor", "length"):
             value = sum(log.get(key, 0) for log in logging_outputs)
             metrics.log_scalar(key, value / sample_size, sample_size, round=3)
-        metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
+        metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg, base=math.e))
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

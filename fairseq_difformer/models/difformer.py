@@ -70,6 +70,8 @@ class DifformerModel(FairseqNATModel):
                                  "projection instead of after adding time and position")
         parser.add_argument("--self-cond", **flag,
                             help="self-conditioning on the previous ẑ0 (default on)")
+        parser.add_argument("--self-cond-prob", type=float, metavar="P",
+                            help="probability that a training batch is self-conditioned (default 0.5)")
         parser.add_argument("--self-cond-before-proj", **flag,
                             help="concatenate [z_t; ẑ0_prev] before the projection instead of after")
         parser.add_argument("--rescale-timesteps", **flag,
@@ -83,7 +85,7 @@ class DifformerModel(FairseqNATModel):
 
     @classmethod
     def build_model(cls, args, task):
-        difformer_base(args)
+        base_architecture(args)
         validate_model_args(args)
         src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
         if args.share_all_embeddings and src_dict != tgt_dict:
@@ -121,8 +123,9 @@ class DifformerModel(FairseqNATModel):
     def forward(self, src_tokens, src_lengths, prev_output_tokens, tgt_tokens, t=None, noise=None, **kwargs):
         """One draw of the training objective's random variables.
 
-        t ~ Uniform{0 … T−1} per sentence, ε ~ N(0, I); with self-conditioning, half of the
-        batches first predict ẑ0_prev without gradient and feed it back (Chen et al.).
+        t ~ Uniform{0 … T−1} per sentence, ε ~ N(0, I); with self-conditioning, a batch first
+        predicts ẑ0_prev without gradient and feeds it back with probability --self-cond-prob
+        (0.5, Chen et al.).
         Returns the tensors the criterion needs; the losses themselves live in the criterion.
         """
         encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
@@ -136,7 +139,7 @@ class DifformerModel(FairseqNATModel):
         z_t = self.diffusion.q_sample(z0, t, noise)
 
         z0_prev = torch.zeros_like(z_t)
-        if self.decoder.self_cond and self.training and torch.rand(()) < 0.5:
+        if self.decoder.self_cond and self.training and torch.rand(()) < self.args.self_cond_prob:
             with torch.no_grad():
                 z0_prev = self.decoder(z_t, t, z0_prev, encoder_out, padding_mask)
         z0_hat = self.decoder(z_t, t, z0_prev, encoder_out, padding_mask)
@@ -250,6 +253,8 @@ def validate_model_args(args):
         )
     if args.latent_dim < 1 or args.model_dim < 1:
         raise DifformerError("--latent-dim and --model-dim must be positive")
+    if not 0 <= args.self_cond_prob <= 1:
+        raise DifformerError(f"--self-cond-prob must be in [0, 1] (got {args.self_cond_prob})")
     if getattr(args, "no_scale_embedding", False):
         raise DifformerError(
             "--no-scale-embedding is not supported: the diffusion runs on z0 = √d_latent · E[w] "
@@ -263,7 +268,7 @@ def _default_model_dim(args, default):
 
 
 @register_model_architecture("difformer", "difformer")
-def difformer_base(args):
+def base_architecture(args):
     """Defaults of every Difformer architecture (d_model 512, FFN 2048, 8 heads, 6+6, latent 128)."""
     _default_model_dim(args, 512)
     args.latent_dim = getattr(args, "latent_dim", 128)
@@ -299,6 +304,9 @@ def difformer_base(args):
     args.embed_norm_before_proj = bool(getattr(args, "embed_norm_before_proj", False))
     args.self_cond = bool(getattr(args, "self_cond", True))
     args.self_cond_before_proj = bool(getattr(args, "self_cond_before_proj", False))
+    args.self_cond_prob = getattr(args, "self_cond_prob", None)
+    if args.self_cond_prob is None:
+        args.self_cond_prob = 0.5
     args.rescale_timesteps = bool(getattr(args, "rescale_timesteps", True))
 
     args.pred_length_offset = bool(getattr(args, "pred_length_offset", False))
@@ -311,15 +319,15 @@ def difformer_iwslt_de_en(args):
     _default_model_dim(args, 512)
     args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 1024)
     args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 4)
-    difformer_base(args)
+    base_architecture(args)
 
 
 @register_model_architecture("difformer", "difformer_base")
-def difformer_base_768(args):
+def difformer_base(args):
     _default_model_dim(args, 768)
     args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 3072)
     args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 12)
-    difformer_base(args)
+    base_architecture(args)
 
 
 @register_model_architecture("difformer", "difformer_small")
@@ -330,4 +338,4 @@ def difformer_small(args):
     args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 4)
     args.encoder_layers = getattr(args, "encoder_layers", 3)
     args.decoder_layers = getattr(args, "decoder_layers", 3)
-    difformer_base(args)
+    base_architecture(args)
