@@ -67,7 +67,7 @@ class GaussianDiffusion(nn.Module):
             raise ValueError(f"noise_scale must be positive, got {noise_scale}")
         self.num_timesteps = alphas_cumprod.numel()
         if timestep_map is None:
-            timestep_map = torch.arange(self.num_timesteps)
+            timestep_map = torch.arange(self.num_timesteps, device=alphas_cumprod.device)
         timestep_map = torch.as_tensor(timestep_map, dtype=torch.long, device=alphas_cumprod.device)
         if timestep_map.shape != alphas_cumprod.shape:
             raise ValueError("timestep_map must have one entry per timestep")
@@ -186,7 +186,7 @@ class GaussianDiffusion(nn.Module):
         Keeps ᾱ at the kept steps, so β'_k = 1 − ᾱ_{s_k} / ᾱ_{s_{k−1}} (ᾱ_{s_{−1}} = 1),
         and the same noise scale; ``timestep_map`` points at the original training timesteps.
         """
-        kept = spaced_timesteps(self.num_timesteps, num_steps)
+        kept = spaced_timesteps(self.num_timesteps, num_steps).to(self.alphas_cumprod.device)
         return GaussianDiffusion(
             self.alphas_cumprod[kept],
             noise_scale=self.noise_scale,

@@ -139,6 +139,7 @@ class DifformerModel(FairseqNATModel):
         z_t = self.diffusion.q_sample(z0, t, noise)
 
         z0_prev = torch.zeros_like(z_t)
+        # One coin per batch, drawn on the host: a branch decision, no device tensor to sync on.
         if self.decoder.self_cond and self.training and torch.rand(()) < self.args.self_cond_prob:
             with torch.no_grad():
                 z0_prev = self.decoder(z_t, t, z0_prev, encoder_out, padding_mask)

@@ -22,6 +22,7 @@ from fairseq.tasks import FairseqTask, register_task
 from fairseq.tasks.translation import EVAL_BLEU_ORDER, TranslationConfig, TranslationTask
 from rouge_score import rouge_scorer
 
+from ..criterions.difformer_loss import DifformerCriterion
 from ..diffusion import NOISE_SCHEDULES
 from ..errors import DifformerError
 from ..generator import DecodingConfig, DifformerGenerator
@@ -107,8 +108,6 @@ class DifformerTask(TranslationTask):
                 "--criterion nat_loss (the original recipes' name) trains with --criterion difformer "
                 "here: same terms (diffusion MSE, label-smoothed anchor loss, length loss)"
             )
-            from ..criterions.difformer_loss import DifformerCriterion
-
             return DifformerCriterion(
                 self, label_smoothing=cfg.label_smoothing, anchor_loss_weight=1.0,
                 rounding_loss=False, no_anchor_loss=False,
