@@ -6,7 +6,7 @@ setup(
     description="Difformer (embedding-space text diffusion) as a fairseq plugin",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["fairseq_difformer", "fairseq_difformer.*"]),
+    packages=find_packages(include=["fairseq_difformer", "fairseq_difformer.*", "difformer_cli"]),
     python_requires=">=3.9",
     # torch and fairseq (fairseq-fixed 0.12.3.1) are installed by scripts/install.sh: listing
     # them here would let pip replace a user's GPU torch or pull a CUDA build and torchaudio.
@@ -21,12 +21,12 @@ setup(
     ],
     entry_points={
         "console_scripts": [
-            "difformer-user-dir=fairseq_difformer.cli:print_user_dir",
-            "difformer-prepare=fairseq_difformer.cli.prepare:main",
-            "difformer-distill=fairseq_difformer.cli.distill:main",
-            "difformer-average-checkpoints=fairseq_difformer.cli.average_checkpoints:main",
-            "difformer-score=fairseq_difformer.cli.score:main",
-            "difformer-convert-checkpoint=fairseq_difformer.cli.convert_checkpoint:main",
+            "difformer-user-dir=difformer_cli:print_user_dir",
+            "difformer-prepare=difformer_cli.prepare:main",
+            "difformer-distill=difformer_cli.distill:main",
+            "difformer-average-checkpoints=difformer_cli.average_checkpoints:main",
+            "difformer-score=difformer_cli.score:main",
+            "difformer-convert-checkpoint=difformer_cli.convert_checkpoint:main",
         ]
     },
 )

@@ -4,39 +4,8 @@ import json
 import os
 import platform
 import re
-import subprocess
-import time
 from pathlib import Path
-from typing import Dict, List, Optional
-
-
-class CommandFailed(RuntimeError):
-    pass
-
-
-def run_measured(cmd: List, log: Path, stdout: Optional[Path] = None) -> Dict:
-    """Run ``cmd`` to completion, its stderr (and stdout unless ``stdout`` is given) into ``log``.
-
-    Returns the wall time in seconds and the peak resident memory of the process in MiB, read
-    from the kernel's accounting of that one process (``wait4``'s ``ru_maxrss``).
-    """
-    cmd = [str(c) for c in cmd]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    if stdout:
-        stdout.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    with open(log, "w") as err, open(stdout or os.devnull, "w") as out:
-        err.write("$ " + " ".join(cmd) + "\n")
-        err.flush()
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out if stdout else err, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
-        raise CommandFailed(f"{cmd[0]} failed (exit {code}); log {log}:\n{tail}")
-    return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024}
+from typing import Dict, List
 
 
 _JSON_LOG = re.compile(r"\| (train_inner|train) \| (\{.*\})\s*$")

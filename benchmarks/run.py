@@ -45,8 +45,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks import measure, report, systems  # noqa: E402
+from difformer_cli import user_dir  # noqa: E402
+from difformer_cli.commands import CommandFailed, run_logged  # noqa: E402
+from difformer_cli.recipes import recipe  # noqa: E402
 
-USER_DIR = REPO / "fairseq_difformer"
+USER_DIR = user_dir()
 PARTS = ("throughput", "train", "decode", "precision", "ablations", "profile", "report")
 
 
@@ -94,7 +97,6 @@ class Benchmark:
     def __init__(self, args):
         self.args = args
         self.device = args.device
-        self.size = systems.DEVICE_SIZE[args.device]
         self.scale = systems.QUICK if args.quick else systems.CUDA if args.device == "cuda" else systems.FULL
         self.work = args.workdir
         self.results = Results(args.results, "quick" if args.quick else "full" if args.device == "cpu" else "cuda")
@@ -103,7 +105,7 @@ class Benchmark:
     def tool(self, name):
         """A console script, or on a GPU machine (no console scripts) the module it runs."""
         modules = {"fairseq-train": "fairseq_cli.train", "fairseq-generate": "fairseq_cli.generate",
-                   "difformer-score": "fairseq_difformer.cli.score"}
+                   "difformer-score": "difformer_cli.score"}
         return [name] if self.device == "cpu" else [sys.executable, "-m", modules[name]]
 
     # -- data ------------------------------------------------------------------------------------
@@ -127,7 +129,7 @@ class Benchmark:
                    "--testpref", source / "test_2016_flickr", "--bpe-merges", self.scale.bpe_merges,
                    "--destdir", destdir]
             say(f"preparing the data ({destdir})")
-            measure.run_measured(cmd, self.work / "logs" / "prepare.log")
+            run_logged(cmd, self.work / "logs" / "prepare.log")
             self.results.set("commands", "prepare", _shell(cmd))
             self._databin = destdir / "bin"
         return self._databin
@@ -140,8 +142,7 @@ class Benchmark:
 
     def train_command(self, system, save_dir, extra=()):
         return [*self.tool("fairseq-train"), self.databin, "--user-dir", USER_DIR,
-                *systems.train_args(system, self.size), *systems.OPTIMISATION,
-                *systems.DEVICE_ARGS[self.device], *extra, "--save-dir", save_dir]
+                *recipe(system, self.device), *extra, "--save-dir", save_dir]
 
     # -- part 1: throughput ----------------------------------------------------------------------
 
@@ -155,7 +156,7 @@ class Benchmark:
                 "--max-update", updates, "--disable-validation", "--no-save",
                 "--log-format", "json", "--log-interval", self.scale.log_interval])
             log = self.work / "logs" / f"throughput-{system}.log"
-            usage = measure.run_measured(cmd, log)
+            usage = run_logged(cmd, log)
             speed = measure.steady_words_per_second(measure.training_log_records(log.read_text()))
             say(f"  {speed['words_per_s']:.0f} words/s, peak memory {usage['peak_rss_mib']:.0f} MiB")
             self.results.set("train_words_per_s", system, round(speed["words_per_s"], 1))
@@ -181,7 +182,7 @@ class Benchmark:
             shutil.rmtree(save_dir)
         say(f"training {name} for {minutes:g} min")
         log = self.work / "logs" / f"train-{name}.log"
-        usage = measure.run_measured(cmd, log)
+        usage = run_logged(cmd, log)
         summary = {
             "minutes": minutes,
             "updates": measure.final_updates(log.read_text()),
@@ -225,18 +226,18 @@ class Benchmark:
         out = self.work / "generate" / f"{tag}-b{batch_size}.txt"
         cmd = self.generate_command(setting, batch_size, checkpoint, precision)
         log = self.work / "logs" / f"generate-{tag}-b{batch_size}.log"
-        usage = measure.run_measured(cmd, log, stdout=out)
+        usage = run_logged(cmd, log, stdout=out)
         # fairseq-generate's log lines go to stderr or stdout depending on who configured logging.
         speed = measure.generate_speed(log.read_text(encoding="utf-8") + out.read_text(encoding="utf-8"))
         if speed["sentences"] != self.test_sentences:
-            raise measure.CommandFailed(f"{out}: {speed['sentences']} sentences translated, "
+            raise CommandFailed(f"{out}: {speed['sentences']} sentences translated, "
                                         f"the test set has {self.test_sentences}")
         return out, {**speed, "peak_rss_mib": round(usage["peak_rss_mib"], 1), "command": _shell(cmd)}
 
     def score(self, generate_output):
         cmd = [*self.tool("difformer-score"), "--generate-output", generate_output, "--detok", "en", "--json"]
         log = generate_output.with_suffix(".score.json")
-        measure.run_measured(cmd, self.work / "logs" / "score.log", stdout=log)
+        run_logged(cmd, self.work / "logs" / "score.log", stdout=log)
         return json.loads(log.read_text())
 
     def decode(self):

@@ -1,28 +1,15 @@
 """What the benchmark trains and decodes: the systems, the ablation variants, the decoding settings.
 
-Every system has the same size (on the CPU: 3+3 layers, d_model 256, FFN 1024, 4 heads; on a GPU
-(``--device cuda``): the IWSLT size, 6+6 layers, d_model 512, FFN 1024, 4 heads; one embedding
-table shared by encoder, decoder and output) and the same optimisation (Adam, inverse square root
-schedule, peak 1e-3 after 400 warm-up updates, dropout 0.1; 2,048-token batches in float32 on the
-CPU, 8,192-token batches with --fp16 on a GPU), so that the only difference between them is the
-model, its loss and its decoder.
+The systems' sizes and their common optimisation are the project's training recipes
+(:mod:`difformer_cli.recipes`), so that the only difference between them is the model, its loss
+and its decoder.
 """
 
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-SYSTEMS = ("ar", "cmlm", "difformer")
+from difformer_cli.recipes import SYSTEMS, train_args  # noqa: F401  (SYSTEMS: what the benchmark runs)
 
-OPTIMISATION = [
-    "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "1e-3",
-    "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "400", "--warmup-init-lr", "1e-7",
-    "--weight-decay", "0.01", "--clip-norm", "1", "--dropout", "0.1", "--seed", "1",
-]
-#: where the commands run: batch size, precision and data loading of each device
-DEVICE_ARGS = {
-    "cpu": ["--cpu", "--max-tokens", "2048", "--num-workers", "0"],
-    "cuda": ["--fp16", "--max-tokens", "8192", "--num-workers", "4"],
-}
 #: the decoding precision flag of each device
 DECODE_DEVICE_ARGS = {"cpu": ["--cpu"], "cuda": ["--fp16"]}
 #: decoding in each precision on each device (the precision part compares them)
@@ -32,37 +19,6 @@ PRECISION_ARGS = {
 }
 #: the decoding settings the precision part decodes in float32 and in fp16
 PRECISION_SETTINGS = ("ar_beam5", "difformer_20", "difformer_20_3x2")
-
-
-def _fairseq_size(layers, dim, ffn, heads):
-    return [
-        "--encoder-layers", str(layers), "--decoder-layers", str(layers),
-        "--encoder-embed-dim", str(dim), "--decoder-embed-dim", str(dim),
-        "--encoder-ffn-embed-dim", str(ffn), "--decoder-ffn-embed-dim", str(ffn),
-        "--encoder-attention-heads", str(heads), "--decoder-attention-heads", str(heads),
-        "--share-all-embeddings",
-    ]
-
-
-#: fairseq's transformer and cmlm_transformer brought to the Difformer architecture's size
-SIZES = {
-    "small": (_fairseq_size(3, 256, 1024, 4), "difformer_small"),
-    "iwslt": (_fairseq_size(6, 512, 1024, 4), "difformer_iwslt_de_en"),
-}
-DEVICE_SIZE = {"cpu": "small", "cuda": "iwslt"}
-
-
-def train_args(system: str, size: str = "small") -> List[str]:
-    """The task, architecture and criterion flags of ``system`` at ``size``."""
-    fairseq_size, difformer_arch = SIZES[size]
-    return {
-        "ar": ["--task", "translation", "--arch", "transformer", *fairseq_size,
-               "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"],
-        "cmlm": ["--task", "translation_lev", "--noise", "random_mask", "--arch", "cmlm_transformer",
-                 *fairseq_size, "--apply-bert-init", "--criterion", "nat_loss", "--label-smoothing", "0.1"],
-        "difformer": ["--task", "difformer", "--arch", difformer_arch, "--share-all-embeddings",
-                      "--criterion", "difformer", "--rescaling-factor", "4"],
-    }[system]
 
 # The paper's ablations, each a change to the Difformer system above.
 ABLATIONS = {

@@ -16,26 +16,22 @@ tokenised BLEU on the tokenised text (the paper's protocol).
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "data" / "multi30k"
-USER_DIR = REPO / "fairseq_difformer"
+sys.path.insert(0, str(REPO))
 
-# Chosen for a short CPU budget: a peak learning rate reached quickly and kept high (inverse
-# square root decay), small batches for many updates, and the paper's F = 4 noise rescaling.
+from difformer_cli import user_dir  # noqa: E402
+from difformer_cli.commands import CommandFailed, run_logged  # noqa: E402
+from difformer_cli.generate_output import parse_generate_output  # noqa: E402
+from difformer_cli.recipes import recipe  # noqa: E402
+
+DATA = REPO / "data" / "multi30k"
 TRAIN_ARGS = [
-    "--task", "difformer", "--criterion", "difformer", "--arch", "difformer_small",
-    "--share-all-embeddings", "--rescaling-factor", "4", "--dropout", "0.1",
-    "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "1e-3",
-    "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "400", "--warmup-init-lr", "1e-7",
-    "--weight-decay", "0.01", "--clip-norm", "1", "--max-tokens", "2048",
-    "--cpu", "--num-workers", "0", "--log-format", "simple", "--log-interval", "50",
+    *recipe("difformer", "cpu"), "--log-format", "simple", "--log-interval", "50",
     "--disable-validation", "--no-epoch-checkpoints", "--save-interval-updates", "200",
     "--max-update", "1000000",
 ]
@@ -53,11 +49,12 @@ def clock(seconds):
     return f"{int(seconds // 60):02d}:{int(seconds % 60):02d}"
 
 
-def run(cmd, **kwargs):
-    proc = subprocess.run([str(c) for c in cmd], **kwargs)
-    if proc.returncode != 0:
-        sys.exit(f"quickstart: {cmd[0]} failed (exit {proc.returncode})")
-    return proc
+def run(cmd, log: Path, **kwargs):
+    """Run ``cmd`` with its output in ``log``; a failure ends the quickstart with the log's tail."""
+    try:
+        return run_logged(cmd, log, **kwargs)
+    except CommandFailed as exc:
+        sys.exit(f"quickstart: {exc}")
 
 
 def prepare(work: Path, max_lines, bpe_merges):
@@ -74,7 +71,7 @@ def prepare(work: Path, max_lines, bpe_merges):
     run(["difformer-prepare", "--source-lang", "de", "--target-lang", "en", "--no-tokenize",
          "--trainpref", source / "train", "--validpref", source / "val",
          "--testpref", source / "test_2016_flickr", "--bpe-merges", bpe_merges,
-         "--destdir", work / "data"])
+         "--destdir", work / "data"], work / "prepare.log", on_line=lambda line: print("   ", line.rstrip()))
     return work / "data" / "bin"
 
 
@@ -97,27 +94,24 @@ def train(databin: Path, save_dir: Path, minutes: float, max_update):
         say(f"training already finished ({save_dir}); delete {done.name} to train further")
         return
     budget = minutes * 60
-    cmd = ["fairseq-train", databin, "--user-dir", USER_DIR, *TRAIN_ARGS,
+    cmd = ["fairseq-train", databin, "--user-dir", user_dir(), *TRAIN_ARGS,
            "--save-dir", save_dir, "--stop-time-hours", minutes / 60]
     if max_update:  # the smoke setting: a handful of updates, each one logged
         cmd[cmd.index("--max-update") + 1] = max_update
         cmd[cmd.index("--log-interval") + 1] = 1
     say(f"training difformer_small for {minutes:g} min (resumes from {save_dir}/checkpoint_last.pt if any)")
     start = time.time() - previous_training_time(save_dir / "checkpoint_last.pt")
-    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    with open(save_dir.parent / "train.log", "a") as log:
-        for line in proc.stdout:
-            log.write(line)
-            if "Loaded checkpoint" in line:
-                say("resuming: " + line.split("|")[-1].strip())
-            match = re.search(r"loss=([\d.]+).*?num_updates=(\d+)", line)
-            if "train_inner" in line and match:
-                elapsed = time.time() - start
-                say(f"update {int(match.group(2)):5d}  loss {match.group(1)}  elapsed {clock(elapsed)}  "
-                    f"~{clock(max(0.0, budget - elapsed))} left of {clock(budget)}")
-    if proc.wait() != 0:
-        sys.exit(f"quickstart: fairseq-train failed; see {save_dir.parent / 'train.log'}")
+
+    def show_progress(line):
+        if "Loaded checkpoint" in line:
+            say("resuming: " + line.split("|")[-1].strip())
+        match = re.search(r"loss=([\d.]+).*?num_updates=(\d+)", line)
+        if "train_inner" in line and match:
+            elapsed = time.time() - start
+            say(f"update {int(match.group(2)):5d}  loss {match.group(1)}  elapsed {clock(elapsed)}  "
+                f"~{clock(max(0.0, budget - elapsed))} left of {clock(budget)}")
+
+    run(cmd, save_dir.parent / "train.log", on_line=show_progress, append=True)
     done.touch()
 
 
@@ -125,24 +119,18 @@ def decode_and_score(databin: Path, checkpoint: Path, out: Path):
     if not out.exists() or out.stat().st_mtime < checkpoint.stat().st_mtime:
         say("translating test2016: 20 steps, early stopping 5, 3 lengths × 2 noises")
         partial = out.with_suffix(".partial")
-        with open(partial, "w") as f:
-            run(["fairseq-generate", databin, "--user-dir", USER_DIR, "--task", "difformer",
-                 "--path", checkpoint, "--gen-subset", "test", "--batch-size", "100",
-                 "--remove-bpe", "--cpu", "--seed", "1", *DECODE_ARGS],
-                stdout=f, stderr=subprocess.DEVNULL)
+        run(["fairseq-generate", databin, "--user-dir", user_dir(), "--task", "difformer",
+             "--path", checkpoint, "--gen-subset", "test", "--batch-size", "100",
+             "--remove-bpe", "--cpu", "--seed", "1", *DECODE_ARGS], out.with_suffix(".log"), stdout=partial)
         partial.rename(out)
-    scores = json.loads(run(["difformer-score", "--generate-output", out, "--detok", "en", "--json"],
-                            capture_output=True, text=True).stdout)
-    return scores
+    scores = out.with_suffix(".scores.json")
+    run(["difformer-score", "--generate-output", out, "--detok", "en", "--json"], out.with_suffix(".log"),
+        stdout=scores, append=True)
+    return json.loads(scores.read_text())
 
 
 def show_examples(generate_output: Path, n=3):
-    entries = {}
-    for line in generate_output.read_text(encoding="utf-8").splitlines():
-        kind, _, rest = line.partition("-")
-        if kind in ("S", "T", "H") and rest[:1].isdigit():
-            fields = rest.split("\t")
-            entries.setdefault(int(fields[0]), {}).setdefault(kind, fields[-1])
+    entries = parse_generate_output(generate_output.read_text(encoding="utf-8").splitlines())
     for i in sorted(entries)[:n]:
         print(f"  source:     {entries[i]['S']}\n  reference:  {entries[i]['T']}\n  hypothesis: {entries[i]['H']}\n")
 

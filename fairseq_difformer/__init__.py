@@ -4,8 +4,8 @@ Importing the package (``--user-dir``, or ``import fairseq_difformer``) register
 model, architectures and criterion named ``difformer*`` and lets torch load fairseq checkpoints.
 """
 
-from .checkpoint_loading import allow_fairseq_checkpoints
-from .errors import install_excepthook
+from difformer_cli.checkpoint_loading import allow_fairseq_checkpoints
+from difformer_cli.errors import install_excepthook
 
 allow_fairseq_checkpoints()
 install_excepthook()

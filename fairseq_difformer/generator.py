@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from .diffusion import GaussianDiffusion
+from .diffusion import GaussianDiffusion, check_rescaling_factor
 from .errors import DifformerError
 from .selection import ARReranker, bleu_mbr, mean_log_prob
 
@@ -46,8 +46,7 @@ class DecodingConfig:
                 f"--decoding-early-stopping ({self.early_stopping}) must be in [0, --decoding-steps) "
                 f"= [0, {self.steps}): it is the number of final steps to skip, at least one must run"
             )
-        if self.rescaling_factor < 1:
-            raise DifformerError(f"--decoding-rescaling-factor must be ≥ 1 (got {self.rescaling_factor})")
+        check_rescaling_factor(self.rescaling_factor, "--decoding-rescaling-factor")
         if self.length_beam < 1 or self.noise_beam < 1:
             raise DifformerError(
                 f"--length-beam-size and --noise-beam-size must be ≥ 1 "

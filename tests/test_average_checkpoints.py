@@ -6,8 +6,7 @@ import pytest
 import torch
 
 import fairseq_difformer
-from fairseq_difformer.cli import average_checkpoints
-from fairseq_difformer.cli.average_checkpoints import main
+from difformer_cli.average_checkpoints import main
 
 
 def fake_checkpoint(path, seed, updates, val_loss=None, maximize=False, shape=(2, 3), extra_param=False):
@@ -113,7 +112,7 @@ def test_output_is_written_atomically(tmp_path, capsys, monkeypatch):
         f.write(b"half a checkp")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(average_checkpoints.torch, "save", failing_save)
+    monkeypatch.setattr("torch.save", failing_save)
     with pytest.raises(SystemExit) as exit_info:
         main(["--inputs", *map(str, paths), "--output", str(out)])
     assert exit_info.value.code == 2 and "No space left" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from fairseq.models.transformer import base_architecture
 from fairseq.modules import TransformerDecoderLayer, TransformerEncoderLayer
 
 import fairseq_difformer  # noqa: F401
-from fairseq_difformer.cli.convert_checkpoint import convert
+from difformer_cli.convert_checkpoint import convert
 from fairseq_difformer.errors import DifformerError
 from fairseq_difformer.models.difformer_layers import timestep_embedding
 
@@ -144,7 +144,7 @@ def test_converted_model_computes_the_original_forward(tmp_path, self_cond_befor
     assert converted["optimizer_history"][-1]["num_updates"] == 7
 
     from fairseq_difformer.models.difformer import DifformerModel
-    from fairseq_difformer.cli.convert_checkpoint import placeholder_dictionary
+    from difformer_cli.convert_checkpoint import placeholder_dictionary
     dictionary = placeholder_dictionary(30)
     model_args = copy.deepcopy(converted["args"])
     task = Namespace(source_dictionary=dictionary, target_dictionary=dictionary, cfg=Namespace(data=""))

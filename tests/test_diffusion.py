@@ -145,7 +145,7 @@ def test_from_schedule_rescaling_forms():
 def test_invalid_construction_raises():
     with pytest.raises(ValueError, match="num_steps"):
         GaussianDiffusion.from_schedule("sqrt", 0)
-    with pytest.raises(ValueError, match="rescaling_factor"):
+    with pytest.raises(ValueError, match="--rescaling-factor must be ≥ 1"):
         GaussianDiffusion.from_schedule("sqrt", 10, rescaling_factor=0.5)
     with pytest.raises(ValueError, match="sqrt, linear, cosine"):
         GaussianDiffusion.from_schedule("quadratic", 10)

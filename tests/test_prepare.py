@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fairseq_difformer.cli import prepare as prep
+from difformer_cli import prepare as prep
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MULTI30K_ARGS = ["--source-lang", "de", "--target-lang", "en", "--lowercase", "--bpe-merges", "200"]
@@ -27,7 +27,7 @@ def head(source: Path, target: Path, n):
 def console(*args):
     """Run difformer-prepare as a user would (the console script, else the module)."""
     script = shutil.which("difformer-prepare")
-    command = [script] if script else [sys.executable, "-m", "fairseq_difformer.cli.prepare"]
+    command = [script] if script else [sys.executable, "-m", "difformer_cli.prepare"]
     return subprocess.run([*command, *map(str, args)], capture_output=True, text=True)
 
 

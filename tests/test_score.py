@@ -10,7 +10,7 @@ import sacrebleu
 from rouge_score import rouge_scorer
 from sacremoses import MosesDetokenizer
 
-from fairseq_difformer.cli.score import main, read_generate_output, score
+from difformer_cli.score import main, read_generate_output, score
 
 HYPS = ["a man is riding a bike down the street .", "two dogs play in the snow .",
         "the girl 's hat is red .", "people are walking"]

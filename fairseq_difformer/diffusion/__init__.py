@@ -1,6 +1,6 @@
 """The embedding-diffusion noise process (plain torch, no fairseq)."""
 
-from .gaussian_diffusion import GaussianDiffusion, spaced_timesteps
+from .gaussian_diffusion import GaussianDiffusion, check_rescaling_factor, spaced_timesteps
 from .schedules import NOISE_SCHEDULES, alpha_bar, betas_for_schedule, vp_rescale
 
 __all__ = [

@@ -15,7 +15,16 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..errors import DifformerError
 from .schedules import betas_for_schedule, vp_rescale
+
+
+def check_rescaling_factor(factor: float, flag: str = "--rescaling-factor") -> None:
+    """Refuse a noise rescaling factor F < 1 (less noise than the plain process), naming ``flag``."""
+    if factor < 1:
+        raise DifformerError(
+            f"{flag} must be ≥ 1 (got {factor}); F = 1 is plain DDPM noise, the paper's recipes use 4"
+        )
 
 
 def spaced_timesteps(num_train_steps: int, num_steps: int) -> Tensor:
@@ -133,8 +142,7 @@ class GaussianDiffusion(nn.Module):
         """
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-        if rescaling_factor < 1:
-            raise ValueError(f"rescaling_factor must be >= 1, got {rescaling_factor}")
+        check_rescaling_factor(rescaling_factor)
         alphas_cumprod = torch.cumprod(1.0 - betas_for_schedule(name, num_steps), dim=0)
         if vp_rf:
             return cls(vp_rescale(alphas_cumprod, rescaling_factor), noise_scale=1.0)

@@ -24,7 +24,7 @@ from fairseq.modules import LayerNorm
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from torch import nn
 
-from ..diffusion import NOISE_SCHEDULES, GaussianDiffusion
+from ..diffusion import NOISE_SCHEDULES, GaussianDiffusion, check_rescaling_factor
 from ..errors import DifformerError
 from .difformer_layers import ScaledLatentEmbedding, TimestepEmbedding, build_latent_input
 
@@ -247,11 +247,7 @@ def validate_model_args(args):
     """Reject option values that would make the diffusion ill-defined, naming the flag."""
     if args.diffusion_steps < 1:
         raise DifformerError(f"--diffusion-steps must be at least 1 (got {args.diffusion_steps})")
-    if args.rescaling_factor < 1:
-        raise DifformerError(
-            f"--rescaling-factor must be ≥ 1 (got {args.rescaling_factor}); "
-            "F = 1 is plain DDPM noise, the paper's recipes use 4"
-        )
+    check_rescaling_factor(args.rescaling_factor, "--rescaling-factor")
     if args.latent_dim < 1 or args.model_dim < 1:
         raise DifformerError("--latent-dim and --model-dim must be positive")
     if not 0 <= args.self_cond_prob <= 1:

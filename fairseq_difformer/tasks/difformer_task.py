@@ -20,7 +20,8 @@ from fairseq.data import encoders
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import FairseqTask, register_task
 from fairseq.tasks.translation import EVAL_BLEU_ORDER, TranslationConfig, TranslationTask
-from rouge_score import rouge_scorer
+
+from difformer_cli.rouge import ROUGE_TYPES, rouge_f1_sums
 
 from ..criterions.difformer_loss import DifformerCriterion
 from ..diffusion import NOISE_SCHEDULES
@@ -78,8 +79,6 @@ class DifformerConfig(TranslationConfig):
                           "the --eval-bleu-args/-detok/-remove-bpe options for decoding"},
     )
 
-
-ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 
 # Parameter names of checkpoints written by fairseq-difformer 0.1, whose time and
@@ -312,12 +311,6 @@ def check_precision_flags(args):
 
 
 def rouge_sums(hyps, refs):
-    """Σ over sentences of ROUGE-1/2/L F1 (×100, rouge-score with stemming), and the count."""
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
-    sums = {f"_{name}_sum": 0.0 for name in ROUGE_TYPES}
-    for hyp, ref in zip(hyps, refs):
-        scores = scorer.score(ref, hyp)
-        for name in ROUGE_TYPES:
-            sums[f"_{name}_sum"] += 100 * scores[name].fmeasure
-    sums["_rouge_count"] = len(hyps)
-    return sums
+    """The ROUGE-1/2/L F1 sums (×100) of a batch and its sentence count, as logging-output keys."""
+    sums = {f"_{name}_sum": value for name, value in rouge_f1_sums(hyps, refs).items()}
+    return {**sums, "_rouge_count": len(hyps)}

@@ -25,10 +25,8 @@ import copy
 from argparse import Namespace
 from pathlib import Path
 
-import torch
-
-from fairseq_difformer.cli.average_checkpoints import load_checkpoint, save_atomic
-from fairseq_difformer.errors import DifformerError
+from .average_checkpoints import load_checkpoint, save_atomic
+from .errors import DifformerError
 
 #: original name prefix → this plugin's (the embedding LayerNorm is placed by the args)
 RENAMED = {
@@ -130,7 +128,7 @@ def convert_state_dict(model_state, args):
     embed = model_state.get("encoder.embed_tokens.weight")
     for key in ("encoder.embed_tokens.project_in.weight", "decoder.latent_input.project_in.weight"):
         if key not in converted and embed is not None and args.latent_dim == args.model_dim:
-            converted[key] = torch.eye(args.model_dim, dtype=embed.dtype)
+            converted[key] = embed.new_zeros(args.model_dim, args.model_dim).fill_diagonal_(1)
     return converted
 
 
@@ -148,7 +146,6 @@ def placeholder_dictionary(size):
 def check_loads(converted, args, path):
     """Build the model the args describe and load the converted weights into it strictly, so a
     partial or mismatched conversion fails here, naming the parameters, and not at decoding."""
-    import fairseq_difformer  # noqa: F401  (registers the model)
     from fairseq_difformer.models.difformer import DifformerModel
 
     embed = converted.get("decoder.embed_tokens.weight")

@@ -31,7 +31,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Optional
 
-from ..errors import DifformerError
+from .errors import DifformerError
 
 PROG = "difformer-prepare"
 SPLITS = ("train", "valid", "test")

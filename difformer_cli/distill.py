@@ -13,28 +13,20 @@ an interrupted run leaves no DESTDIR/bin.
 
 import argparse
 import json
-import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-# A Transformer the size of difformer_small, for CPU work; --teacher-args replaces it.
-DEFAULT_TEACHER_ARGS = (
-    "--arch transformer --encoder-layers 3 --decoder-layers 3 --encoder-embed-dim 256 "
-    "--decoder-embed-dim 256 --encoder-ffn-embed-dim 1024 --decoder-ffn-embed-dim 1024 "
-    "--encoder-attention-heads 4 --decoder-attention-heads 4 --share-all-embeddings --dropout 0.3 "
-    "--optimizer adam --adam-betas (0.9,0.98) --lr 1e-3 --lr-scheduler inverse_sqrt "
-    "--warmup-updates 1000 --warmup-init-lr 1e-7 --weight-decay 0.0001 --clip-norm 1 "
-    "--criterion label_smoothed_cross_entropy --label-smoothing 0.1 --max-tokens 4096"
-)
+from . import user_dir
+from .commands import CommandFailed, run_logged
+from .generate_output import parse_generate_output
+from .recipes import BATCH_ARGS, OPTIMISATION, train_args
 
-
-# fairseq's own commands load checkpoints through the plugin, which lets torch ≥ 2.6 read them.
-USER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The benchmark's AR Transformer (the size of difformer_small) with its CPU batch size.
+DEFAULT_TEACHER_ARGS = shlex.join([*train_args("ar"), *OPTIMISATION, *BATCH_ARGS["cpu"]])
 
 
 def fail(message):
@@ -45,6 +37,17 @@ def fail(message):
 def log(message, start=None):
     elapsed = f" [{time.time() - start:.0f}s]" if start is not None else ""
     print(f"[distill]{elapsed} {message}", flush=True)
+
+
+def run(cmd, log_path: Path, keep=lambda line: False):
+    """Run a fairseq command into ``log_path``, echoing the lines ``keep`` selects; fail with its tail."""
+    def echo(line):
+        if keep(line):
+            print("   ", line.rstrip()[-200:], flush=True)
+    try:
+        run_logged(cmd, log_path, on_line=echo)
+    except CommandFailed as exc:
+        fail(str(exc))
 
 
 def language_pair(databin: Path, source_lang, target_lang):
@@ -59,20 +62,6 @@ def language_pair(databin: Path, source_lang, target_lang):
     return pairs.pop()
 
 
-def run_streaming(cmd, log_path: Path, keep=lambda line: False):
-    """Run a fairseq command, teeing selected log lines to the terminal; fail with its tail."""
-    with open(log_path, "w") as log_file:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for line in proc.stdout:
-            log_file.write(line)
-            if keep(line):
-                print("   ", line.rstrip()[-200:], flush=True)
-        proc.wait()
-    if proc.returncode != 0:
-        tail = "".join(log_path.read_text().splitlines(keepends=True)[-15:])
-        fail(f"{shlex.join(map(str, cmd[:2]))} … failed (log: {log_path}):\n{tail}")
-
-
 def train_teacher(args, databin, src, tgt, teacher_dir: Path, start):
     """Train (or resume) the AR teacher; return its best (or last) checkpoint."""
     done = teacher_dir / "done"
@@ -81,7 +70,7 @@ def train_teacher(args, databin, src, tgt, teacher_dir: Path, start):
     else:
         teacher_dir.mkdir(parents=True, exist_ok=True)
         budget = ["--stop-time-hours", str(args.teacher_minutes / 60)] if args.teacher_minutes else []
-        cmd = ["fairseq-train", str(databin), "--user-dir", USER_DIR, "--task", "translation", "--source-lang", src,
+        cmd = ["fairseq-train", str(databin), "--user-dir", user_dir(), "--task", "translation", "--source-lang", src,
                "--target-lang", tgt, *shlex.split(args.teacher_args), "--max-update",
                str(args.teacher_max_update), *budget, "--save-dir", str(teacher_dir),
                "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "50",
@@ -89,7 +78,7 @@ def train_teacher(args, databin, src, tgt, teacher_dir: Path, start):
                "--best-checkpoint-metric", "bleu", "--maximize-best-checkpoint-metric",
                *(["--cpu"] if args.cpu else [])]
         log(f"training the AR teacher ({args.teacher_minutes or '∞'} min, ≤ {args.teacher_max_update} updates)", start)
-        run_streaming(cmd, teacher_dir / "train.log",
+        run(cmd, teacher_dir / "train.log",
                       keep=lambda l: "train_inner" in l or "valid on" in l or "done training" in l)
         done.touch()
     for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
@@ -100,20 +89,17 @@ def train_teacher(args, databin, src, tgt, teacher_dir: Path, start):
 
 def translate_train_set(args, databin, src, tgt, teacher: Path, out: Path, start):
     """Beam-search the training sources; returns (sources, teacher outputs) as BPE text by id."""
-    cmd = ["fairseq-generate", str(databin), "--user-dir", USER_DIR, "--task", "translation", "--source-lang", src,
+    cmd = ["fairseq-generate", str(databin), "--user-dir", user_dir(), "--task", "translation", "--source-lang", src,
            "--target-lang", tgt, "--path", str(teacher), "--gen-subset", "train",
            "--beam", str(args.beam), "--max-tokens", str(args.max_tokens), "--nbest", "1",
            "--max-len-a", str(args.max_len_a), "--max-len-b", str(args.max_len_b),
            "--skip-invalid-size-inputs-valid-test", *(["--cpu"] if args.cpu else [])]
     log(f"translating the training set with beam {args.beam}", start)
-    run_streaming(cmd, out.with_suffix(".log"), keep=lambda l: False)
+    run(cmd, out.with_suffix(".log"), keep=lambda l: False)
     # fairseq-generate writes the hypotheses to stdout, captured in the log with its messages.
-    sources, hyps = {}, {}
-    for line in out.with_suffix(".log").read_text().splitlines():
-        kind, _, rest = line.partition("-")
-        if kind in ("S", "H") and rest[:1].isdigit():
-            fields = rest.split("\t")
-            (sources if kind == "S" else hyps)[int(fields[0])] = fields[-1]
+    entries = parse_generate_output(out.with_suffix(".log").read_text(encoding="utf-8").splitlines())
+    sources = {i: e["S"] for i, e in entries.items() if "S" in e}
+    hyps = {i: e["H"] for i, e in entries.items() if "H" in e}
     if not hyps or set(hyps) != set(sources):
         fail(f"the teacher's output {out.with_suffix('.log')} lacks hypotheses")
     return sources, hyps
@@ -128,7 +114,7 @@ def build_databin(databin, src, tgt, sources, hyps, tmp: Path, dest: Path, worke
            str(tmp / "train"), "--destdir", str(staged), "--srcdict", str(databin / f"dict.{src}.txt"),
            "--joined-dictionary", "--workers", str(workers)]
     log(f"binarising {len(ids)} distilled pairs with {databin}'s dictionary", start)
-    run_streaming(cmd, tmp / "preprocess.log")
+    run(cmd, tmp / "preprocess.log")
     for split_file in databin.iterdir():
         if split_file.name.startswith(("valid", "test")):
             shutil.copy2(split_file, staged / split_file.name)

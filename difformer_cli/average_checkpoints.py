@@ -13,9 +13,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple, Optional
 
-import torch
-
-from fairseq_difformer.errors import DifformerError
+from .errors import DifformerError
 
 UPDATE_CHECKPOINT = re.compile(r"checkpoint_(\d+)_(\d+)\.pt")  # --save-interval-updates
 EPOCH_CHECKPOINT = re.compile(r"checkpoint(\d+)\.pt")
@@ -25,6 +23,11 @@ ALIASES = ("checkpoint_last.pt", "checkpoint_best.pt")  # copies of one of the a
 
 def load_checkpoint(path):
     """A checkpoint's state dict, on CPU, exactly as fairseq saved it."""
+    import torch
+
+    from .checkpoint_loading import allow_fairseq_checkpoints
+
+    allow_fairseq_checkpoints()
     try:
         state = torch.load(path, map_location="cpu")
     except FileNotFoundError:
@@ -176,6 +179,8 @@ def average_checkpoints(paths):
     mean of all checkpoints' floating-point parameters and without optimizer state.
 
     Checkpoints are read one at a time; sums are kept in float64."""
+    import torch
+
     sums, first, newest, newest_key = None, None, None, None
     for position, path in enumerate(paths):
         state = load_checkpoint(path)
@@ -199,6 +204,8 @@ def average_checkpoints(paths):
 
 def save_atomic(state, output):
     """torch.save to a temporary file beside ``output``, then rename it over ``output``."""
+    import torch
+
     tmp = output.with_name(output.name + ".tmp")
     try:
         with open(tmp, "wb") as f:

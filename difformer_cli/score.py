@@ -14,20 +14,13 @@ Reads either a ``fairseq-generate`` output (``--generate-output``) or two plain-
 
 import argparse
 import json
-import re
-import sys
 from pathlib import Path
 
-from fairseq.data.data_utils import post_process
-from rouge_score import rouge_scorer
-from sacrebleu.metrics import BLEU
-from sacremoses import MosesDetokenizer
-
-from fairseq_difformer.errors import DifformerError
+from .errors import DifformerError
+from .generate_output import parse_generate_output
+from .rouge import ROUGE_TYPES, rouge_f1_sums
 
 METRICS = ("bleu", "tok-bleu", "rouge")
-ROUGE_TYPES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L"}
-_GENERATE_LINE = re.compile(r"^([HT])-(\d+)\t(.*)$")
 
 
 def read_lines(path):
@@ -54,16 +47,9 @@ def read_generate_output(path):
 
     Uses the ``H-<id>\\t<score>\\t<text>`` and ``T-<id>\\t<text>`` lines; of several hypotheses of
     one sentence (``--nbest``) the first, i.e. the selected one, is kept."""
-    hyps, refs = {}, {}
-    for line in read_lines(path):
-        match = _GENERATE_LINE.match(line)
-        if not match:
-            continue
-        kind, sent_id, rest = match.group(1), int(match.group(2)), match.group(3)
-        if kind == "T":
-            refs[sent_id] = rest
-        elif sent_id not in hyps:
-            hyps[sent_id] = rest.split("\t", 1)[1] if "\t" in rest else ""
+    entries = parse_generate_output(read_lines(path))
+    hyps = {i: e["H"] for i, e in entries.items() if "H" in e}
+    refs = {i: e["T"] for i, e in entries.items() if "T" in e}
     if not hyps:
         raise DifformerError(f"{path} has no H- (hypothesis) lines: is it a fairseq-generate output?")
     _check_ids(path, hyps, refs)
@@ -97,30 +83,30 @@ def check_same_length(lines, path, other_lines, other_path):
 
 def detokenize(lines, lang):
     """Moses-detokenise each line (unescaping ``&apos;`` and the like)."""
+    from sacremoses import MosesDetokenizer
+
     detok = MosesDetokenizer(lang=lang)
     return [detok.detokenize(line.split()) for line in lines]
 
 
 def sacrebleu_score(hyps, refs):
     """SacreBLEU with its defaults (13a tokenisation): (BLEUScore, signature string)."""
+    from sacrebleu.metrics import BLEU
+
     bleu = BLEU()
     return bleu.corpus_score(hyps, [refs]), str(bleu.get_signature())
 
 
 def tokenized_bleu(hyps, refs):
     """Corpus BLEU on already tokenised text (no further tokenisation), as fairseq/multi-bleu."""
+    from sacrebleu.metrics import BLEU
+
     return BLEU(tokenize="none").corpus_score(hyps, [refs])
 
 
 def rouge_f1(hyps, refs):
     """Mean ROUGE-1/2/L F1 × 100 over sentences (rouge-score with Porter stemming)."""
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
-    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
-    for hyp, ref in zip(hyps, refs):
-        scores = scorer.score(ref, hyp)
-        for name in ROUGE_TYPES:
-            totals[name] += scores[name].fmeasure
-    return {name: 100 * total / len(hyps) for name, total in totals.items()}
+    return {name: total / len(hyps) for name, total in rouge_f1_sums(hyps, refs).items()}
 
 
 def score(hyps, refs, metrics=METRICS, sacrebleu_refs=None, detok_lang=None):
@@ -222,6 +208,8 @@ def load_inputs(args):
         sacrebleu_refs = read_lines(args.sacrebleu_ref)
         check_same_length(sacrebleu_refs, args.sacrebleu_ref, hyps, source)
     if args.remove_bpe:
+        from fairseq.data.data_utils import post_process
+
         hyps = [post_process(line, args.remove_bpe) for line in hyps]
         refs = [post_process(line, args.remove_bpe) for line in refs]
     return hyps, refs, sacrebleu_refs
@@ -234,10 +222,13 @@ def main(argv=None):
         parser.error("--hyp needs --ref")
     if args.ref and not args.hyp:
         parser.error("--ref goes with --hyp (a --generate-output holds its own references)")
-    try:
-        post_process("", args.remove_bpe)
-    except NotImplementedError:
-        parser.error(f"--remove-bpe: unknown symbol {args.remove_bpe!r}")
+    if args.remove_bpe:
+        from fairseq.data.data_utils import post_process
+
+        try:
+            post_process("", args.remove_bpe)
+        except NotImplementedError:
+            parser.error(f"--remove-bpe: unknown symbol {args.remove_bpe!r}")
     try:
         hyps, refs, sacrebleu_refs = load_inputs(args)
         result = score(hyps, refs, args.metrics, sacrebleu_refs, args.detok)
