@@ -9,7 +9,8 @@
 
 The encoder, the decoder layers and the length predictor are fairseq's (``fairseq.models.nat``);
 what is Difformer's own is the latent input, the time conditioning, the embedding LayerNorm,
-self-conditioning and the diffusion process the model carries for training and decoding.
+self-conditioning and the training diffusion process (``model.diffusion``; decoding builds its
+own, respaced and with the --decoding-* schedule and F: see generator.py).
 """
 
 import argparse
