@@ -45,6 +45,7 @@ def test_raw_text_is_tokenised_lowercased_and_segmented_as_the_training_data(hub
     assert hub.src_dict.unk() not in tokens.tolist()
     assert hub.src_dict.string(tokens, "subword_nmt") == "ein hund rennt über die wiese ."
     assert tokens[-1] == hub.src_dict.eos()
+    assert "am 3. mai" in hub.tokenize("Er kam am 3. Mai.")  # German rules: "3." is an ordinal
 
 
 def test_translate_returns_the_selected_candidate_detokenised(hub):
@@ -132,11 +133,15 @@ def test_bad_from_pretrained_arguments_are_explained(difformer_checkpoint, datab
 
 
 def test_bpe_codes_are_found_beside_the_data_bin_and_a_reranker_picks(
-        difformer_checkpoint, databin, reranker_checkpoint, monkeypatch):
+        difformer_checkpoint, databin, reranker_checkpoint, tmp_path, monkeypatch):
     """No bpe_codes: the `codes` of the data-bin's parent folder (difformer-prepare's layout) are
-    used. A reranker checkpoint selects by the AR model; from_pretrained's decoding_steps is the
-    default of every call."""
-    hub = load(difformer_checkpoint, databin, reranker=str(reranker_checkpoint), decoding_steps=3)
+    used. A reranker checkpoint selects by the AR model, also for a model trained with
+    --eval-bleu; from_pretrained's decoding_steps is the default of every call."""
+    state = torch.load(difformer_checkpoint)
+    state["cfg"]["task"]["eval_bleu"] = True
+    torch.save(state, tmp_path / "checkpoint_best.pt")
+    hub = DifformerModel.from_pretrained(tmp_path, data_name_or_path=str(databin), tokenizer="moses_lowercase",
+                                         reranker=str(reranker_checkpoint), decoding_steps=3)
     assert os.path.samefile(hub.cfg.bpe.bpe_codes, databin.parent / "codes")
     assert [type(m).__name__ for m in hub.models] == ["DifformerModel", "TransformerModel"]
     built = spy(monkeypatch, hub.task, "build_generator")
