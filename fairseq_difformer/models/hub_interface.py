@@ -124,35 +124,29 @@ def from_pretrained(model_name_or_path, checkpoint_file="checkpoint_best.pt", da
     check_registered("tokenizer", tokenizer, TOKENIZER_REGISTRY)
     check_registered("bpe", bpe, BPE_REGISTRY)
     check_decoding_options({k: v for k, v in kwargs.items() if k in GENERATION_OPTIONS})
-    model_dir = str(model_name_or_path)
-    local = os.path.isdir(model_dir)
-    if local:
-        checkpoints = checkpoint_file.split(os.pathsep)
-        for name in checkpoints:
+    model_dir, data = str(model_name_or_path), str(data_name_or_path)
+    if os.path.isdir(model_dir):
+        for name in checkpoint_file.split(os.pathsep):
             check_checkpoint(model_dir, name)
-        data_dir = os.path.join(model_dir, data_name_or_path) if data_name_or_path.startswith(".") else data_name_or_path
+        data_dir = os.path.join(model_dir, data) if data.startswith(".") else data
         check_databin(data_dir)
+        if bpe == "subword_nmt":
+            bpe_codes = find_bpe_codes(bpe_codes, model_dir, data_dir)
     elif not (archive_map and model_dir in archive_map) and "://" not in model_dir:
         check_archive(model_dir)
     if reranker is not None:
-        check_checkpoint(".", str(reranker), role="reranker")
+        if not os.path.isfile(reranker):
+            raise DifformerError(f"reranker checkpoint {reranker} not found")
         checkpoint_file += os.pathsep + os.path.abspath(reranker)
 
-    overrides = dict(kwargs)
     # Validation-time decoding (--eval-bleu / --eval-rouge) is for training: it would build a
     # generator for each loaded model, the reranker included.
-    overrides.update(eval_bleu=False, eval_rouge=False)
-    if tokenizer is not None:
-        overrides["tokenizer"] = tokenizer
-    if bpe is not None:
-        overrides["bpe"] = bpe
-        if bpe == "subword_nmt" and local:
-            overrides["bpe_codes"] = find_bpe_codes(bpe_codes, model_dir, data_dir)
-        elif bpe_codes is not None:
-            overrides["bpe_codes"] = str(bpe_codes)
-
+    overrides = {**kwargs, "eval_bleu": False, "eval_rouge": False}
+    for name, value in (("tokenizer", tokenizer), ("bpe", bpe), ("bpe_codes", bpe_codes)):
+        if value is not None:
+            overrides[name] = str(value)
     loaded = hub_utils.from_pretrained(
-        model_dir, checkpoint_file, str(data_name_or_path), archive_map=archive_map, **overrides
+        model_dir, checkpoint_file, data, archive_map=archive_map, **overrides
     )
     cfg, task = loaded["args"], loaded["task"]
     if cfg.tokenizer is not None and "source_lang" in cfg.tokenizer:
@@ -165,15 +159,15 @@ def from_pretrained(model_name_or_path, checkpoint_file="checkpoint_best.pt", da
 
 def check_registered(kind, name, registry):
     if name is not None and name not in registry:
-        raise DifformerError(f"{kind}={name!r} is not one of fairseq's: {', '.join(sorted(registry))} (or None)")
+        raise DifformerError(f"{kind}={name!r} is not registered; choose one of {', '.join(sorted(registry))} or None")
 
 
-def check_checkpoint(folder, name, role="checkpoint"):
+def check_checkpoint(folder, name):
     path = os.path.join(folder, name)
     if not os.path.isfile(path):
         found = sorted(os.path.basename(p) for p in glob.glob(os.path.join(folder, "*.pt")))
         raise DifformerError(
-            f"{role} {path} not found"
+            f"checkpoint {path} not found"
             + (f"; {folder} holds {', '.join(found)} (checkpoint_file=...)" if found else "")
         )
 
