@@ -1,7 +1,9 @@
 """fairseq-difformer: Difformer text diffusion as a fairseq plugin.
 
 Importing the package (``--user-dir``, or ``import fairseq_difformer``) registers the task,
-model, architectures and criterion named ``difformer*`` and lets torch load fairseq checkpoints.
+model, architectures and criterion named ``difformer*`` and the ``moses_lowercase`` tokenizer, and
+lets torch load fairseq checkpoints. ``DifformerModel.from_pretrained`` loads a trained model for
+translating raw text from Python.
 """
 
 from difformer_cli.checkpoint_loading import allow_fairseq_checkpoints
@@ -10,6 +12,7 @@ from difformer_cli.errors import install_excepthook
 allow_fairseq_checkpoints()
 install_excepthook()
 
-from . import criterions, models, tasks  # noqa: E402,F401  (registration)
+from . import criterions, models, tasks, tokenizers  # noqa: E402,F401  (registration)
+from .models import DifformerModel  # noqa: E402,F401
 
 __version__ = "0.1.0"

@@ -61,7 +61,7 @@ class DifformerGenerator:
         if config.selection == "reranker" and reranker is None:
             raise DifformerError(
                 "--ppl-mbr reranks with an autoregressive Transformer given as a second checkpoint: "
-                "--path difformer.pt:transformer.pt"
+                "--path difformer.pt:transformer.pt (from Python: from_pretrained(..., reranker=PATH))"
             )
         self.config = config
         self.tgt_dict = tgt_dict

@@ -4,7 +4,8 @@
 #     wheel torch==2.13.0 is installed (an unpinned torch would pull a multi-GB CUDA build).
 #   * fairseq: fairseq-fixed 0.12.3.1 (fairseq 0.12 that imports on Python 3.11), built without
 #     its declared dependencies, because it names torchaudio, which has no torch 2.13 release.
-# Usage: bash scripts/install.sh [--dev]     (--dev adds pytest, and matplotlib for the benchmark plots)
+# Usage: bash scripts/install.sh [--dev]     (--dev adds pytest, matplotlib for the benchmark plots,
+#                                             and tensorboardX for fairseq-train --tensorboard-logdir)
 set -euo pipefail
 PY=${PYTHON:-python3}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,6 +26,6 @@ else
 fi
 echo "[install] runtime dependencies"
 pip_install -r "$here/requirements.txt"
-if [ "${1:-}" = "--dev" ]; then pip_install pytest matplotlib; fi
+if [ "${1:-}" = "--dev" ]; then pip_install pytest matplotlib tensorboardX; fi
 echo "[install] fairseq-difformer (editable)"
 pip_install --no-deps --no-build-isolation -e "$here"

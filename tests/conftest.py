@@ -121,8 +121,11 @@ def train_difformer(databin, save_dir, max_update, *extra, check=True):
 
 @pytest.fixture(scope="session")
 def difformer_checkpoint(databin, tmp_path_factory):
+    """4 updates and a validation; TensorBoard events (where tensorboardX or tensorboard is
+    installed) in the ``tensorboard`` folder beside the checkpoint."""
     save_dir = tmp_path_factory.mktemp("difformer_ckpt")
-    train_difformer(databin, save_dir, 4, "--no-epoch-checkpoints", "--rescaling-factor", "4")
+    train_difformer(databin, save_dir, 4, "--no-epoch-checkpoints", "--rescaling-factor", "4",
+                    "--tensorboard-logdir", save_dir / "tensorboard")
     return save_dir / "checkpoint_last.pt"
 
 

@@ -1,14 +1,19 @@
 """End to end through the real fairseq-train / fairseq-generate / fairseq-interactive commands."""
 
+import glob
+import math
 import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 
 import pytest
 import torch
 from conftest import TINY_ARCH, TRAIN_COMMON, USER_DIR, run_cli, train_difformer
+from fairseq.logging import progress_bar
+from sacremoses import MosesDetokenizer, MosesTokenizer
 
 import fairseq_difformer  # noqa: F401  (lets torch.load read fairseq checkpoints)
 
@@ -81,6 +86,85 @@ def test_interactive_raw_input_with_empty_and_overlong_lines(databin, difformer_
     )
     assert len(re.findall(r"^H-\d+\t", proc.stdout, re.M)) == 4
     assert "truncated to --max-source-positions 128" in proc.stderr
+
+
+def test_interactive_raw_text_with_moses_and_subword_nmt(databin, difformer_checkpoint, multi30k_bpe):
+    """Raw cased sentences in: S- is the source lowercased, Moses-tokenised and BPE'd as the
+    training data; H- the hypothesis in BPE tokens; D- the same with BPE removed and
+    detokenised; one of each per input line."""
+    raw = ["Ein Hund rennt über die Wiese.", "Zwei Männer stehen am Herd, ein Kind schaut zu.",
+           "Eine Frau liest ein Buch."]
+    proc = run_cli(
+        "fairseq-interactive", databin, "--user-dir", USER_DIR, "--task", "difformer",
+        "--path", difformer_checkpoint, "--cpu", "--source-lang", "de", "--target-lang", "en",
+        "--tokenizer", "moses_lowercase", "--moses-no-dash-splits", "--bpe", "subword_nmt",
+        "--bpe-codes", multi30k_bpe / "codes", "--decoding-steps", "3", "--buffer-size", "3",
+        "--batch-size", "2", input="\n".join(raw) + "\n",
+    )
+    source = dict(re.findall(r"^S-(\d+)\t(.*)$", proc.stdout, re.M))
+    hypothesis = dict(re.findall(r"^H-(\d+)\t\S+\t(.*)$", proc.stdout, re.M))
+    detokenised = dict(re.findall(r"^D-(\d+)\t\S+\t(.*)$", proc.stdout, re.M))
+    assert sorted(source) == sorted(hypothesis) == sorted(detokenised) == ["0", "1", "2"]
+    german = MosesTokenizer("de")
+    for i, sentence in enumerate(raw):
+        assert "<unk>" not in source[str(i)]
+        assert source[str(i)].replace("@@ ", "") == german.tokenize(sentence, return_str=True).lower()
+        words = (hypothesis[str(i)] + " ").replace("@@ ", "").split()
+        assert detokenised[str(i)] == MosesDetokenizer("en").detokenize(words) and "@@" not in detokenised[str(i)]
+
+
+def test_interactive_subword_nmt_without_codes_is_explained(databin, difformer_checkpoint):
+    proc = run_cli(
+        "fairseq-interactive", databin, "--user-dir", USER_DIR, "--task", "difformer",
+        "--path", difformer_checkpoint, "--cpu", "--source-lang", "de", "--target-lang", "en",
+        "--tokenizer", "moses", "--bpe", "subword_nmt", input="Ein Hund.\n", check=False,
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "error: --bpe subword_nmt needs --bpe-codes CODES" in proc.stderr
+
+
+def event_scalars(folder):
+    """{tag: [(step, value), …]} of the scalars in the TensorBoard event files of ``folder``.
+
+    Event files are TFRecord files: per record a little-endian uint64 length, its CRC (4 bytes),
+    the serialised ``Event`` protocol buffer and its CRC (4 bytes)."""
+    try:
+        from tensorboardX.proto.event_pb2 import Event
+    except ImportError:
+        from tensorboard.compat.proto.event_pb2 import Event
+    scalars = {}
+    for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
+        data, pos = open(path, "rb").read(), 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = Event.FromString(data[pos + 12:pos + 12 + length])
+            pos += 12 + length + 4
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+@pytest.mark.skipif(
+    progress_bar.SummaryWriter is None,
+    reason="fairseq's --tensorboard-logdir needs tensorboardX (pip install tensorboardX) or tensorboard; "
+           "neither is installed",
+)
+def test_tensorboard_logdir_records_the_criterion_terms(difformer_checkpoint):
+    """The fixture trains 4 updates with --tensorboard-logdir: fairseq writes train_inner (every
+    update), train (the epoch) and valid, each with the criterion's terms."""
+    logdir = difformer_checkpoint.parent / "tensorboard"
+    splits = {split: event_scalars(logdir / split) for split in ("train_inner", "train", "valid")}
+    for split, scalars in splits.items():
+        for term in ("loss", "nll_loss", "mse", "anchor", "length", "ppl"):
+            assert term in scalars and all(math.isfinite(v) for _, v in scalars[term]), (split, term)
+    per_update = splits["train_inner"]
+    assert [step for step, _ in per_update["loss"]] == [1, 2, 3, 4]
+    # loss = mse + anchor + 0.1 · length (the criterion's defaults), each logged rounded to 3 places.
+    for (_, loss), (_, mse), (_, anchor), (_, length) in zip(
+            *(per_update[term] for term in ("loss", "mse", "anchor", "length"))):
+        assert loss == pytest.approx(mse + anchor + 0.1 * length, abs=0.01)
+    assert "lr" in per_update and "gnorm" in per_update
 
 
 def test_reranker_dictionary_mismatch_is_explained(databin, difformer_checkpoint, other_dict_reranker):

@@ -1,1 +1,2 @@
-from . import difformer, transformer_base  # noqa: F401
+from . import difformer, transformer_base  # noqa: F401  (registration)
+from .difformer import DifformerModel  # noqa: F401

@@ -109,6 +109,19 @@ class DifformerModel(FairseqNATModel):
         return cls(args, encoder, decoder)
 
     @classmethod
+    def from_pretrained(cls, model_name_or_path, checkpoint_file="checkpoint_best.pt", data_name_or_path=".",
+                        tokenizer="moses", bpe="subword_nmt", bpe_codes=None, reranker=None, **kwargs):
+        """A trained model as a hub interface that translates raw text, e.g.
+        ``DifformerModel.from_pretrained("checkpoints", data_name_or_path="data-bin",
+        bpe_codes="codes").translate("Ein Hund rennt über die Wiese.", decoding_steps=10)``;
+        the arguments are those of :func:`fairseq_difformer.models.hub_interface.from_pretrained`."""
+        from .hub_interface import from_pretrained  # it imports the task, which imports this module
+
+        return from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, tokenizer=tokenizer,
+                               bpe=bpe, bpe_codes=bpe_codes, reranker=reranker,
+                               archive_map=cls.hub_models(), **kwargs)
+
+    @classmethod
     def build_encoder(cls, args, src_dict, embed_tokens):
         return DifformerEncoder(args, src_dict, ScaledLatentEmbedding(embed_tokens, args.model_dim))
 

@@ -8,6 +8,7 @@ this task too; both must have been trained on the same (joined) dictionary.
 import functools
 import json
 import logging
+import os
 from argparse import Namespace
 from dataclasses import dataclass, field
 from typing import Optional
@@ -20,6 +21,7 @@ from fairseq.data import encoders
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import FairseqTask, register_task
 from fairseq.tasks.translation import EVAL_BLEU_ORDER, TranslationConfig, TranslationTask
+from omegaconf import DictConfig, OmegaConf
 
 from difformer_cli.rouge import ROUGE_TYPES, rouge_f1_sums
 
@@ -80,6 +82,12 @@ class DifformerConfig(TranslationConfig):
     )
 
 
+# The options build_generator reads, from the generation args when given there, else from the
+# task: the keyword arguments of DifformerModel.from_pretrained(...).translate(...).
+DECODING_OPTIONS = (
+    "decoding_steps", "decoding_early_stopping", "decoding_rescaling_factor", "decoding_vp_rf",
+    "decoding_noise_schedule", "clamping", "length_beam_size", "noise_beam_size", "ppl_mbr", "bleu_mbr",
+)
 
 # Parameter names of checkpoints written by fairseq-difformer 0.1, whose time and
 # self-conditioning MLPs used SiLU and whose --embed-norm-before-proj normalised z_t.
@@ -261,10 +269,26 @@ class DifformerTask(TranslationTask):
         '{"decoding_steps": 10}'``), else from the task's flags."""
 
         def option(name):
+            assert name in DECODING_OPTIONS, f"{name} missing from DECODING_OPTIONS"
             value = getattr(args, name, None)
             return getattr(self.cfg, name) if value is None else value
 
         return option
+
+    def build_bpe(self, args):
+        """fairseq's ``--bpe`` (fairseq-interactive / fairseq-generate), with subword-nmt's missing
+        ``--bpe-codes`` said in one line instead of omegaconf's or fairseq's traceback."""
+        if getattr(args, "_name", None) == "subword_nmt":
+            missing = isinstance(args, DictConfig) and OmegaConf.is_missing(args, "bpe_codes")
+            codes = None if missing else args.bpe_codes
+            if not codes:
+                raise DifformerError(
+                    "--bpe subword_nmt needs --bpe-codes CODES, the subword-nmt codes the training data "
+                    "was segmented with (difformer-prepare writes DESTDIR/codes)"
+                )
+            if "://" not in codes and not os.path.isfile(codes):
+                raise DifformerError(f"--bpe-codes {codes} not found")
+        return super().build_bpe(args)
 
     def build_dataset_for_inference(self, src_tokens, src_lengths, constraints=None):
         """Interactive input longer than --max-source-positions is cut (keeping </s>) with a

@@ -1,0 +1,211 @@
+"""``DifformerModel.from_pretrained``: a trained Difformer as a Python object that translates raw
+text, as fairseq's ``TransformerModel.from_pretrained`` does::
+
+    from fairseq_difformer import DifformerModel
+    model = DifformerModel.from_pretrained("checkpoints", data_name_or_path="data-bin",
+                                           bpe_codes="data/codes")
+    model.translate("Ein Hund rennt über die Wiese.", length_beam_size=3, noise_beam_size=2)
+
+Loading, tokenisation, BPE, batching and putting the outputs back in input order are fairseq's
+(``hub_utils.from_pretrained``, ``GeneratorHubInterface``). What differs is decoding: there is no
+beam search (the candidates are length_beam_size × noise_beam_size), and the options are the
+task's decoding options.
+"""
+
+import glob
+import numbers
+import os
+import tarfile
+
+import torch
+from fairseq import hub_utils
+from fairseq.data.encoders import BPE_REGISTRY, TOKENIZER_REGISTRY
+from omegaconf import open_dict
+
+from ..diffusion import NOISE_SCHEDULES
+from ..errors import DifformerError
+from ..tasks.difformer_task import DECODING_OPTIONS, DifformerConfig
+
+# Keyword arguments of translate / sample / generate: the task's decoding options and the
+# generation flag build_generator reads.
+GENERATION_OPTIONS = DECODING_OPTIONS + ("retain_iter_history",)
+
+# Code files fairseq's from_pretrained takes from the model folder itself (as bpe_codes).
+FAIRSEQ_CODE_FILES = ("code", "bpecodes")
+
+
+class DifformerHubInterface(hub_utils.GeneratorHubInterface):
+    """fairseq's generator hub interface, decoding with the Difformer task's options.
+
+    ``translate`` / ``sample`` take a sentence (or a list) of raw text and return the selected
+    candidate, BPE removed and detokenised (or a list, in input order). ``generate`` takes
+    token tensors (``encode``) and returns fairseq's hypothesis dicts: all L × N candidates of
+    each sentence, the selected one first. Decoding options are keyword arguments
+    (``GENERATION_OPTIONS``); those not given take the task's values (the checkpoint's, or
+    ``from_pretrained``'s overrides).
+    """
+
+    def translate(self, sentences, verbose=False, **options):
+        return self.sample(sentences, verbose=verbose, **options)
+
+    def sample(self, sentences, verbose=False, **options):
+        if isinstance(sentences, str):
+            return self.sample([sentences], verbose=verbose, **options)[0]
+        candidates = self.generate([self.encode(s) for s in sentences], verbose=verbose, **options)
+        return [self.decode(hypos[0]["tokens"]) for hypos in candidates]
+
+    def generate(self, tokenized_sentences, verbose=False, skip_invalid_size_inputs=False,
+                 inference_step_args=None, **options):
+        check_decoding_options(options)
+        if torch.is_tensor(tokenized_sentences) and tokenized_sentences.dim() == 1:
+            return self.generate(tokenized_sentences.unsqueeze(0), verbose, skip_invalid_size_inputs,
+                                 inference_step_args, **options)[0]
+        # fairseq's beam width; the task's build_generator replaces it by L × N.
+        return super().generate(
+            tokenized_sentences, beam=1, verbose=verbose, skip_invalid_size_inputs=skip_invalid_size_inputs,
+            inference_step_args=inference_step_args, **options,
+        )
+
+    def score(self, sentences, **kwargs):
+        raise DifformerError(
+            "a Difformer model does not score given target sentences (fairseq's score() forces a "
+            "target through an autoregressive decoder): use generate() for the candidates' scores, "
+            "or an AR Transformer for likelihoods"
+        )
+
+
+def check_decoding_options(options):
+    """Raise :class:`DifformerError` for a keyword that is not a decoding option, or whose value
+    has the wrong type; the ranges are checked where the generator is built."""
+    for name, value in options.items():
+        if name == "beam":
+            raise DifformerError(
+                "Difformer has no beam search: it decodes length_beam_size × noise_beam_size "
+                "candidates per sentence (e.g. length_beam_size=3, noise_beam_size=2)"
+            )
+        if name not in GENERATION_OPTIONS:
+            raise DifformerError(
+                f"unknown decoding option {name}={value!r}; the options are {', '.join(GENERATION_OPTIONS)}"
+            )
+        if name == "decoding_noise_schedule":
+            if value is not None and value not in NOISE_SCHEDULES:
+                raise DifformerError(
+                    f"decoding_noise_schedule={value!r}: choose one of {', '.join(NOISE_SCHEDULES)} "
+                    f"(None: the model's)"
+                )
+            continue
+        default = DifformerConfig.__dataclass_fields__[name].default if name in DECODING_OPTIONS else False
+        if isinstance(default, bool):
+            valid, kind = isinstance(value, bool), "True or False"
+        elif isinstance(default, int):
+            valid, kind = isinstance(value, numbers.Integral) and not isinstance(value, bool), "an integer"
+        else:
+            valid, kind = isinstance(value, numbers.Real) and not isinstance(value, bool), "a number"
+        if not valid:
+            raise DifformerError(f"decoding option {name}={value!r} must be {kind}")
+
+
+def from_pretrained(model_name_or_path, checkpoint_file="checkpoint_best.pt", data_name_or_path=".",
+                    tokenizer="moses", bpe="subword_nmt", bpe_codes=None, reranker=None,
+                    archive_map=None, **kwargs):
+    """Load a Difformer checkpoint with its task and return a :class:`DifformerHubInterface`.
+
+    model_name_or_path: the folder holding ``checkpoint_file`` (or an archive or URL fairseq can
+    fetch). data_name_or_path: the data-bin the model was trained on (its ``dict.*.txt``); a
+    path starting with '.' is inside the model folder, as in fairseq. tokenizer / bpe: fairseq's
+    names (``moses``, ``moses_lowercase`` for lowercased training data, ``subword_nmt``, ...; None
+    for none). bpe_codes: the subword-nmt codes of the training data; by default the ``codes``
+    file of the model folder, of the data-bin, or of the folder above it (difformer-prepare's
+    DESTDIR). reranker: an AR fairseq Transformer trained on the same data-bin that picks the
+    candidate (PPL-MBR; as ``--path difformer.pt:transformer.pt``). Other keyword arguments
+    override the checkpoint's configuration as in fairseq, e.g. ``moses_no_dash_splits=True``,
+    ``max_tokens=4096`` or a default decoding option (``decoding_steps=10``).
+    """
+    check_registered("tokenizer", tokenizer, TOKENIZER_REGISTRY)
+    check_registered("bpe", bpe, BPE_REGISTRY)
+    check_decoding_options({k: v for k, v in kwargs.items() if k in GENERATION_OPTIONS})
+    model_dir, data = str(model_name_or_path), str(data_name_or_path)
+    if os.path.isdir(model_dir):
+        for name in checkpoint_file.split(os.pathsep):
+            check_checkpoint(model_dir, name)
+        data_dir = os.path.join(model_dir, data) if data.startswith(".") else data
+        check_databin(data_dir)
+        if bpe == "subword_nmt":
+            bpe_codes = find_bpe_codes(bpe_codes, model_dir, data_dir)
+    elif not (archive_map and model_dir in archive_map) and "://" not in model_dir:
+        check_archive(model_dir)
+    if reranker is not None:
+        if not os.path.isfile(reranker):
+            raise DifformerError(f"reranker checkpoint {reranker} not found")
+        checkpoint_file += os.pathsep + os.path.abspath(reranker)
+
+    # Validation-time decoding (--eval-bleu / --eval-rouge) is for training: it would build a
+    # generator for each loaded model, the reranker included.
+    overrides = {**kwargs, "eval_bleu": False, "eval_rouge": False}
+    for name, value in (("tokenizer", tokenizer), ("bpe", bpe), ("bpe_codes", bpe_codes)):
+        if value is not None:
+            overrides[name] = str(value)
+    loaded = hub_utils.from_pretrained(
+        model_dir, checkpoint_file, data, archive_map=archive_map, **overrides
+    )
+    cfg, task = loaded["args"], loaded["task"]
+    if cfg.tokenizer is not None and "source_lang" in cfg.tokenizer:
+        # fairseq's Moses configuration defaults to English; tokenise in the model's languages.
+        with open_dict(cfg):
+            cfg.tokenizer.source_lang = task.cfg.source_lang
+            cfg.tokenizer.target_lang = task.cfg.target_lang
+    return DifformerHubInterface(cfg, task, loaded["models"])
+
+
+def check_registered(kind, name, registry):
+    if name is not None and name not in registry:
+        raise DifformerError(f"{kind}={name!r} is not registered; choose one of {', '.join(sorted(registry))} or None")
+
+
+def check_checkpoint(folder, name):
+    path = os.path.join(folder, name)
+    if not os.path.isfile(path):
+        found = sorted(os.path.basename(p) for p in glob.glob(os.path.join(folder, "*.pt")))
+        raise DifformerError(
+            f"checkpoint {path} not found"
+            + (f"; {folder} holds {', '.join(found)} (checkpoint_file=...)" if found else "")
+        )
+
+
+def check_databin(data_dir):
+    if not glob.glob(os.path.join(data_dir, "dict.*.txt")):
+        raise DifformerError(
+            f"{data_dir} is not a fairseq data-bin (no dict.*.txt): pass the data-bin the model was "
+            f"trained on as data_name_or_path=..."
+        )
+
+
+def check_archive(model_dir):
+    """A local model path that is no folder must be a model archive; the usual mistake is the
+    checkpoint's own path."""
+    if not os.path.exists(model_dir):
+        raise DifformerError(f"model folder {model_dir} not found")
+    if not tarfile.is_tarfile(model_dir):
+        folder, name = os.path.split(model_dir)
+        raise DifformerError(
+            f"{model_dir} is a file: from_pretrained takes the folder holding the checkpoint, "
+            f"from_pretrained({folder or '.'!r}, checkpoint_file={name!r}, ...)"
+        )
+
+
+def find_bpe_codes(bpe_codes, model_dir, data_dir):
+    """The subword-nmt code file: the one given, else the first ``codes`` file found in the model
+    folder, the data-bin or the folder above it (where difformer-prepare writes it)."""
+    if bpe_codes is not None:
+        if not os.path.isfile(bpe_codes):
+            raise DifformerError(f"bpe_codes {bpe_codes} not found")
+        return str(bpe_codes)
+    candidates = [os.path.join(model_dir, name) for name in FAIRSEQ_CODE_FILES + ("codes",)]
+    candidates += [os.path.join(data_dir, "codes"), os.path.join(data_dir, os.pardir, "codes")]
+    for path in candidates:
+        if os.path.isfile(path):
+            return os.path.normpath(path)
+    raise DifformerError(
+        "bpe='subword_nmt' needs bpe_codes=PATH, the subword-nmt codes the training data was "
+        "segmented with (difformer-prepare writes DESTDIR/codes); bpe=None if the input is already BPE'd"
+    )
