@@ -19,6 +19,9 @@ setup(
         "subword-nmt",
         "rouge-score",
     ],
+    extras_require={
+        "tensorboard": ["tensorboardX>=2.6"],
+    },
     entry_points={
         "console_scripts": [
             "difformer-user-dir=difformer_cli:print_user_dir",
