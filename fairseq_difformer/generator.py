@@ -10,6 +10,7 @@ Returns fairseq's hypothesis dicts (``tokens``, ``score``, ``positional_scores``
 ``history``, ``alignment``, ``attention``), all K candidates per source, the selected one first.
 """
 
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -54,6 +55,11 @@ class DecodingConfig:
             )
 
 
+def filler_symbols(dictionary):
+    """Indices of the ``madeupwordNNNN`` symbols of ``Dictionary.pad_to_multiple_``."""
+    return [i for i, symbol in enumerate(dictionary.symbols) if re.fullmatch(r"madeupword\d{4}", symbol)]
+
+
 class DifformerGenerator:
     def __init__(self, model, tgt_dict, config: DecodingConfig, reranker=None):
         args = model.args
@@ -66,6 +72,9 @@ class DifformerGenerator:
         self.config = config
         self.tgt_dict = tgt_dict
         self.pad, self.eos, self.bos = tgt_dict.pad(), tgt_dict.eos(), tgt_dict.bos()
+        # Never output pad or bos, nor the fillers fairseq adds to pad a dictionary to a multiple
+        # of 8 (madeupword0000, …): they are not words.
+        self.banned = [self.pad, self.bos, *filler_symbols(tgt_dict)]
         self.reranker = ARReranker(reranker, tgt_dict) if config.selection == "reranker" else None
         self.diffusion = GaussianDiffusion.from_schedule(
             config.noise_schedule or args.noise_schedule,
@@ -148,7 +157,7 @@ class DifformerGenerator:
 
         Returns tokens and their log-probabilities, (B·K) × T each."""
         lprobs = torch.log_softmax(logits.float(), dim=-1)
-        lprobs[..., [self.pad, self.bos]] = float("-inf")
+        lprobs[..., self.banned] = float("-inf")
         positional_scores, tokens = lprobs.max(-1)
         last = (lengths - 1)[:, None]
         tokens = tokens.scatter(1, last, self.eos)

@@ -418,3 +418,19 @@ def test_eval_rouge_is_the_sentence_average_over_all_workers():
         task.reduce_metrics(logs, criterion(None))
         values = agg.get_smoothed_values()
     assert {name: values[name] for name in expected} == expected
+
+
+def test_rounding_never_outputs_pad_bos_or_the_dictionary_fillers():
+    """fairseq pads a dictionary to a multiple of 8 with madeupwordNNNN symbols: not words."""
+    padded = make_dictionary(30)
+    padded.pad_to_multiple_(8)
+    fillers = [i for i, w in enumerate(padded.symbols) if w.startswith("madeupword")]
+    assert fillers, "the dictionary should have needed fillers"
+    gen = DifformerGenerator(build(), padded, DecodingConfig())
+    logits = torch.zeros(1, 4, len(padded))
+    logits[0, 0, fillers[0]] = 10.0          # the best-scoring symbol at each position is banned
+    logits[0, 1, padded.pad()] = 10.0
+    logits[0, 2, padded.bos()] = 10.0
+    logits[0, 0, 7] = logits[0, 1, 8] = logits[0, 2, 9] = 5.0
+    tokens, _ = gen.words(logits, torch.tensor([4]), torch.zeros(1, 4, dtype=torch.bool))
+    assert tokens.tolist() == [[7, 8, 9, padded.eos()]]
