@@ -241,14 +241,17 @@ def test_bad_input_is_rejected_in_one_line(case, tmp_path, capsys):
     assert sorted(tmp_path.rglob("*")) == before  # nothing written, a foreign DESTDIR untouched
 
 
-def test_failed_preprocess_leaves_nothing_finished(multi30k, tmp_path, monkeypatch, capsys):
-    env = fake_tool(tmp_path / "fakebin", "fairseq-preprocess",
-                    "echo 'ValueError: Incorrect dictionary format' >&2\nexit 1")
-    monkeypatch.setenv("PATH", env["PATH"])
-    dest = tmp_path / "out"
-    code, _, err = run_main(capsys, *MULTI30K_ARGS, "--trainpref", multi30k / "train", "--destdir", dest)
-    assert code == 2 and "fairseq-preprocess failed (exit 1)" in err
-    assert "Incorrect dictionary format" in err and "Traceback" not in err
+@pytest.mark.parametrize("script, expected", [
+    ("echo 'ValueError: Incorrect dictionary format' >&2\nexit 1",
+     ["fairseq-preprocess failed (exit 1)", "Incorrect dictionary format"]),
+    ("exit 0", ["fairseq-preprocess wrote no dict.de.txt and dict.en.txt"]),  # exits 0, writes nothing
+])
+def test_failed_preprocess_leaves_nothing_finished(script, expected, multi30k, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", fake_tool(tmp_path / "fakebin", "fairseq-preprocess", script)["PATH"])
+    code, _, err = run_main(capsys, *MULTI30K_ARGS, "--trainpref", multi30k / "train", "--destdir", tmp_path / "out")
+    assert code == 2 and "Traceback" not in err
+    for text in expected:
+        assert text in err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["fakebin"]
 
 
