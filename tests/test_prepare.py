@@ -135,6 +135,19 @@ def test_a_changed_option_or_input_line_rebuilds(prepared, multi30k, tmp_path, c
     assert sorted(path.name for path in tmp_path.iterdir()) == ["data", "raw"]
 
 
+def test_other_tool_versions_rebuild_and_a_failed_rebuild_keeps_the_old(prepared, multi30k, tmp_path,
+                                                                         monkeypatch, capsys):
+    dest = tmp_path / "data"
+    shutil.copytree(prepared, dest)
+    before = snapshot(dest)
+    monkeypatch.setattr(prep.metadata, "version", lambda name: "99.0")
+    monkeypatch.setenv("PATH", fake_tool(tmp_path / "fakebin", "fairseq-preprocess", "exit 1")["PATH"])
+    code, _, err = run_main(capsys, *MULTI30K_ARGS, "--trainpref", multi30k / "train", "--validpref",
+                            multi30k / "valid", "--destdir", dest)
+    assert code == 2 and "rebuilding" in err and "fairseq-fixed" in err and "subword-nmt" in err
+    assert "fairseq-preprocess failed" in err and snapshot(dest) == before
+
+
 def test_apply_mode_reproduces_the_dictionary(prepared, multi30k, tmp_path, capsys):
     dest = tmp_path / "applied"
     code, _, err = run_main(capsys, "--source-lang", "de", "--target-lang", "en", "--lowercase",
