@@ -271,12 +271,12 @@ def test_failed_preprocess_leaves_nothing_finished(script, expected, multi30k, t
 def test_a_data_bin_short_of_sentences_is_refused(prepared, tmp_path):
     counts = json.loads((prepared / "manifest.json").read_text())["counts"]
     assert prep.check_databin(prepared / "bin", "de", "en", counts) > 4
-    with pytest.raises(prep.DifformerError, match=r"valid\.de-en\.de\.idx holds 40 sentences, expected 41"):
+    with pytest.raises(prep.DifformerError, match=r"wrote 40 sentences to valid\.de-en\.de, expected 41"):
         prep.check_databin(prepared / "bin", "de", "en", {**counts, "valid": {"pairs": 41}})
     partial = tmp_path / "bin"
     shutil.copytree(prepared / "bin", partial)
     (partial / "train.de-en.de.idx").unlink()
-    with pytest.raises(prep.DifformerError, match=r"train\.de-en\.de\.idx holds 0 sentences, expected 300"):
+    with pytest.raises(prep.DifformerError, match=r"wrote 0 sentences to train\.de-en\.de, expected 300"):
         prep.check_databin(partial, "de", "en", counts)
 
 

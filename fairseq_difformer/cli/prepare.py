@@ -135,7 +135,7 @@ def main(argv=None):
         print(f"{PROG}: error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; nothing was kept as finished", file=sys.stderr)
+        print(f"{PROG}: interrupted; the unfinished build was removed", file=sys.stderr)
         sys.exit(130)
 
 
@@ -413,7 +413,7 @@ def binarize(options, splits, build: Path, counts):
         command += ["--srcdict", options.srcdict]
     start = time.monotonic()
     log("running fairseq-preprocess")
-    run_command(command, build / "preprocess.log")  # TODO(commands): commands.run_logged(command, log)
+    run_command(command, build / "preprocess.log")  # SHARED HELPER: becomes commands.run_logged
     vocabulary = check_databin(build / "bin", src, tgt, counts)
     sizes = ", ".join(f"{split} {count['pairs']}" for split, count in counts.items())
     log(f"binarised {sizes} pairs, dictionary {vocabulary} types", start)
@@ -444,7 +444,8 @@ def check_databin(databin: Path, src, tgt, counts):
             dataset = indexed_dataset.make_dataset(str(prefix), impl="mmap")
             found = 0 if dataset is None else len(dataset)
             if found != count["pairs"]:
-                raise DifformerError(f"{prefix}.idx holds {found} sentences, expected {count['pairs']}")
+                raise DifformerError(f"fairseq-preprocess wrote {found} sentences to {prefix.name}, "
+                                     f"expected {count['pairs']}")
     return len(Dictionary.load(str(databin / f"dict.{src}.txt")))
 
 
