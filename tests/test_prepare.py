@@ -97,6 +97,9 @@ def test_learned_bpe_data_bin(prepared):
     tokenised = (prepared / "tok" / "train.en").read_text()
     assert tokenised == tokenised.lower() and " ." in tokenised
     assert sorted(path.name for path in prepared.parent.iterdir()) == ["data"]  # no build folder left
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert prepared.stat().st_mode & 0o777 == 0o777 & ~umask  # readable by others as any new folder
 
 
 def test_rerun_reuses_without_running_the_tools(prepared, multi30k, tmp_path):

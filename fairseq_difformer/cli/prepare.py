@@ -24,7 +24,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from functools import lru_cache, partial
 from importlib import metadata
@@ -158,7 +157,8 @@ def prepare(options) -> Path:
     for stale in home.parent.glob(f".{home.name}.tmp-*"):
         log(f"removing {stale}, left by an interrupted run")
         shutil.rmtree(stale)
-    build = Path(tempfile.mkdtemp(prefix=f".{home.name}.tmp-", dir=home.parent))
+    build = home.parent / f".{home.name}.tmp-{os.getpid()}"  # mkdir, unlike mkdtemp, keeps the umask's mode
+    build.mkdir()
     try:
         counts = build_all(options, splits, build)
         manifest = {"hash": digest, **identity, "counts": counts}
