@@ -15,6 +15,10 @@ TAIL_LINES = 15
 class CommandFailed(DifformerError):
     """A command exited with an error; the message ends with the last lines of its log."""
 
+    def __init__(self, message, returncode=None, tail=""):
+        super().__init__(message)
+        self.returncode, self.tail = returncode, tail
+
 
 def run_logged(
     cmd: Sequence,
@@ -60,5 +64,5 @@ def run_logged(
         wall = time.perf_counter() - start
     if proc.returncode != 0:
         tail = "".join(log.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)[-TAIL_LINES:])
-        raise CommandFailed(f"{cmd[0]} failed (exit {proc.returncode}); log {log}:\n{tail}")
+        raise CommandFailed(f"{cmd[0]} failed (exit {proc.returncode}); log {log}:\n{tail}", proc.returncode, tail)
     return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024}

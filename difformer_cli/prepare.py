@@ -4,60 +4,41 @@ Stages: read the pairs (plain ``PREFIX.<lang>`` files or JSON lines) → Moses t
 (sacremoses) with optional lowercasing → joint BPE (subword-nmt; learned on the training split of
 both sides, or an existing code file applied) → ``fairseq-preprocess --joined-dictionary``.
 
-DESTDIR receives ``tok/``, ``bpe/``, ``codes``, ``bin/`` (the data-bin), ``preprocess.log`` and,
-last, ``manifest.json`` (options, input files with path/size/mtime/sha256, line counts).
-Everything is built in ``DESTDIR/.tmp-*`` and moved into place at the end, so an interrupted run
-leaves neither a manifest nor a ``bin/``; a re-run with the same inputs and options reuses the
-finished output, and a DESTDIR prepared from other inputs or options is refused.
+DESTDIR holds ``tok/``, ``bpe/``, ``codes``, ``bin/`` (the data-bin), ``preprocess.log`` and
+``manifest.json``, whose ``hash`` covers the input files' contents, the options that shape the
+output and the tools' versions. A re-run with the same hash reuses DESTDIR; otherwise everything
+is built in a hidden sibling folder and renamed to DESTDIR when finished, so an interrupted run
+never leaves a partial DESTDIR behind.
 
 From Python: ``prepare(parse_args([...]))`` returns the data-bin path.
 """
 
 import argparse
+import contextlib
 import hashlib
+import io
 import json
 import multiprocessing
 import os
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass
 from functools import lru_cache, partial
+from importlib import metadata
 from itertools import islice
 from pathlib import Path
-from typing import Optional
 
+from .commands import CommandFailed, run_logged
 from .errors import DifformerError
 
 PROG = "difformer-prepare"
 SPLITS = ("train", "valid", "test")
-# Moved from the build directory into DESTDIR in this order; manifest.json follows them.
-OUTPUTS = ("tok", "bpe", "codes", "bin")
 DEFAULT_BPE_MERGES = 8000
 BATCH_LINES = 20000
-
-
-class PrepareError(DifformerError):
-    """Bad input for difformer-prepare; the message names the file (and line)."""
-
-
-@dataclass(frozen=True)
-class TextSettings:
-    """How one line of text is normalised before BPE (picklable, for worker processes)."""
-
-    source_lang: str
-    target_lang: str
-    tokenize: bool
-    lowercase: bool
-    max_source_words: Optional[int]
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
+TOOLS = ("sacremoses", "subword-nmt", "fairseq-fixed", "fairseq")  # distributions whose version counts
+# The options that shape the output (--workers and --destdir do not).
+SHAPING_OPTIONS = ("source_lang", "target_lang", "source_field", "target_field", "tokenize", "lowercase",
+                   "max_source_words", "bpe_merges")
 
 
 def positive_int(text):
@@ -148,345 +129,216 @@ def main(argv=None):
     options = parse_args(argv)
     try:
         prepare(options)
-    except PrepareError as error:
+    except DifformerError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; nothing was kept as finished", file=sys.stderr)
+        print(f"{PROG}: interrupted; the unfinished build was removed", file=sys.stderr)
         sys.exit(130)
-
-
-# ---------------------------------------------------------------------------------------------
-# The pipeline
 
 
 def prepare(options) -> Path:
     """Build (or reuse) ``options.destdir`` from options as returned by :func:`parse_args`;
     returns the data-bin folder."""
     dest = Path(options.destdir)
-    if dest.exists() and not dest.is_dir():
-        raise PrepareError(f"--destdir {dest} is a file")
-    inputs = split_inputs(options)
-    identity = {"options": describe_options(options), "inputs": describe_inputs(options, inputs)}
-    if finished(dest, identity, options, inputs):
+    home = dest.resolve()  # where the build goes beside, also for --destdir .
+    splits = input_files(options)
+    identity = describe(options, splits)
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    recorded = read_manifest(dest)
+    if recorded.get("hash") == digest:
         print(f"{dest} already holds this dataset (manifest.json): reusing {dest / 'bin'}")
         return dest / "bin"
-    check_inputs(options, inputs)
-    identity = {"options": describe_options(options, checksum=True),
-                "inputs": describe_inputs(options, inputs, checksum=True)}
-    dest.mkdir(parents=True, exist_ok=True)
-    for stale in dest.glob(".tmp-*"):
+    if recorded:
+        log(f"rebuilding {dest}: {', '.join(changed(recorded, identity)) or 'its manifest'} changed")
+    check_given_codes_and_dictionary(options)
+    home.parent.mkdir(parents=True, exist_ok=True)
+    for stale in home.parent.glob(f".{home.name}.tmp-*"):
         log(f"removing {stale}, left by an interrupted run")
         shutil.rmtree(stale)
-    build = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest))
+    build = home.parent / f".{home.name}.tmp-{os.getpid()}"  # mkdir, unlike mkdtemp, keeps the umask's mode
+    build.mkdir()
     try:
-        counts = build_all(options, inputs, build, dest / "preprocess.log")
-        publish(build, dest, {**identity, "counts": counts})
+        counts = build_all(options, splits, build)
+        manifest = {"hash": digest, **identity, "counts": counts}
+        (build / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        publish(build, home)
     finally:
         shutil.rmtree(build, ignore_errors=True)
     print(f"data-bin ready: {dest / 'bin'}")
     return dest / "bin"
 
 
-def build_all(options, inputs, build: Path, log_path: Path):
-    """Run every stage inside ``build``; returns the per-split line counts."""
-    langs = (options.source_lang, options.target_lang)
-    settings = TextSettings(moses_language(langs[0]), moses_language(langs[1]),
-                            options.tokenize, options.lowercase, options.max_source_words)
-    codes = build / "codes"
-    if options.bpe_codes:
-        shutil.copyfile(options.bpe_codes, codes)
-    pool_context = multiprocessing.Pool(options.workers) if options.workers > 1 else nullcontext()
-    with pool_context as pool:
-        counts = {split: tokenize_split(split, source, options, settings, build / "tok", pool)
-                  for split, source in inputs.items()}
-        if not options.bpe_codes:
-            learn_codes(build / "tok", langs, options.bpe_merges, codes, options.workers)
-        start = time.monotonic()
-        for split in inputs:
-            for lang in langs:
-                apply_codes(codes, build / "tok" / f"{split}.{lang}", build / "bpe" / f"{split}.{lang}", pool)
-        log(f"applied BPE to {len(inputs) * 2} files ({elapsed(start)})")
-    binarize(options, inputs, build, log_path, counts)
-    return counts
-
-
-def split_inputs(options):
-    """{split: ("plain", PREFIX) or ("jsonl", FILE)} for the splits given."""
-    inputs = {}
+def input_files(options):
+    """{split: {name: (flag, path)}}, named by language for plain files, ``jsonl`` for JSON lines."""
+    splits = {}
     for split in SPLITS:
         if getattr(options, f"{split}pref"):
-            inputs[split] = ("plain", getattr(options, f"{split}pref"))
+            splits[split] = {lang: (f"--{split}pref", f"{getattr(options, f'{split}pref')}.{lang}")
+                             for lang in (options.source_lang, options.target_lang)}
         elif getattr(options, f"{split}_jsonl"):
-            inputs[split] = ("jsonl", getattr(options, f"{split}_jsonl"))
-    return inputs
+            splits[split] = {"jsonl": (f"--{split}-jsonl", getattr(options, f"{split}_jsonl"))}
+    return splits
 
 
-def input_files(options, kind, location):
-    """{role: path} of one split's input files."""
-    if kind == "jsonl":
-        return {"jsonl": location}
-    return {"source": f"{location}.{options.source_lang}", "target": f"{location}.{options.target_lang}"}
+def describe(options, splits):
+    """What the output depends on: the shaping options, the SHA-256 of every input file and the
+    tools' versions. Refuses missing or empty files and plain splits of unequal line counts."""
+    files = {f"{split}.{name}": given for split, named in splits.items() for name, given in named.items()}
+    for name in ("bpe_codes", "srcdict"):
+        if getattr(options, name):
+            files[name] = (f"--{name.replace('_', '-')}", getattr(options, name))
+    hashes, lines = {}, {}
+    for name, (flag, path) in files.items():
+        hashes[name], lines[name] = hash_and_count_lines(path, flag)
+    for split, named in splits.items():
+        if "jsonl" not in named:
+            (flag, src), (_, tgt) = named.values()
+            (n_src, n_tgt) = (lines[f"{split}.{lang}"] for lang in named)
+            if n_src != n_tgt:
+                raise DifformerError(f"{flag}: {src} has {n_src} lines but {tgt} has {n_tgt}: "
+                                     "the files must be line-parallel")
+    versions = {}
+    for tool in TOOLS:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[tool] = metadata.version(tool)
+    return {"options": {name: getattr(options, name) for name in SHAPING_OPTIONS},
+            "inputs": hashes, "tools": versions}
 
 
-# ---------------------------------------------------------------------------------------------
-# Manifest: what a finished DESTDIR was built from
-
-
-def describe_file(path, flag, checksum=False):
-    """Path, size and mtime (and sha256) of an input file; a missing or empty one is an error."""
-    resolved = Path(path).resolve()
-    if not resolved.is_file():
-        raise PrepareError(f"{flag} {path}: no such file")
-    stat = resolved.stat()
-    if stat.st_size == 0:
-        raise PrepareError(f"{flag} {path}: the file is empty")
-    description = {"path": str(resolved), "size": stat.st_size, "mtime": stat.st_mtime}
-    if checksum:
-        description["sha256"] = sha256(resolved)
-    return description
-
-
-def sha256(path):
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
+def hash_and_count_lines(path, flag):
+    """(hex SHA-256, number of lines) of a file, a last line without a newline included."""
+    if not Path(path).is_file():
+        raise DifformerError(f"{flag} {path}: no such file")
+    digest, count, last = hashlib.sha256(), 0, b"\n"
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+            count, last = count + block.count(b"\n"), block[-1:]
+    if count == 0 and last == b"\n":
+        raise DifformerError(f"{flag} {path}: the file is empty")
+    return digest.hexdigest(), count + (last != b"\n")
 
 
-def describe_options(options, checksum=False):
-    """The options that shape the output (--workers and --destdir do not)."""
-    def optional_file(path, flag):
-        return describe_file(path, flag, checksum) if path else None
-
-    return {
-        "source_lang": options.source_lang, "target_lang": options.target_lang,
-        "source_field": options.source_field, "target_field": options.target_field,
-        "tokenize": options.tokenize, "lowercase": options.lowercase,
-        "max_source_words": options.max_source_words, "bpe_merges": options.bpe_merges,
-        "bpe_codes": optional_file(options.bpe_codes, "--bpe-codes"),
-        "srcdict": optional_file(options.srcdict, "--srcdict"),
-    }
-
-
-def describe_inputs(options, inputs, checksum=False):
-    """{split: {role: file description}} for every input file."""
-    return {
-        split: {role: describe_file(path, f"--{split}{'-jsonl' if kind == 'jsonl' else 'pref'}", checksum)
-                for role, path in input_files(options, kind, location).items()}
-        for split, (kind, location) in inputs.items()
-    }
-
-
-def differences(old, new, where=""):
-    """Readable differences between a manifest's record and the current inputs and options."""
-    if isinstance(new, dict) and "mtime" in new:
-        return [] if same_file(old, new) else [f"{where}: {describe_change(old, new)}"]
-    if isinstance(old, dict) and isinstance(new, dict):
-        found = []
-        for key in list(old) + [k for k in new if k not in old]:
-            found += differences(old.get(key), new.get(key), f"{where}.{key}" if where else key)
-        return found
-    return [] if old == new else [f"{where}: {brief(old)} → {brief(new)}"]
-
-
-def brief(value):
-    """A recorded value for a message: a file by its path, anything else as repr."""
-    return value["path"] if isinstance(value, dict) and "path" in value else repr(value)
-
-
-def same_file(old, new):
-    """Same path and size, and the same mtime or (after a touch or a copy) the same content."""
-    if not isinstance(old, dict) or (old.get("path"), old.get("size")) != (new["path"], new["size"]):
-        return False
-    return old.get("mtime") == new["mtime"] or old.get("sha256") == sha256(new["path"])
-
-
-def describe_change(old, new):
-    """How an input file differs from the one recorded."""
-    if not isinstance(old, dict) or old.get("path") != new["path"]:
-        return f"{brief(old)} → {new['path']}"
-    return f"{new['path']} has changed"
-
-
-def finished(dest: Path, identity, options, inputs):
-    """True if DESTDIR holds a finished build of exactly this dataset; refuses another dataset."""
-    manifest = dest / "manifest.json"
-    if not manifest.exists():
-        return False
+def read_manifest(dest: Path):
+    """DESTDIR's manifest ({} for a missing or empty DESTDIR); refuses a folder it did not make,
+    since a rebuild replaces DESTDIR as a whole."""
+    if not dest.exists() or (dest.is_dir() and not any(dest.iterdir())):
+        return {}
     try:
-        recorded = json.loads(manifest.read_text(encoding="utf-8"))
-        recorded = {key: recorded[key] for key in identity}
-    except (OSError, ValueError, KeyError, TypeError):
-        raise PrepareError(f"{manifest} is unreadable: use another --destdir or remove it")
-    found = differences(recorded, identity)
-    if found:
-        more = f"; and {len(found) - 3} more" if len(found) > 3 else ""
-        raise PrepareError(f"{dest} holds a different dataset ({'; '.join(found[:3])}{more}): "
-                           "use another --destdir or remove it")
-    missing = [path for path in expected_outputs(dest, options, inputs) if not path.exists()]
-    if missing:
-        log(f"{dest} lacks {missing[0]} although its manifest matches: building it again")
-        manifest.unlink()
-        return False
-    return True
+        manifest = json.loads((dest / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict) or "inputs" not in manifest:
+        raise DifformerError(f"--destdir {dest} is not a folder difformer-prepare made (no readable "
+                             "manifest.json): use another --destdir or remove it")
+    return manifest
 
 
-def expected_outputs(dest: Path, options, inputs):
-    """The files a finished DESTDIR has."""
-    src, tgt = options.source_lang, options.target_lang
-    paths = [dest / "codes", dest / "bin" / f"dict.{src}.txt", dest / "bin" / f"dict.{tgt}.txt"]
-    for split in inputs:
-        for lang in (src, tgt):
-            paths += [dest / "tok" / f"{split}.{lang}", dest / "bpe" / f"{split}.{lang}"]
-            paths += [dest / "bin" / f"{split}.{src}-{tgt}.{lang}.{ext}" for ext in ("bin", "idx")]
-    return paths
+def changed(recorded, identity):
+    """The names of the options, input files and tools that differ from the manifest's."""
+    return [key for section, now in identity.items() for key in now
+            if (recorded.get(section) or {}).get(key) != now[key]]
 
 
-def publish(build: Path, dest: Path, manifest):
-    """Move the finished outputs into DESTDIR, then write manifest.json (atomically) last."""
-    for name in OUTPUTS:
-        move_into_place(build / name, dest / name)
-    written = build / "manifest.json"
-    written.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    os.replace(written, dest / "manifest.json")
+def publish(build: Path, dest: Path):
+    """Rename the finished ``build`` to ``dest``, the previous ``dest`` renamed away first: an
+    interruption leaves either a finished DESTDIR or none."""
+    retired = build.with_name(build.name + "-old")
+    if dest.exists():
+        os.rename(dest, retired)
+    os.rename(build, dest)
+    shutil.rmtree(retired, ignore_errors=True)
 
 
-def move_into_place(source: Path, target: Path):
-    """Replace ``target`` (left by an interrupted run, if anything) with ``source``."""
-    if target.is_dir():
-        shutil.rmtree(target)
-    elif target.exists():
-        target.unlink()
-    os.replace(source, target)
-
-
-# ---------------------------------------------------------------------------------------------
-# Input checks (before anything is written)
-
-
-def check_inputs(options, inputs):
-    """Reject unequal plain files and malformed code or dictionary files, naming file and line."""
-    for split, (kind, location) in inputs.items():
-        if kind == "plain":
-            files = input_files(options, kind, location)
-            counts = {role: count_lines(path) for role, path in files.items()}
-            if counts["source"] != counts["target"]:
-                raise PrepareError(
-                    f"--{split}pref: {files['source']} has {counts['source']} lines but "
-                    f"{files['target']} has {counts['target']}: the files must be line-parallel")
+def check_given_codes_and_dictionary(options):
+    """Load ``--bpe-codes`` with subword-nmt and ``--srcdict`` with fairseq before any work, so
+    that their own format checks end in one line."""
     if options.bpe_codes:
-        check_codes(options.bpe_codes)
+        try:
+            with contextlib.redirect_stderr(io.StringIO()) as said:
+                bpe(options.bpe_codes)
+        except (SystemExit, ValueError) as error:  # subword-nmt prints the bad line, then exits
+            reason = said.getvalue().strip().removeprefix("Error: ").split("\n")[0] or error
+            raise DifformerError(f"--bpe-codes {options.bpe_codes}: {reason}") from None
     if options.srcdict:
-        check_dictionary(options.srcdict)
+        from fairseq.data import Dictionary
+
+        try:
+            Dictionary.load(options.srcdict)
+        except Exception as error:  # fairseq raises ValueError, RuntimeError or Exception
+            raise DifformerError(f"--srcdict {options.srcdict}: {error}") from None
 
 
-def count_lines(path):
-    """Number of lines (a last line without a newline counts)."""
-    count, last = 0, b"\n"
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            count += block.count(b"\n")
-            last = block[-1:]
-    return count + (last != b"\n")
+def build_all(options, splits, build: Path):
+    """Run every stage inside ``build``; returns the per-split pair counts."""
+    langs = (options.source_lang, options.target_lang)
+    normalise = partial(normalise_pair, langs=langs, tokenize=options.tokenize, lowercase=options.lowercase,
+                        max_source_words=options.max_source_words)
+    with multiprocessing.Pool(options.workers) if options.workers > 1 else contextlib.nullcontext() as pool:
+        counts = {split: tokenize_split(split, named, options, normalise, build / "tok", pool)
+                  for split, named in splits.items()}
+    codes = build / "codes"
+    if options.bpe_codes:
+        shutil.copyfile(options.bpe_codes, codes)
+    else:
+        learn_codes(build / "tok", langs, options.bpe_merges, codes, options.workers)
+    start = time.monotonic()
+    (build / "bpe").mkdir()
+    for name in (f"{split}.{lang}" for split in splits for lang in langs):
+        with open(build / "bpe" / name, "w", encoding="utf-8") as out:
+            bpe(str(codes)).process_lines(str(build / "tok" / name), out, num_workers=options.workers)
+    log(f"applied BPE to {len(splits) * 2} files", start)
+    binarize(options, splits, build, counts)
+    return counts
 
 
 def read_lines(path):
-    """(line number, text without the newline) for each line of a UTF-8 file."""
+    """The lines of a UTF-8 file, without their newline; a bad byte names file and line."""
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             try:
-                yield number, raw.decode("utf-8").rstrip("\r\n")
+                yield raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError:
-                raise PrepareError(f"{path}:{number}: not UTF-8 text") from None
-
-
-def check_codes(path):
-    """A subword-nmt code file: an optional ``#version:`` line, then one ``left right`` pair a line."""
-    for number, line in read_lines(path):
-        if not (number == 1 and line.startswith("#version:")) and len(line.strip(" ").split(" ")) != 2:
-            raise PrepareError(f"--bpe-codes {path}:{number}: expected two space-separated symbols, "
-                               f"got {line!r}")
-
-
-def check_dictionary(path):
-    """A fairseq dictionary: ``<token> <count> [#fairseq:overwrite]`` a line, no duplicate tokens."""
-    seen = set()
-    for number, line in read_lines(path):
-        fields = line.rstrip().split(" ")
-        overwrite = fields[-1] == "#fairseq:overwrite"
-        word_and_count = fields[:-1] if overwrite else fields
-        if len(word_and_count) < 2 or not word_and_count[-1].isdigit():
-            raise PrepareError(f"--srcdict {path}:{number}: expected '<token> <count>', got {line!r}")
-        word = " ".join(word_and_count[:-1])
-        if word in seen and not overwrite:
-            raise PrepareError(f"--srcdict {path}:{number}: {word!r} appears twice")
-        seen.add(word)
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading and tokenising
-
-
-def read_pairs(options, kind, location):
-    """Yield (source, target) texts of one split."""
-    files = input_files(options, kind, location)
-    if kind == "plain":
-        for (_, source), (_, target) in zip(read_lines(files["source"]), read_lines(files["target"])):
-            yield source, target
-    else:
-        yield from read_jsonl(files["jsonl"], options.source_field, options.target_field)
+                raise DifformerError(f"{path}:{number}: not UTF-8 text") from None
 
 
 def read_jsonl(path, source_field, target_field):
     """Yield (source, target) from JSON lines; a bad line or a missing field names file:line."""
-    for number, line in read_lines(path):
+    for number, line in enumerate(read_lines(path), 1):
         try:
             record = json.loads(line)
         except ValueError as error:
-            raise PrepareError(f"{path}:{number}: not a JSON line ({error})") from None
+            raise DifformerError(f"{path}:{number}: not a JSON line ({error})") from None
         if not isinstance(record, dict):
-            raise PrepareError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+            raise DifformerError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
         for field in (source_field, target_field):
-            if field not in record:
-                raise PrepareError(f"{path}:{number}: no field {field!r} (fields: {', '.join(record)})")
-            if not isinstance(record[field], str):
-                raise PrepareError(f"{path}:{number}: field {field!r} is {type(record[field]).__name__}, not text")
+            if not isinstance(record.get(field), str):
+                found = type(record[field]).__name__ if field in record else f"fields: {', '.join(record)}"
+                raise DifformerError(f"{path}:{number}: no text field {field!r} ({found})")
         yield record[source_field], record[target_field]
-
-
-def moses_language(lang):
-    """The Moses tokeniser language for a --source/--target-lang name (English rules if unknown)."""
-    from sacremoses.corpus import NonbreakingPrefixes
-
-    return lang if lang in NonbreakingPrefixes().available_langs else "en"
 
 
 @lru_cache(maxsize=None)
 def moses(lang):
-    """One sacremoses tokeniser per language and process."""
+    """One sacremoses tokeniser per language and process (English rules for a language Moses
+    does not know)."""
     from sacremoses import MosesTokenizer
+    from sacremoses.corpus import NonbreakingPrefixes
 
-    return MosesTokenizer(lang=lang)
-
-
-def normalise(text, lang, settings: TextSettings, max_words=None):
-    """One line: whitespace (incl. newlines inside JSON fields) collapsed, tokenised, lowercased, cut."""
-    text = " ".join(text.split())
-    if settings.tokenize and text:
-        text = moses(lang).tokenize(text, escape=False, return_str=True)
-    if settings.lowercase:
-        text = text.lower()
-    return " ".join(text.split()[:max_words])
+    return MosesTokenizer(lang=lang if lang in NonbreakingPrefixes().available_langs else "en")
 
 
-def normalise_pair(pair, settings: TextSettings):
-    """Normalise a (source, target) pair; only the source is cut to --max-source-words."""
-    source, target = pair
-    return (normalise(source, settings.source_lang, settings, settings.max_source_words),
-            normalise(target, settings.target_lang, settings))
+def normalise_pair(pair, langs, tokenize, lowercase, max_source_words):
+    """A (source, target) pair with whitespace (incl. newlines inside JSON fields) collapsed, Moses
+    tokenised, lowercased; the source cut to ``max_source_words`` tokens."""
+    texts = []
+    for text, lang, max_words in zip(pair, langs, (max_source_words, None)):
+        text = " ".join(text.split())
+        if tokenize and text:
+            text = moses(lang).tokenize(text, escape=False, return_str=True)
+        texts.append(" ".join((text.lower() if lowercase else text).split()[:max_words]))
+    return tuple(texts)
 
 
 def map_lines(func, items, pool):
@@ -496,35 +348,29 @@ def map_lines(func, items, pool):
         yield from pool.map(func, batch, chunksize=256) if pool else map(func, batch)
 
 
-def tokenize_split(split, source, options, settings: TextSettings, tok_dir: Path, pool):
-    """Write tok/<split>.<lang> from a split's ("plain", PREFIX) or ("jsonl", FILE); drops (and
-    counts) train pairs with an empty side."""
+def tokenize_split(split, named, options, normalise, tok_dir: Path, pool):
+    """Write tok/<split>.<lang>; drops (and counts) train pairs with an empty side."""
     start = time.monotonic()
-    langs = (options.source_lang, options.target_lang)
     tok_dir.mkdir(exist_ok=True)
+    pairs = (read_jsonl(named["jsonl"][1], options.source_field, options.target_field) if "jsonl" in named
+             else zip(*(read_lines(path) for _, path in named.values())))
     lines = kept = 0
-    with open(tok_dir / f"{split}.{langs[0]}", "w", encoding="utf-8") as src_out, \
-            open(tok_dir / f"{split}.{langs[1]}", "w", encoding="utf-8") as tgt_out:
-        for src, tgt in map_lines(partial(normalise_pair, settings=settings), read_pairs(options, *source), pool):
+    with open(tok_dir / f"{split}.{options.source_lang}", "w", encoding="utf-8") as src_out, \
+            open(tok_dir / f"{split}.{options.target_lang}", "w", encoding="utf-8") as tgt_out:
+        for src, tgt in map_lines(normalise, pairs, pool):
             lines += 1
             if split == "train" and not (src and tgt):
                 continue
             src_out.write(src + "\n")
             tgt_out.write(tgt + "\n")
             kept += 1
-    dropped = lines - kept
-    if dropped:
-        log(f"warning: {split}: dropped {dropped} of {lines} pairs with an empty source or target")
+    if lines > kept:
+        log(f"warning: {split}: dropped {lines - kept} of {lines} pairs with an empty source or target")
     if kept == 0:
-        files = " and ".join(input_files(options, *source).values())
-        raise PrepareError(f"{files}: no pair with a non-empty source and target")
-    verb = "tokenised" if settings.tokenize else "read"
-    log(f"{verb} {split}: {kept} pairs ({elapsed(start)})")
-    return {"lines": lines, "pairs": kept, "dropped_empty": dropped}
-
-
-# ---------------------------------------------------------------------------------------------
-# BPE and binarisation
+        files = " and ".join(path for _, path in named.values())
+        raise DifformerError(f"{files}: no pair with a non-empty source and target")
+    log(f"{'tokenised' if options.tokenize else 'read'} {split}: {kept} pairs", start)
+    return {"lines": lines, "pairs": kept, "dropped_empty": lines - kept}
 
 
 def learn_codes(tok_dir: Path, langs, merges, codes: Path, workers):
@@ -541,7 +387,7 @@ def learn_codes(tok_dir: Path, langs, merges, codes: Path, workers):
     with open(joint, encoding="utf-8") as infile, open(codes, "w", encoding="utf-8") as outfile:
         learn_bpe(infile, outfile, merges, num_workers=workers)
     joint.unlink()
-    log(f"learned {count_lines(codes) - 1} merges ({elapsed(start)})")
+    log("learned the BPE codes", start)
 
 
 @lru_cache(maxsize=None)
@@ -553,69 +399,50 @@ def bpe(codes):
         return BPE(f)
 
 
-def segment(line, codes):
-    """Apply the BPE codes to one tokenised line."""
-    return bpe(codes).process_line(line)
-
-
-def apply_codes(codes: Path, tok_path: Path, bpe_path: Path, pool):
-    """Write the BPE-segmented copy of a tokenised file."""
-    bpe_path.parent.mkdir(exist_ok=True)
-    lines = (line for _, line in read_lines(tok_path))
-    with open(bpe_path, "w", encoding="utf-8") as out:
-        for line in map_lines(partial(segment, codes=str(codes)), lines, pool):
-            out.write(line + "\n")
-
-
-def preprocess_command():
-    """``fairseq-preprocess`` from PATH, else the module of this interpreter's fairseq."""
-    script = shutil.which("fairseq-preprocess")
-    return [script] if script else [sys.executable, "-m", "fairseq_cli.preprocess"]
-
-
-def binarize(options, inputs, build: Path, log_path: Path, counts):
-    """``fairseq-preprocess --joined-dictionary`` into build/bin (log in DESTDIR/preprocess.log);
-    checks that it binarised as many sentences as were written."""
+def binarize(options, splits, build: Path, counts):
+    """``fairseq-preprocess --joined-dictionary`` of build/bpe into build/bin, then checked."""
     src, tgt = options.source_lang, options.target_lang
-    command = [*preprocess_command(), "--source-lang", src, "--target-lang", tgt, "--joined-dictionary",
-               "--destdir", str(build / "bin"), "--workers", str(options.workers)]
-    for split in inputs:
+    script = shutil.which("fairseq-preprocess")
+    command = [script] if script else [sys.executable, "-m", "fairseq_cli.preprocess"]
+    command += ["--source-lang", src, "--target-lang", tgt, "--joined-dictionary",
+                "--destdir", str(build / "bin"), "--workers", str(options.workers)]
+    for split in splits:
         command += [f"--{split}pref", str(build / "bpe" / split)]
     if options.srcdict:
         command += ["--srcdict", options.srcdict]
     start = time.monotonic()
-    log(f"running fairseq-preprocess (log: {log_path})")
-    with open(log_path, "w", encoding="utf-8") as log_file:
-        returncode = subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT).returncode
-    output = log_path.read_text(encoding="utf-8", errors="replace")
-    if returncode != 0:
-        tail = "\n".join(output.splitlines()[-15:])
-        raise PrepareError(f"fairseq-preprocess failed (exit {returncode}); the end of {log_path}:\n{tail}")
-    binarized = {(lang, Path(path).name): int(n)
-                 for lang, path, n in re.findall(r"\[(\S+)\] (\S+): (\d+) sents", output)}
-    for split in inputs:
+    log("running fairseq-preprocess")
+    try:
+        run_logged(command, build / "preprocess.log")
+    except CommandFailed as exc:  # the log goes with the unfinished build: show its end
+        raise DifformerError(f"fairseq-preprocess failed (exit {exc.returncode}); the end of its log:\n{exc.tail}") from None
+    vocabulary = check_databin(build / "bin", src, tgt, counts)
+    sizes = ", ".join(f"{split} {count['pairs']}" for split, count in counts.items())
+    log(f"binarised {sizes} pairs, dictionary {vocabulary} types", start)
+
+
+def check_databin(databin: Path, src, tgt, counts):
+    """Check, from the files, that ``databin`` has both dictionaries and, for every split and
+    language, as many binarised sentences as pairs were written; returns the dictionary size."""
+    from fairseq.data import Dictionary, indexed_dataset
+
+    if not all((databin / f"dict.{lang}.txt").is_file() for lang in (src, tgt)):
+        raise DifformerError(f"fairseq-preprocess wrote no dict.{src}.txt and dict.{tgt}.txt in {databin}")
+    for split, count in counts.items():
         for lang in (src, tgt):
-            found = binarized.get((lang, f"{split}.{lang}"))
-            if found != counts[split]["pairs"]:
-                raise PrepareError(f"fairseq-preprocess binarised {found} sentences of {split}.{lang}, "
-                                   f"expected {counts[split]['pairs']} (see {log_path})")
-    vocab = re.search(r"\[\S+\] Dictionary: (\d+) types", output)
-    sizes = ", ".join(f"{split} {counts[split]['pairs']}" for split in inputs)
-    log(f"binarised {sizes} pairs, dictionary {vocab.group(1) if vocab else '?'} types ({elapsed(start)})")
+            prefix = databin / f"{split}.{src}-{tgt}.{lang}"
+            dataset = indexed_dataset.make_dataset(str(prefix), impl="mmap")
+            found = 0 if dataset is None else len(dataset)
+            if found != count["pairs"]:
+                raise DifformerError(f"fairseq-preprocess wrote {found} sentences to {prefix.name}, "
+                                     f"expected {count['pairs']}")
+    return len(Dictionary.load(str(databin / f"dict.{src}.txt")))
 
 
-# ---------------------------------------------------------------------------------------------
-# Progress
-
-
-def log(message):
-    """A progress or warning line on stderr."""
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
-
-
-def elapsed(start):
-    """Seconds since ``start`` (time.monotonic), for progress lines."""
-    return f"{time.monotonic() - start:.1f}s"
+def log(message, start=None):
+    """A progress or warning line on stderr, with the seconds since ``start`` (time.monotonic)."""
+    took = "" if start is None else f" ({time.monotonic() - start:.1f}s)"
+    print(f"{PROG}: {message}{took}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,9 @@
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,11 +22,31 @@ def head(source: Path, target: Path, n):
     return target
 
 
-def console(*args):
-    """Run difformer-prepare as a user would (the console script, else the module)."""
-    script = shutil.which("difformer-prepare")
-    command = [script] if script else [sys.executable, "-m", "difformer_cli.prepare"]
-    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True)
+def console(*args, env=None):
+    """Run difformer-prepare in a new process: the module these tests import, as ``python -m``."""
+    return subprocess.run([sys.executable, "-m", prep.__name__, *map(str, args)], capture_output=True,
+                          text=True, env=env)
+
+
+def fake_tool(folder: Path, name, script):
+    """An executable ``folder/name`` running the shell ``script``; returns an environment whose
+    PATH finds it first."""
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(f"#!/bin/sh\n{script}\n")
+    (folder / name).chmod(0o755)
+    return {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+
+
+def snapshot(folder: Path):
+    """{path: (inode, mtime_ns)} of everything under ``folder``, the folder itself included."""
+    return {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in [folder, *folder.rglob("*")]}
+
+
+def sentences(databin: Path, name):
+    """Number of sentences in a binarised file of a data-bin, read with fairseq."""
+    from fairseq.data import indexed_dataset
+
+    return len(indexed_dataset.MMapIndexedDataset(str(databin / name)))
 
 
 def run_main(capsys, *args):
@@ -68,32 +86,69 @@ def test_learned_bpe_data_bin(prepared):
     manifest = json.loads((prepared / "manifest.json").read_text())
     assert manifest["counts"]["train"]["pairs"] == 300 and manifest["counts"]["valid"]["pairs"] == 40
     assert manifest["options"]["lowercase"] and manifest["options"]["bpe_merges"] == 200
-    assert manifest["inputs"]["train"]["source"]["size"] > 0
-    log = (prepared / "preprocess.log").read_text()
+    assert set(manifest["inputs"]) == {"train.de", "train.en", "valid.de", "valid.en"}
+    assert len(manifest["hash"]) == 64 and "subword-nmt" in manifest["tools"]
+    assert "fairseq-preprocess" in (prepared / "preprocess.log").read_text()
     for split, n in (("train", 300), ("valid", 40)):
         for lang in ("de", "en"):
-            assert re.search(rf"\[{lang}\] \S+/{split}\.{lang}: {n} sents", log)
+            assert sentences(binned, f"{split}.de-en.{lang}") == n
             assert len((prepared / "bpe" / f"{split}.{lang}").read_text().splitlines()) == n
     assert "@@ " in (prepared / "bpe" / "train.en").read_text()
     tokenised = (prepared / "tok" / "train.en").read_text()
     assert tokenised == tokenised.lower() and " ." in tokenised
-    assert not list(prepared.glob(".tmp-*"))
+    assert sorted(path.name for path in prepared.parent.iterdir()) == ["data"]  # no build folder left
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert prepared.stat().st_mode & 0o777 == 0o777 & ~umask  # readable by others as any new folder
 
 
-def test_rerun_reuses_and_other_options_are_refused(prepared, multi30k):
-    manifest_mtime = (prepared / "manifest.json").stat().st_mtime
-    inputs = ["--trainpref", multi30k / "train", "--validpref", multi30k / "valid", "--destdir", prepared]
-    start = time.monotonic()
-    again = console(*MULTI30K_ARGS, *inputs)
+def test_rerun_reuses_without_running_the_tools(prepared, multi30k, tmp_path):
+    before = snapshot(prepared)
+    failing = fake_tool(tmp_path / "fakebin", "fairseq-preprocess", "exit 1")  # fails if it runs
+    again = console(*MULTI30K_ARGS, "--trainpref", multi30k / "train", "--validpref", multi30k / "valid",
+                    "--destdir", prepared, "--workers", "2", env=failing)  # --workers does not shape the output
     assert again.returncode == 0, again.stderr
     assert "reusing" in again.stdout and "fairseq-preprocess" not in again.stderr
-    assert time.monotonic() - start < 30
-    assert (prepared / "manifest.json").stat().st_mtime == manifest_mtime
+    assert snapshot(prepared) == before
 
-    other = console("--source-lang", "de", "--target-lang", "en", "--bpe-merges", "300", *inputs)
-    assert other.returncode == 2 and "Traceback" not in other.stderr
-    assert "holds a different dataset" in other.stderr and "lowercase" in other.stderr
-    assert "bpe_merges: 200 → 300" in other.stderr and "--destdir" in other.stderr
+
+def test_a_changed_option_or_input_line_rebuilds(prepared, multi30k, tmp_path, capsys):
+    raw, dest = tmp_path / "raw", tmp_path / "data"
+    shutil.copytree(multi30k, raw)
+    shutil.copytree(prepared, dest)  # a finished build of the same inputs, found by their content
+    args = [*MULTI30K_ARGS[:-2], "--trainpref", raw / "train", "--validpref", raw / "valid", "--destdir", dest]
+
+    def rebuilt(merges):
+        """Prepare again: whether every file of DESTDIR is new (and the hash changed), and the log."""
+        before, hash_before = snapshot(dest), json.loads((dest / "manifest.json").read_text())["hash"]
+        code, _, err = run_main(capsys, *args, "--bpe-merges", merges)
+        assert code == 0, err
+        after, new_hash = snapshot(dest), json.loads((dest / "manifest.json").read_text())["hash"]
+        return all(before[path] != after.get(path) for path in before) and new_hash != hash_before, err
+
+    assert rebuilt("200") == (False, "")
+    changed, err = rebuilt("150")
+    assert changed and "rebuilding" in err and "bpe_merges" in err and "fairseq-preprocess" in err
+    assert json.loads((dest / "manifest.json").read_text())["options"]["bpe_merges"] == 150
+    lines = (raw / "valid.en").read_text().splitlines()
+    (raw / "valid.en").write_text("\n".join(lines[:-1] + ["A zebra crosses the road."]) + "\n")
+    changed, err = rebuilt("150")
+    assert changed and "valid.en" in err and "train.en" not in err and "valid.de" not in err
+    assert (dest / "tok" / "valid.en").read_text().endswith("\na zebra crosses the road .\n")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data", "raw"]
+
+
+def test_other_tool_versions_rebuild_and_a_failed_rebuild_keeps_the_old(prepared, multi30k, tmp_path,
+                                                                         monkeypatch, capsys):
+    dest = tmp_path / "data"
+    shutil.copytree(prepared, dest)
+    before = snapshot(dest)
+    monkeypatch.setattr(prep.metadata, "version", lambda name: "99.0")
+    monkeypatch.setenv("PATH", fake_tool(tmp_path / "fakebin", "fairseq-preprocess", "exit 1")["PATH"])
+    code, _, err = run_main(capsys, *MULTI30K_ARGS, "--trainpref", multi30k / "train", "--validpref",
+                            multi30k / "valid", "--destdir", dest)
+    assert code == 2 and "rebuilding" in err and "fairseq-fixed" in err and "subword-nmt" in err
+    assert "fairseq-preprocess failed" in err and snapshot(dest) == before
 
 
 def test_apply_mode_reproduces_the_dictionary(prepared, multi30k, tmp_path, capsys):
@@ -169,52 +224,82 @@ def malformed_dictionary(folder: Path):
     write_lines(folder / "codes", ["#version: 0.2", "e i", "h u"])
     write_lines(folder / "dict.txt", ["hund 3", "dog three"])
     return ["--source-lang", "de", "--target-lang", "en", "--trainpref", folder / "t", "--bpe-codes",
-            folder / "codes", "--srcdict", folder / "dict.txt"], ["dict.txt:2", "<count>"]
+            folder / "codes", "--srcdict", folder / "dict.txt"], ["--srcdict", "dict.txt", "Incorrect dictionary format"]
+
+
+def malformed_codes(folder: Path):
+    write_lines(folder / "t.de", ["ein hund"])
+    write_lines(folder / "t.en", ["a dog"])
+    write_lines(folder / "codes", ["#version: 0.2", "e i", "h u n"])
+    return ["--source-lang", "de", "--target-lang", "en", "--trainpref", folder / "t", "--bpe-codes",
+            folder / "codes", "--workers", "2"], ["--bpe-codes", "codes", "line 3", "h u n"]
+
+
+def foreign_destdir(folder: Path):
+    write_lines(folder / "t.de", ["ein hund"])
+    write_lines(folder / "t.en", ["a dog"])
+    (folder / "out").mkdir()
+    write_lines(folder / "out" / "notes.txt", ["not a data-bin"])
+    return ["--source-lang", "de", "--target-lang", "en", "--trainpref", folder / "t"], \
+        ["--destdir", "not a folder difformer-prepare made", "remove it"]
 
 
 @pytest.mark.parametrize("case", [bad_lengths, empty_file, bad_json, missing_field, missing_codes,
-                                  malformed_dictionary])
-def test_bad_input_is_rejected_with_file_and_line(case, tmp_path, capsys):
+                                  malformed_dictionary, malformed_codes, foreign_destdir])
+def test_bad_input_is_rejected_in_one_line(case, tmp_path, capsys):
     args, expected = case(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
     code, _, err = run_main(capsys, *args, "--destdir", tmp_path / "out")
     assert code == 2
-    assert err.startswith("difformer-prepare: error: ") and "Traceback" not in err
+    assert err.startswith("difformer-prepare: error: ") and err.count("\n") == 1
     for text in expected:
         assert text in err
-    assert not (tmp_path / "out" / "manifest.json").exists() and not (tmp_path / "out" / "bin").exists()
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, a foreign DESTDIR untouched
 
 
-def test_failed_preprocess_leaves_nothing_finished(multi30k, tmp_path, monkeypatch, capsys):
-    fake = tmp_path / "fakebin" / "fairseq-preprocess"
-    fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\necho 'ValueError: Incorrect dictionary format' >&2\nexit 1\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
-    dest = tmp_path / "out"
-    code, _, err = run_main(capsys, *MULTI30K_ARGS, "--trainpref", multi30k / "train", "--destdir", dest)
-    assert code == 2 and "fairseq-preprocess failed (exit 1)" in err
-    assert "Incorrect dictionary format" in err and "Traceback" not in err
-    assert not (dest / "manifest.json").exists() and not (dest / "bin").exists()
-    assert not list(dest.glob(".tmp-*"))
+@pytest.mark.parametrize("script, expected", [
+    ("echo 'ValueError: Incorrect dictionary format' >&2\nexit 1",
+     ["fairseq-preprocess failed (exit 1)", "Incorrect dictionary format"]),
+    ("exit 0", ["fairseq-preprocess wrote no dict.de.txt and dict.en.txt"]),  # exits 0, writes nothing
+])
+def test_failed_preprocess_leaves_nothing_finished(script, expected, multi30k, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", fake_tool(tmp_path / "fakebin", "fairseq-preprocess", script)["PATH"])
+    code, _, err = run_main(capsys, *MULTI30K_ARGS, "--trainpref", multi30k / "train", "--destdir", tmp_path / "out")
+    assert code == 2 and "Traceback" not in err
+    for text in expected:
+        assert text in err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["fakebin"]
 
 
-def test_interrupted_run_keeps_nothing_then_starts_over(multi30k, tmp_path, monkeypatch):
-    dest = tmp_path / "out"
-    options = prep.parse_args([*MULTI30K_ARGS, "--trainpref", multi30k / "train", "--destdir", dest])
-    move = prep.move_into_place
+def test_a_data_bin_short_of_sentences_is_refused(prepared, tmp_path):
+    counts = json.loads((prepared / "manifest.json").read_text())["counts"]
+    assert prep.check_databin(prepared / "bin", "de", "en", counts) > 4
+    with pytest.raises(prep.DifformerError, match=r"wrote 40 sentences to valid\.de-en\.de, expected 41"):
+        prep.check_databin(prepared / "bin", "de", "en", {**counts, "valid": {"pairs": 41}})
+    partial = tmp_path / "bin"
+    shutil.copytree(prepared / "bin", partial)
+    (partial / "train.de-en.de.idx").unlink()
+    with pytest.raises(prep.DifformerError, match=r"wrote 0 sentences to train\.de-en\.de, expected 300"):
+        prep.check_databin(partial, "de", "en", counts)
 
-    def interrupted_move(source, target):
-        if target.name == "bin":
-            raise KeyboardInterrupt
-        move(source, target)
 
-    monkeypatch.setattr(prep, "move_into_place", interrupted_move)
+def test_interrupted_rebuild_keeps_the_finished_one_then_starts_over(prepared, multi30k, tmp_path,
+                                                                    monkeypatch):
+    dest = tmp_path / "data"
+    shutil.copytree(prepared, dest)
+    finished = snapshot(dest)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt  # Ctrl-C once tok/, codes and bpe/ of the new build are written
+
+    monkeypatch.setattr(prep, "binarize", interrupted)
+    other = prep.parse_args([*MULTI30K_ARGS[:-1], "150", "--trainpref", multi30k / "train", "--destdir", dest])
     with pytest.raises(KeyboardInterrupt):
-        prep.prepare(options)
-    assert (dest / "tok").exists()  # moved before the interruption, but nothing claims completion
-    assert not (dest / "manifest.json").exists() and not (dest / "bin").exists()
-    assert not list(dest.glob(".tmp-*"))
+        prep.prepare(other)
+    assert snapshot(dest) == finished
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data"]
 
     monkeypatch.undo()
-    assert prep.prepare(options) == dest / "bin"
-    assert (dest / "manifest.json").exists() and (dest / "bin" / "train.de-en.en.bin").exists()
+    assert prep.prepare(other) == dest / "bin"
+    assert json.loads((dest / "manifest.json").read_text())["options"]["bpe_merges"] == 150
+    assert sentences(dest / "bin", "train.de-en.en") == 300 and not (dest / "bin" / "valid.de-en.en.idx").exists()
