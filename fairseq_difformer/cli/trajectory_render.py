@@ -165,6 +165,14 @@ show();
 """
 
 
+def html_cell(cell: Cell) -> str:
+    """A word's ``<td>``: spanning its positions, classed ``changed`` when it changed."""
+    attributes = ' class="changed"' if cell.changed else ""
+    if cell.end - cell.start > 1:
+        attributes += f' colspan="{cell.end - cell.start}"'
+    return f"<td{attributes}>{html.escape(cell.text)}</td>"
+
+
 def html_table(trajectory: Trajectory, rows: List[List[Cell]]) -> str:
     """One sentence's grid as an HTML table (a word over several positions spans their columns)."""
     e = html.escape
@@ -175,11 +183,7 @@ def html_table(trajectory: Trajectory, rows: List[List[Cell]]) -> str:
     for k, cells in enumerate(rows):
         step, t = labels[k + 1]
         final = ' class="hypothesis"' if k == len(rows) - 1 else ""
-        words = "".join(
-            f'<td{" class=changed" if cell.changed else ""}'
-            f'{f" colspan={cell.end - cell.start}" if cell.end - cell.start > 1 else ""}>{e(cell.text)}</td>'
-            for cell in cells
-        )
+        words = "".join(html_cell(cell) for cell in cells)
         lines.append(f'<tr data-step="{k + 1}"{final}><td class="label">{step}</td><td class="label">{t}</td>{words}</tr>')
     lines.append("</table>")
     return "\n".join(lines)
