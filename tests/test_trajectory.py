@@ -256,6 +256,7 @@ def test_words_cover_every_position_once_and_read_as_fairseqs_text(scheme):
         symbols = [rng.choice(SCHEMES[scheme]) for _ in range(rng.randint(0, 8))]
         cells = word_cells(symbols, lambda text: post_process(text, scheme))
         assert [p for cell in cells for p in range(cell.start, cell.end)] == list(range(len(symbols)))
+        assert not any(" " in cell.text for cell in cells), symbols  # a cell is one word
         text = " ".join(cell.text for cell in cells if cell.text)
         full = post_process(" ".join(s for s in symbols if s), scheme)
         # fairseq keeps a double space where two separators meet; words are what count
