@@ -16,6 +16,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 PROG = "difformer-trajectory"
@@ -150,15 +151,17 @@ def write_outputs(args, trajectories, rows):
 def main(argv=None):
     parser = build_parser()
     args, fairseq_argv = parser.parse_known_args(argv)
-    check_outputs(parser, args)
-    # Before fairseq is imported: one of its speech modules configures the root logger at DEBUG
-    # on import (forced, for where fairseq is imported already). stdout is for the table.
+    # Before fairseq and matplotlib are imported: one of fairseq's speech modules configures the
+    # root logger at DEBUG on import (forced, for where fairseq is imported already).
     logging.basicConfig(
         format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
         level=os.environ.get("LOGLEVEL", "WARNING").upper(),
         stream=sys.stderr,
         force=True,
     )
+    # fairseq's data loader always asks for pinned memory; without a GPU torch warns at each batch.
+    warnings.filterwarnings("ignore", message="'pin_memory' argument is set as true")
+    check_outputs(parser, args)
 
     from fairseq_difformer.errors import DifformerError
 

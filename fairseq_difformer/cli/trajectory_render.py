@@ -71,10 +71,12 @@ def draw(blocks: List[Block], legend: bool = True):
     text_style = dict(family="DejaVu Sans Mono", fontsize=FONT_SIZE, va="center", ha="left")
     steps = {}
 
-    def cell(x, y, w, text, color, bold=False):
+    def cell(x, y, w, text, color, bold=False, right=False):
         box = Rectangle((x, y), w, 1, facecolor=color, edgecolor=EDGE, linewidth=0.6)
         ax.add_artist(box)  # not add_patch: the limits are set, and updating them is slow
-        label = ax.text(x + PAD, y + 0.5, text, fontweight="bold" if bold else "normal", **text_style)
+        style = {**text_style, "ha": "right"} if right else text_style
+        label = ax.text(x + w - PAD if right else x + PAD, y + 0.5, text,
+                        fontweight="bold" if bold else "normal", **style)
         return [box, label]
 
     for block in blocks:
@@ -83,14 +85,14 @@ def draw(blocks: List[Block], legend: bool = True):
         edges = block.edges
         for column, (left, right) in enumerate(zip(edges, edges[1:])):
             text = block.labels[0][column] if column < 2 else str(column - 1)
-            cell(left, y, right - left, text, HEADER)
+            cell(left, y, right - left, text, HEADER, right=column < 2)
         last = len(block.rows) - 1
         for k, cells in enumerate(block.rows):
             y = block.top + 2.5 + k
             final = k == last
             artists = []
             for column, text in enumerate(block.labels[k + 1]):
-                artists += cell(edges[column], y, edges[column + 1] - edges[column], text, HEADER, final)
+                artists += cell(edges[column], y, edges[column + 1] - edges[column], text, HEADER, final, right=True)
             for word in cells:
                 x, w = block.cell_x(word)
                 color = CHANGED if word.changed else HYPOTHESIS if final else UNCHANGED
