@@ -181,12 +181,14 @@ def html_table(trajectory: Trajectory, rows: List[List[Cell]]) -> str:
     labels = step_labels(trajectory)
     num_positions = len(trajectory.steps[0]) if trajectory.steps else 0
     lines = [f'<p class="source">{e(title(trajectory))}</p>', "<table>"]
-    lines.append("<tr><th>step</th><th>t</th>" + "".join(f"<th>{p + 1}</th>" for p in range(num_positions)) + "</tr>")
+    positions = "".join(f"<th>{p + 1}</th>" for p in range(num_positions))
+    lines.append(f"<tr><th>step</th><th>t</th>{positions}</tr>")
     for k, cells in enumerate(rows):
         step, t = labels[k + 1]
         final = ' class="hypothesis"' if k == len(rows) - 1 else ""
         words = "".join(html_cell(cell) for cell in cells)
-        lines.append(f'<tr data-step="{k + 1}"{final}><td class="label">{step}</td><td class="label">{t}</td>{words}</tr>')
+        labels_html = f'<td class="label">{step}</td><td class="label">{t}</td>'
+        lines.append(f'<tr data-step="{k + 1}"{final}>{labels_html}{words}</tr>')
     lines.append("</table>")
     return "\n".join(lines)
 
