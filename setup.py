@@ -21,6 +21,7 @@ setup(
     ],
     extras_require={
         "tensorboard": ["tensorboardX>=2.6"],
+        "viz": ["matplotlib>=3.5"],  # difformer-trajectory's PNG and GIF (pillow comes with it)
     },
     entry_points={
         "console_scripts": [
@@ -30,6 +31,7 @@ setup(
             "difformer-average-checkpoints=difformer_cli.average_checkpoints:main",
             "difformer-score=difformer_cli.score:main",
             "difformer-convert-checkpoint=difformer_cli.convert_checkpoint:main",
+            "difformer-trajectory=difformer_cli.trajectory:main",
         ]
     },
 )

@@ -86,6 +86,12 @@ class DifformerGenerator:
         self.step_indices = list(range(config.steps - 1, config.early_stopping - 1, -1))
         self.max_len = model.max_decoder_positions()
 
+    def decoding_timesteps(self):
+        """The training timestep t the model is fed at each decoding step, in decoding order
+        (T − 1 first): one per step taken, so early stopping leaves out the last ones."""
+        steps = torch.tensor(self.step_indices, device=self.diffusion.timestep_map.device)
+        return self.diffusion.model_timesteps(steps).tolist()
+
     @property
     def candidates_per_source(self):
         return self.config.length_beam * self.config.noise_beam

@@ -12,8 +12,9 @@ from difformer_cli.commands import CommandFailed, run_logged
 from difformer_cli.generate_output import parse_generate_output
 
 CONSOLE_SCRIPTS = ("difformer-user-dir", "difformer-prepare", "difformer-distill", "difformer-score",
-                   "difformer-average-checkpoints", "difformer-convert-checkpoint")
-HEAVY = ("torch", "fairseq", "fairseq_difformer", "sacrebleu", "rouge_score", "sacremoses", "subword_nmt")
+                   "difformer-average-checkpoints", "difformer-convert-checkpoint", "difformer-trajectory")
+HEAVY = ("torch", "fairseq", "fairseq_difformer", "sacrebleu", "rouge_score", "sacremoses", "subword_nmt",
+         "matplotlib")
 
 
 def test_peak_memory_is_that_of_the_process_and_failures_show_the_log(tmp_path):

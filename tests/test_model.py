@@ -318,6 +318,17 @@ def test_early_stopping_skips_the_last_steps_and_history_keeps_each():
     assert hypos[0][0]["steps"] == 15 and len(hypos[0][0]["history"]) == 15
 
 
+def test_decoding_timesteps_are_the_ones_the_decoder_is_fed():
+    model = build()
+    src, src_lengths, _ = batch()
+    calls = []
+    original = model.decoder.forward
+    model.decoder.forward = lambda *a, **kw: calls.append(int(a[1][0])) or original(*a, **kw)
+    gen = generator(model, steps=7, early_stopping=2)
+    gen.generate([model], {"net_input": {"src_tokens": src, "src_lengths": src_lengths}})
+    assert gen.decoding_timesteps() == calls == [99, 82, 66, 50, 33]  # round(k · 99 / 6), k = 6 … 2
+
+
 def test_clamping_feeds_the_argmax_embedding_back():
     model = build()
     src, src_lengths, _ = batch()
