@@ -18,7 +18,7 @@ import torch
 
 from .diffusion import GaussianDiffusion, check_rescaling_factor
 from .errors import DifformerError
-from .selection import ARReranker, bleu_mbr, mean_log_prob
+from .selection import ARReranker, bleu_mbr, candidate_strings, mean_log_prob
 
 
 @dataclass
@@ -176,7 +176,7 @@ class DifformerGenerator:
         if self.config.selection == "reranker":
             return self.reranker.score(src_tokens, src_lengths, tokens, self.candidates_per_source)
         if self.config.selection == "bleu_mbr":
-            words = [row[: n - 1].tolist() for row, n in zip(tokens, lengths.tolist())]
+            words = candidate_strings(tokens, lengths, self.tgt_dict)
             return bleu_mbr(words, self.candidates_per_source).to(scores)
         return scores
 

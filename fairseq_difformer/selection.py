@@ -48,20 +48,41 @@ class ARReranker:
         return mean_log_prob(token_lprobs, mask)
 
 
-def bleu_mbr(candidates, candidates_per_source):
-    """(c) BLEU-MBR: score_i = mean_{j≠i} sentence-BLEU(c_i, c_j) within each source's candidates.
+def candidate_strings(tokens, lengths, tgt_dict):
+    """The words of each candidate as BLEU-MBR compares them: the dictionary's string of its first
+    ℓ tokens (</s> dropped), subword-nmt's "@@ " removed, <unk> as one word that matches itself.
 
-    candidates: list of token-id lists (without </s>), source-major, K per source.
+    This is the text the original Difformer generator scores (``bleu_rerank``): BPE-free words, so
+    that two segmentations of the same word agree."""
+    return [
+        tgt_dict.string(row[:n], "@@ ", unk_string="UNKNOWNTOKENINHYP")
+        for row, n in zip(tokens, lengths.tolist())
+    ]
+
+
+def bleu_mbr(candidates, candidates_per_source):
+    """(c) BLEU-MBR, as the original Difformer code computes it: within each source's K candidates,
+
+        score_i = 1/(K − 1) · Σ_{j≠i} sentence-BLEU(hypothesis c_j, reference c_i),
+
+    i.e. how well candidate i, taken as the reference, explains the others. Sentence BLEU is
+    sacrebleu's (13a tokenisation, exp smoothing, effective order); it is not symmetric, because
+    the brevity penalty compares the hypothesis with the reference length. An empty candidate
+    scores −inf: it is never chosen over a non-empty one (the original leaves it its
+    log-probability, below every BLEU).
+
+    candidates: list of strings (see :func:`candidate_strings`), source-major, K per source.
     """
-    bleu = BLEU(tokenize="none", effective_order=True)
-    texts = [" ".join(map(str, c)) for c in candidates]
-    scores = []
+    bleu = BLEU(effective_order=True)
     k = candidates_per_source
-    for start in range(0, len(texts), k):
-        group = texts[start:start + k]
-        for i, hyp in enumerate(group):
-            others = [ref for j, ref in enumerate(group) if j != i]
-            scores.append(
-                sum(bleu.sentence_score(hyp, [ref]).score for ref in others) / max(len(others), 1)
-            )
-    return torch.tensor(scores)
+    scores = []
+    for start in range(0, len(candidates), k):
+        group = candidates[start:start + k]
+        for i, reference in enumerate(group):
+            if not reference:
+                scores.append(float("-inf"))
+                continue
+            others = [hyp for j, hyp in enumerate(group) if j != i]
+            total = sum(bleu.sentence_score(hyp, [reference]).score for hyp in others)
+            scores.append(total / max(len(others), 1))
+    return torch.tensor(scores, dtype=torch.float64)

@@ -5,7 +5,6 @@ import math
 import pickle
 
 import pytest
-import sacrebleu
 import torch
 from fairseq import metrics
 from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
@@ -366,30 +365,6 @@ def test_bad_decoding_options_raise_clear_errors(config, message):
         generator(build(), **config)
 
 
-# ---------------------------------------------------------------- task
-
-def test_eval_bleu_is_corpus_bleu_over_all_workers():
-    """Each worker logs n-gram statistics; summed across workers they give the corpus BLEU."""
-    hyps = ["a man is riding a horse", "two dogs play in the snow", "a girl in a red dress", "people walk"]
-    refs = ["a man rides a horse", "two dogs are playing in the snow", "a girl wearing a red dress", "people are walking"]
-
-    def worker_log(h, r):
-        stats = sacrebleu.corpus_bleu(h, [r])
-        log = {"_bleu_sys_len": stats.sys_len, "_bleu_ref_len": stats.ref_len, "sample_size": 1}
-        for i in range(4):
-            log[f"_bleu_counts_{i}"], log[f"_bleu_totals_{i}"] = stats.counts[i], stats.totals[i]
-        return log
-
-    logs = [worker_log(hyps[:2], refs[:2]), worker_log(hyps[2:], refs[2:])]
-    summed = {k: sum(log[k] for log in logs) for k in logs[0]}   # fairseq's fast stat sync
-    task = make_task(eval_bleu=True)
-    expected = round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2)
-    for logging_outputs in (logs, [summed]):
-        with metrics.aggregate() as agg:
-            task.reduce_metrics(logging_outputs, criterion(None))
-            assert agg.get_smoothed_values()["bleu"] == expected
-
-
 # ---------------------------------------------------------------- checkpoints
 
 class Arbitrary:
@@ -411,24 +386,6 @@ def test_generation_args_override_the_task_decoding_options():
     gen = task.build_generator([build()], argparse.Namespace(decoding_steps=5, length_beam_size=2))
     assert gen.config.steps == 5 and gen.config.length_beam == 2 and gen.config.noise_beam == 1
     assert task.build_generator([build()], argparse.Namespace()).config.steps == 20
-
-
-def test_eval_rouge_is_the_sentence_average_over_all_workers():
-    from rouge_score import rouge_scorer
-
-    from fairseq_difformer.tasks.difformer_task import rouge_sums
-
-    hyps = ["meeting moved to friday", "gas prices", "re: contract draft", "lunch"]
-    refs = ["meeting on friday", "natural gas prices update", "contract draft", "team lunch today"]
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-    expected = {name: round(100 * sum(scorer.score(r, h)[name].fmeasure for h, r in zip(hyps, refs)) / 4, 2)
-                for name in ("rouge1", "rouge2", "rougeL")}
-    task = DifformerTask(DifformerConfig(data="tiny", eval_rouge=True), DICT, DICT)
-    logs = [{**rouge_sums(hyps[:1], refs[:1]), "sample_size": 1}, {**rouge_sums(hyps[1:], refs[1:]), "sample_size": 1}]
-    with metrics.aggregate() as agg:
-        task.reduce_metrics(logs, criterion(None))
-        values = agg.get_smoothed_values()
-    assert {name: values[name] for name in expected} == expected
 
 
 def test_rounding_never_outputs_pad_bos_or_the_dictionary_fillers():

@@ -22,6 +22,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import FairseqTask, register_task
 from fairseq.tasks.translation import EVAL_BLEU_ORDER, TranslationConfig, TranslationTask
 from omegaconf import DictConfig, OmegaConf
+from sacrebleu.metrics import BLEU
 
 from difformer_cli.rouge import ROUGE_TYPES, rouge_f1_sums
 
@@ -169,7 +170,9 @@ class DifformerTask(TranslationTask):
         return hyps, refs
 
     def reduce_metrics(self, logging_outputs, criterion):
-        super().reduce_metrics(logging_outputs, criterion)
+        FairseqTask.reduce_metrics(self, logging_outputs, criterion)
+        if self.cfg.eval_bleu:
+            reduce_bleu_statistics(logging_outputs)
         count = sum(log.get("_rouge_count", 0) for log in logging_outputs)
         if self.cfg.eval_rouge and count > 0:
             metrics.log_scalar("_rouge_count", count)
@@ -332,6 +335,41 @@ def check_precision_flags(args):
                 f"{name}: this GPU ({torch.cuda.get_device_name()}) has no bfloat16 support; "
                 f"use --fp16 instead"
             )
+
+
+def reduce_bleu_statistics(logging_outputs):
+    """Add the --eval-bleu n-gram statistics of ``logging_outputs`` to the meters and derive
+    ``bleu``: corpus BLEU = BP · exp(¼ Σ_n log p_n) × 100 over everything validated so far, with
+    BP = min(1, exp(1 − ref_len / sys_len)) and sacrebleu's exp smoothing (as fairseq's).
+
+    fairseq's translation task skips a batch none of whose hypotheses has a word: its reference
+    length is left out of the brevity penalty (BLEU comes out too high), and a validation where
+    every hypothesis is empty, as an untrained length predictor gives, logs no ``bleu`` at all
+    (``--best-checkpoint-metric bleu`` then fails with KeyError). Here every batch with
+    references counts, and such a validation logs BLEU 0."""
+
+    def total(key):
+        return sum(log.get(key, 0) for log in logging_outputs)
+
+    if total("_bleu_ref_len") == 0:  # no validation decoding in these outputs (a training step)
+        return
+    orders = range(EVAL_BLEU_ORDER)
+    metrics.log_scalar("_bleu_counts", np.array([total(f"_bleu_counts_{i}") for i in orders]))
+    metrics.log_scalar("_bleu_totals", np.array([total(f"_bleu_totals_{i}") for i in orders]))
+    metrics.log_scalar("_bleu_sys_len", total("_bleu_sys_len"))
+    metrics.log_scalar("_bleu_ref_len", total("_bleu_ref_len"))
+
+    def corpus_bleu(meters):
+        bleu = BLEU.compute_bleu(
+            correct=[int(c) for c in meters["_bleu_counts"].sum],
+            total=[int(t) for t in meters["_bleu_totals"].sum],
+            sys_len=int(meters["_bleu_sys_len"].sum),
+            ref_len=int(meters["_bleu_ref_len"].sum),
+            smooth_method="exp",
+        )
+        return round(bleu.score, 2)
+
+    metrics.log_derived("bleu", corpus_bleu)
 
 
 def rouge_sums(hyps, refs):
