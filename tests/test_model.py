@@ -19,7 +19,6 @@ from fairseq_difformer.models.difformer import DifformerModel
 from fairseq_difformer.models.difformer_layers import (
     LatentInput, SelfCondAfterProjection, SelfCondBeforeProjection,
 )
-from fairseq_difformer.selection import bleu_mbr
 from fairseq_difformer.tasks.difformer_task import DifformerConfig, DifformerTask
 
 
@@ -343,13 +342,6 @@ def test_clamping_feeds_the_argmax_embedding_back():
     fed_back = inputs[1][0, 0]
     distances = (math.sqrt(8) * model.decoder.embed_tokens.weight - fed_back).norm(dim=-1)
     assert float(distances.min()) < 1e-5
-
-
-def test_bleu_mbr_picks_the_consensus_candidate():
-    candidates = [[1, 2, 3, 4, 5], [1, 2, 3, 4, 6], [7, 8, 9, 10, 11], [1, 2, 3, 4, 5, 6]]
-    scores = bleu_mbr(candidates, candidates_per_source=4)
-    assert int(scores.argmax()) in (0, 3) and float(scores[2]) == min(scores.tolist())
-    assert bleu_mbr([[1, 2], [3, 4]], candidates_per_source=1).shape == (2,)
 
 
 @pytest.mark.parametrize("config, message", [
