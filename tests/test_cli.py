@@ -10,8 +10,10 @@ import struct
 import subprocess
 
 import pytest
+import sacrebleu
 import torch
 from conftest import TINY_ARCH, TRAIN_COMMON, USER_DIR, run_cli, train_difformer
+from fairseq.data import Dictionary
 from fairseq.logging import progress_bar
 from sacremoses import MosesDetokenizer, MosesTokenizer
 
@@ -48,21 +50,75 @@ def test_train_with_eval_bleu_then_resume(databin, tmp_path):
     assert torch.load(save_dir / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"] == updates_before + 2
 
 
-@pytest.mark.parametrize("selection", ["logprob", "ppl-mbr", "bleu-mbr"])
-def test_generate_with_beams_under_each_selection(databin, difformer_checkpoint, reranker_checkpoint, selection):
-    path = difformer_checkpoint
-    extra = ["--length-beam-size", "3", "--noise-beam-size", "2", "--nbest", "6",
-             "--decoding-steps", "6", "--decoding-early-stopping", "2"]
-    if selection == "ppl-mbr":
-        path = f"{difformer_checkpoint}:{reranker_checkpoint}"
-        extra.append("--ppl-mbr")
-    elif selection == "bleu-mbr":
-        extra.append("--bleu-mbr")
-    out = generate(databin, path, *extra).stdout
-    # 40 test sentences, each with all 3 × 2 candidates listed (nbest 6), the selected one first.
-    ids = re.findall(r"^H-(\d+)\t", out, re.M)
-    assert len(ids) == 40 * 6 and len(set(ids)) == 40
-    assert "BLEU4 =" in out
+def candidates_by_sentence(stdout):
+    """{id: (source, [(score, hypothesis), …] in output order)} from fairseq-generate --nbest."""
+    sources = dict(re.findall(r"^S-(\d+)\t(.*)$", stdout, re.M))
+    found = {}
+    for sent_id, score, text in re.findall(r"^H-(\d+)\t(\S+)\t(.*)$", stdout, re.M):
+        found.setdefault(int(sent_id), (sources[sent_id], []))[1].append((float(score), text))
+    return found
+
+
+def reranker_mean_log_prob(model, dictionary, source, hypothesis):
+    """The AR model's (1/|y|) Σ log p(y_i | y_<i, x) of one BPE hypothesis, teacher-forced."""
+    src = dictionary.encode_line(source, add_if_not_exist=False).long()[None]
+    tgt = dictionary.encode_line(hypothesis, add_if_not_exist=False).long()[None]
+    prev = torch.cat([tgt.new_full((1, 1), dictionary.eos()), tgt[:, :-1]], 1)
+    with torch.no_grad():
+        logits, _ = model(src, torch.tensor([src.size(1)]), prev)
+    return float(torch.log_softmax(logits.double(), -1).gather(-1, tgt[..., None]).mean())
+
+
+def original_bleu_mbr(texts):
+    """The original code's bleu_rerank: for each candidate, the mean over the others of
+    sentence_bleu(other, [candidate]) on the words with BPE removed."""
+    words = [(t + " ").replace("@@ ", "").rstrip() for t in texts]
+    return [sum(sacrebleu.sentence_bleu(o, [w]).score for j, o in enumerate(words) if j != i) / (len(words) - 1)
+            for i, w in enumerate(words)]
+
+
+def test_each_selection_outputs_its_own_choice(databin, difformer_checkpoint, reranker_checkpoint):
+    """Each option prints first the candidate that is best by its own score, computed here from
+    the printed candidates; the two MBR options, given the same 3 × 2 candidates, choose
+    differently on some sentences. (Loading a second checkpoint draws from the random generator,
+    so the MBR runs both load the reranker to decode the same candidates; --bleu-mbr ignores it.)"""
+    from fairseq import checkpoint_utils
+
+    runs = {}
+    for selection in ("logprob", "ppl-mbr", "bleu-mbr"):
+        path = difformer_checkpoint if selection == "logprob" else f"{difformer_checkpoint}:{reranker_checkpoint}"
+        flags = {"logprob": [], "ppl-mbr": ["--ppl-mbr"], "bleu-mbr": ["--bleu-mbr"]}[selection]
+        out = run_cli("fairseq-generate", databin, "--user-dir", USER_DIR, "--task", "difformer", "--path", path,
+                      "--gen-subset", "test", "--batch-size", "16", "--cpu", "--seed", "1", "--nbest", "6",
+                      "--length-beam-size", "3", "--noise-beam-size", "2", "--decoding-steps", "6",
+                      "--decoding-early-stopping", "2", *flags).stdout
+        runs[selection] = candidates_by_sentence(out)
+    for sentences in runs.values():
+        assert sorted(sentences) == list(range(40)) and {len(c) for _, c in sentences.values()} == {6}
+    for sent_id, (_, candidates) in runs["ppl-mbr"].items():  # the same candidates, in another order
+        assert sorted(runs["bleu-mbr"][sent_id][1], key=lambda c: c[1]) == sorted(candidates, key=lambda c: c[1])
+
+    models, _ = checkpoint_utils.load_model_ensemble([str(reranker_checkpoint)])
+    reranker, dictionary = models[0].eval(), Dictionary.load(str(databin / "dict.en.txt"))
+    score = {
+        "logprob": lambda source, texts: [s for s, _ in texts],
+        "ppl-mbr": lambda source, texts: [reranker_mean_log_prob(reranker, dictionary, source, t) for _, t in texts],
+        "bleu-mbr": lambda source, texts: original_bleu_mbr([t for _, t in texts]),
+    }
+    chosen = {}
+    for selection, sentences in runs.items():
+        for sent_id, (source, candidates) in sentences.items():
+            values = score[selection](source, candidates)
+            assert values[0] == pytest.approx(max(values), abs=1e-4), (selection, sent_id, candidates)
+            chosen[selection, sent_id] = candidates[0][1]
+    # On some sentences each MBR option picks a candidate the other one scores strictly lower.
+    for selection, other in (("ppl-mbr", "bleu-mbr"), ("bleu-mbr", "ppl-mbr")):
+        differ = 0
+        for sent_id, (source, candidates) in runs[other].items():
+            values = score[other](source, candidates)
+            picked = [v for v, (_, text) in zip(values, candidates) if text == chosen[selection, sent_id]]
+            differ += max(picked) < max(values) - 1e-4
+        assert differ >= 3, (selection, other)
 
 
 def test_retain_iter_history_and_steps(databin, difformer_checkpoint):
