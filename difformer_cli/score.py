@@ -6,8 +6,8 @@ Reads either a ``fairseq-generate`` output (``--generate-output``) or two plain-
 * SacreBLEU: sacrebleu's corpus BLEU with its default 13a tokenisation, and its signature;
   with ``--detok LANG`` both sides are Moses-detokenised first, and ``--sacrebleu-ref`` replaces
   the references by raw (e.g. cased, untokenised) ones;
-* tokenised BLEU, the protocol of the Difformer paper (like fairseq's BLEU and multi-bleu.perl):
-  corpus BLEU on the text as it is after BPE removal, with no further tokenisation;
+* tokenised BLEU, the protocol of the Difformer paper (fairseq-generate's BLEU4, multi-bleu.perl):
+  corpus BLEU on the text as it is after BPE removal, with no further tokenisation or smoothing;
 * ROUGE-1/2/L F1 (rouge-score, Porter stemming), averaged over sentences;
 * the length ratio hypothesis length / reference length of the tokenised BLEU.
 """
@@ -98,10 +98,12 @@ def sacrebleu_score(hyps, refs):
 
 
 def tokenized_bleu(hyps, refs):
-    """Corpus BLEU on already tokenised text (no further tokenisation), as fairseq/multi-bleu."""
+    """Corpus BLEU on already tokenised text (no further tokenisation, no smoothing), as
+    fairseq-generate's BLEU4 and multi-bleu.perl: BP · (Π_n p_n)^¼ × 100, so 0 when some n-gram
+    order has no match in the whole corpus (sacrebleu's default exp smoothing would not be)."""
     from sacrebleu.metrics import BLEU
 
-    return BLEU(tokenize="none").corpus_score(hyps, [refs])
+    return BLEU(tokenize="none", smooth_method="none").corpus_score(hyps, [refs])
 
 
 def rouge_f1(hyps, refs):
