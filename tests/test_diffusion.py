@@ -14,12 +14,6 @@ from fairseq_difformer.diffusion import (
     vp_rescale,
 )
 
-CLOSED_FORMS = {
-    "sqrt": lambda s: 1 - math.sqrt(s + 1e-4),
-    "linear": lambda s: math.exp(-(20 - 0.1) / 2 * s * s - 0.1 * s),
-    "cosine": lambda s: math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2,
-}
-
 NUM_SAMPLES = 50_000  # per batch row; 4 rows make 200k draws per sampling test
 
 
@@ -50,6 +44,29 @@ def conditional(coef, cov, a, b, z0, z_b):
     return mean, cov[a][a] - gain * cov[a][b]
 
 
+def posterior_by_quadrature(diffusion, t, z0, z_t, points=4001):
+    """Mean and variance of q(z_{t−1} | z_t, z0) ∝ q(z_t | z_{t−1}) q(z_{t−1} | z0), the product
+    of the two Gaussian densities evaluated on a grid and normalised numerically."""
+    ac, ac_prev = float(diffusion.alphas_cumprod[t]), float(diffusion.alphas_cumprod[t - 1])
+    f2 = diffusion.noise_scale**2
+    prior_mean, prior_var = math.sqrt(ac_prev) * z0, f2 * (1 - ac_prev)
+    gain, step_var = math.sqrt(ac / ac_prev), f2 * (1 - ac / ac_prev)
+
+    def log_density(z):
+        return -(z - prior_mean) ** 2 / (2 * prior_var) - (z_t - gain * z) ** 2 / (2 * step_var)
+
+    # The product peaks between the prior mean and z_t / gain, with a spread below either's.
+    spread = math.sqrt(min(prior_var, step_var / gain**2))
+    low, high = sorted([prior_mean, z_t / gain])
+    coarse = torch.linspace(low - spread, high + spread, 100_001, dtype=torch.float64)
+    peak = float(coarse[log_density(coarse).argmax()])
+    grid = torch.linspace(peak - 12 * spread, peak + 12 * spread, points, dtype=torch.float64)
+    weights = (log_density(grid) - log_density(grid).max()).exp()
+    weights = weights / weights.sum()
+    mean = float((weights * grid).sum())
+    return mean, float((weights * (grid - mean) ** 2).sum())
+
+
 def rows(values):
     """A [len(values), NUM_SAMPLES] float64 batch whose row i is constant values[i]."""
     return torch.tensor(values, dtype=torch.float64).unsqueeze(1).expand(-1, NUM_SAMPLES)
@@ -63,11 +80,38 @@ def betas_from_cumprod(alphas_cumprod):
 # --- schedules ---------------------------------------------------------------------------
 
 
+# ᾱ(s) at points where the schedule's definition gives a round number.
+KNOWN_POINTS = {
+    # Diffusion-LM's sqrt schedule, ᾱ(s) = 1 − √(s + 0.0001)
+    "sqrt": {0.0: 0.99, 0.0099: 0.9, 0.2499: 0.5, 0.6399: 0.2, 0.9999: 0.0},
+    # variance-preserving SDE with β(s) = 0.1 + 19.9 s: ᾱ(s) = exp(−∫_0^s β) (∫_0^½ β = 2.5375)
+    "linear": {0.0: 1.0, 0.5: math.exp(-2.5375), 1.0: math.exp(-10.05)},
+    # cos²(((s + 0.008) / 1.008) · π/2): the angle is π/6, π/4, π/3, π/2 at these s
+    "cosine": {0.328: 0.75, 0.496: 0.5, 0.664: 0.25, 1.0: 0.0},
+}
+
+
 @pytest.mark.parametrize("name", NOISE_SCHEDULES)
-def test_alpha_bar_matches_formula(name):
-    s = torch.linspace(0, 1, 11, dtype=torch.float64)
-    expected = torch.tensor([CLOSED_FORMS[name](float(x)) for x in s], dtype=torch.float64)
-    torch.testing.assert_close(alpha_bar(name, s), expected, rtol=1e-12, atol=1e-12)
+def test_alpha_bar_at_known_points(name):
+    points = KNOWN_POINTS[name]
+    values = alpha_bar(name, torch.tensor(list(points), dtype=torch.float64))
+    torch.testing.assert_close(values, torch.tensor(list(points.values()), dtype=torch.float64),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_linear_schedule_has_a_linear_beta():
+    """β(s) = −d log ᾱ / ds grows linearly from β_min = 0.1 to β_max = 20 (central differences)."""
+    s = torch.linspace(0.05, 0.95, 10, dtype=torch.float64)
+    h = 1e-5
+    beta = -(alpha_bar("linear", s + h).log() - alpha_bar("linear", s - h).log()) / (2 * h)
+    torch.testing.assert_close(beta, 0.1 + 19.9 * s, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", NOISE_SCHEDULES)
+def test_discrete_schedule_starts_near_one_and_ends_near_zero(name):
+    diffusion = GaussianDiffusion.from_schedule(name, 2000)
+    assert 0.98 < diffusion.alphas_cumprod[0] < 1 and diffusion.alphas_cumprod[-1] < 1e-4
+    assert (diffusion.alphas_cumprod.diff() < 0).all()
 
 
 @pytest.mark.parametrize("name", NOISE_SCHEDULES)
@@ -88,10 +132,8 @@ def test_products_of_betas_reproduce_alpha_bar(name):
     # sqrt's ᾱ(1) = 1 − √1.0001 < 0 forces a clip at the last step; nothing before it clips.
     assert end >= num_steps - 1
     # Π(1 − β) telescopes to ᾱ((t+1)/T) / ᾱ(0); ᾱ(0) < 1 for sqrt and cosine.
-    expected = torch.tensor(
-        [CLOSED_FORMS[name]((t + 1) / num_steps) / CLOSED_FORMS[name](0) for t in range(end)],
-        dtype=torch.float64,
-    )
+    s = torch.arange(1, end + 1, dtype=torch.float64) / num_steps
+    expected = alpha_bar(name, s) / alpha_bar(name, torch.zeros(1, dtype=torch.float64))
     torch.testing.assert_close(torch.cumprod(1 - betas[:end], 0), expected, rtol=1e-9, atol=1e-12)
 
 
@@ -161,21 +203,23 @@ def test_invalid_construction_raises():
 
 @pytest.mark.parametrize("factor", [1.0, 4.0])
 def test_q_sample_moments(factor):
+    """q(z_t | z0) = N(√ᾱ_t z0, F² (1 − ᾱ_t)), sampled. With T = 10,000 sqrt steps,
+    ᾱ_t = ᾱ((t+1)/T) / ᾱ(0) is (1 − √(t+1)/100 + …) / 0.99: 0.9/0.99, 0.5/0.99 and 0.2/0.99 at
+    t = 98, 2498 and 6398 (√0.01, √0.25, √0.64)."""
     torch.manual_seed(0)
-    diffusion = GaussianDiffusion.from_schedule("cosine", 100, rescaling_factor=factor)
-    t = torch.tensor([0, 10, 50, 99])
-    z0 = rows([0.5, -1.0, 2.0, 0.3])
-    samples = diffusion.q_sample(z0, t)
+    diffusion = GaussianDiffusion.from_schedule("sqrt", 10_000, rescaling_factor=factor)
+    t = torch.tensor([98, 2498, 6398, 6398])
+    alpha_bar_t = torch.tensor([0.9, 0.5, 0.2, 0.2], dtype=torch.float64) / 0.99
+    z0 = rows([0.5, -1.0, 2.0, 0.0])
+    expected_mean = alpha_bar_t.sqrt() * z0[:, 0]
+    expected_var = factor**2 * (1 - alpha_bar_t)
 
-    betas = betas_for_schedule("cosine", 100).tolist()
-    ac = torch.tensor([math.prod(1 - b for b in betas[: i + 1]) for i in t], dtype=torch.float64)
-    expected_mean = ac.sqrt() * z0[:, 0]
-    expected_var = factor**2 * (1 - ac)
     mean, var = diffusion.q_mean_variance(z0, t)
-    torch.testing.assert_close(mean[:, 0], expected_mean)
-    torch.testing.assert_close(var[:, 0], expected_var)
+    torch.testing.assert_close(mean[:, 0], expected_mean, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(var[:, 0], expected_var, rtol=1e-12, atol=1e-12)
     assert var.shape == z0.shape
 
+    samples = diffusion.q_sample(z0, t)
     # 5 standard errors on the mean; the variance estimate has relative s.e. √(2/n) ≈ 0.6%.
     standard_error = (expected_var / NUM_SAMPLES).sqrt()
     assert ((samples.mean(1) - expected_mean).abs() <= 5 * standard_error).all()
@@ -187,7 +231,9 @@ def test_q_sample_moments(factor):
 
 @pytest.mark.parametrize("vp_rf", [False, True])
 @pytest.mark.parametrize("factor", [1.0, 4.0])
-def test_posterior_closed_form_and_brute_force(factor, vp_rf):
+def test_posterior_by_conditioning_and_by_quadrature(factor, vp_rf):
+    """q(z_{t−1} | z_t, z0) twice, from the forward transitions alone: conditioning the joint
+    Gaussian of the chain, and the product q(z_t | z_{t−1}) q(z_{t−1} | z0) integrated on a grid."""
     num_steps = 60
     diffusion = GaussianDiffusion.from_schedule("sqrt", num_steps, factor, vp_rf=vp_rf)
     if vp_rf:
@@ -200,23 +246,15 @@ def test_posterior_closed_form_and_brute_force(factor, vp_rf):
 
     z0, z_t = torch.tensor([[0.7], [-0.4]], dtype=torch.float64)
     for t in range(num_steps):
-        ac = math.prod(1 - b for b in betas[: t + 1])
-        ac_prev = math.prod(1 - b for b in betas[:t])
-        beta = betas[t]
-        closed_coef1 = beta * math.sqrt(ac_prev) / (1 - ac)
-        closed_coef2 = (1 - ac_prev) * math.sqrt(1 - beta) / (1 - ac)
-        closed_var = noise_scale**2 * beta * (1 - ac_prev) / (1 - ac)
-        close = dict(rel=1e-9, abs=1e-15)
-        assert diffusion.posterior_mean_coef1[t].item() == pytest.approx(closed_coef1, **close)
-        assert diffusion.posterior_mean_coef2[t].item() == pytest.approx(closed_coef2, **close)
-        assert diffusion.posterior_variance[t].item() == pytest.approx(closed_var, **close)
-
         mean, var, log_var = diffusion.q_posterior_mean_variance(z0, z_t, torch.tensor([t]))
         brute_mean, brute_var = conditional(coef, cov, t - 1, t, 0.7, -0.4)
         assert mean.item() == pytest.approx(brute_mean, rel=1e-8, abs=1e-12)
         assert var.item() == pytest.approx(brute_var, rel=1e-8, abs=1e-12)
         if t > 0:
-            assert log_var.item() == pytest.approx(math.log(closed_var), rel=1e-9)
+            assert log_var.item() == pytest.approx(math.log(var.item()), rel=1e-9)
+            numeric_mean, numeric_var = posterior_by_quadrature(diffusion, t, 0.7, -0.4)
+            assert mean.item() == pytest.approx(numeric_mean, rel=1e-6, abs=1e-9)
+            assert var.item() == pytest.approx(numeric_var, rel=1e-6)
     # z_{−1} = z0 exactly: zero variance, mean z0, and a finite clipped log-variance.
     assert diffusion.posterior_variance[0] == 0
     assert torch.isfinite(diffusion.posterior_log_variance_clipped).all()
