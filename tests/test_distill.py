@@ -10,10 +10,12 @@ TINY_TEACHER = (
 )
 
 
-def count_lines(databin, split, lang):
+def sentences(databin, split, lang):
+    """The token ids of every sentence of a binarised split, in order."""
     from fairseq.data import data_utils
 
-    return len(data_utils.load_indexed_dataset(str(databin / f"{split}.de-en.{lang}"), None))
+    dataset = data_utils.load_indexed_dataset(str(databin / f"{split}.de-en.{lang}"), None)
+    return [dataset[i].tolist() for i in range(len(dataset))]
 
 
 def test_distill_trains_a_teacher_and_builds_a_databin_with_the_same_dictionary(databin, tmp_path):
@@ -23,8 +25,13 @@ def test_distill_trains_a_teacher_and_builds_a_databin_with_the_same_dictionary(
     assert "distilled data-bin" in proc.stdout
     kd = dest / "bin"
     assert (kd / "dict.en.txt").read_bytes() == (databin / "dict.en.txt").read_bytes()
-    assert count_lines(kd, "train", "en") == count_lines(databin, "train", "en")
-    assert count_lines(kd, "valid", "en") == count_lines(databin, "valid", "en")
+    # Every training source, in its place, paired with the teacher's translation instead of its
+    # reference (a teacher of 2 updates translates none of them right); valid is the original.
+    assert sentences(kd, "train", "de") == sentences(databin, "train", "de")
+    distilled, references = sentences(kd, "train", "en"), sentences(databin, "train", "en")
+    assert len(distilled) == len(references)
+    assert sum(d != r for d, r in zip(distilled, references)) > 0.9 * len(references)
+    assert sentences(kd, "valid", "en") == sentences(databin, "valid", "en")
     assert (dest / "teacher" / "checkpoint_best.pt").exists()
     assert not (dest / ".tmp").exists()
 
