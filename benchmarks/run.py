@@ -50,7 +50,7 @@ from difformer_cli.commands import CommandFailed, run_logged  # noqa: E402
 from difformer_cli.recipes import recipe  # noqa: E402
 
 USER_DIR = user_dir()
-PARTS = ("throughput", "train", "decode", "precision", "ablations", "profile", "report")
+PARTS = ("throughput", "train", "decode", "samplers", "precision", "ablations", "profile", "report")
 
 
 def say(message):
@@ -269,6 +269,31 @@ class Benchmark:
                 self.results.set("bleu", system, scored[best])
                 self.results.set("tok_bleu", system, self.results.get("tok_bleu", best))
                 self.results.set("best_setting", system, best)
+
+    # -- part: samplers --------------------------------------------------------------------------
+
+    def samplers(self):
+        """Every sampler × steps × candidates on the trained Difformer (batch 100): SacreBLEU and
+        sentences/s, with AR beam 5 decoded in the same run as the speed baseline."""
+        batch = self.scale.decode_batch_sizes[0]
+        baseline = systems.SETTINGS_BY_NAME[systems.BASELINE_SETTING]
+        say(f"decoding the baseline {baseline.name} at batch {batch}")
+        _, speed = self.generate(baseline, batch, tag=f"samplers-{baseline.name}")
+        self.results.set("samplers_baseline", {"setting": baseline.name, "sentences_per_s": speed["sentences_per_s"],
+                                               "command": speed["command"]})
+        for sampler in systems.SAMPLERS:
+            for lengths, noises in systems.SAMPLER_BEAMS:
+                for steps in self.scale.sampler_steps:
+                    setting = systems.sampler_setting(sampler, steps, lengths, noises)
+                    say(f"decoding {setting.name}")
+                    out, speed = self.generate(setting, batch)
+                    scores = self.score(out)
+                    say(f"  SacreBLEU {scores['sacrebleu']:.2f}, {speed['sentences_per_s']:.2f} sentences/s")
+                    self.results.set("samplers", setting.name, {
+                        "sampler": sampler, "steps": steps, "candidates": f"{lengths}x{noises}",
+                        "bleu": round(scores["sacrebleu"], 2), "tok_bleu": round(scores["tok_bleu"], 2),
+                        "sentences_per_s": speed["sentences_per_s"], "command": speed["command"],
+                    })
 
     # -- part: precision -------------------------------------------------------------------------
 

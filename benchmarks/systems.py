@@ -102,6 +102,19 @@ DECODING_SETTINGS: List[DecodingSetting] = [
     _difformer("difformer_steps50", "Difformer, 50 steps, 1×1", 50),
 ]
 SETTINGS_BY_NAME = {s.name: s for s in DECODING_SETTINGS}
+
+# The samplers part: every sampler × number of steps × candidates (lengths × noises), no early
+# stopping, against AR beam 5 decoded in the same run.
+SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
+SAMPLER_BEAMS = ((1, 1), (3, 2))
+
+
+def sampler_setting(sampler: str, steps: int, lengths: int, noises: int) -> DecodingSetting:
+    """Difformer decoded with ``sampler`` in ``steps`` steps, ``lengths`` × ``noises`` candidates."""
+    args = ("--decoding-sampler", sampler, "--decoding-steps", str(steps), "--decoding-early-stopping", "0",
+            "--length-beam-size", str(lengths), "--noise-beam-size", str(noises), "--seed", "1")
+    return DecodingSetting(f"{sampler}_{steps}_{lengths}x{noises}", "difformer", args,
+                           f"Difformer, {sampler}, {steps} steps, {lengths}×{noises}", steps=steps)
 BASELINE_SETTING = "ar_beam5"
 
 GENERATE_TASK = {"ar": "translation", "cmlm": "translation_lev", "difformer": "difformer"}
@@ -117,10 +130,12 @@ class Scale:
     throughput_updates: int
     log_interval: int
     decode_batch_sizes: Tuple[int, ...] = (100, 1)   # 0: batches of --max-tokens 8192 instead
+    sampler_steps: Tuple[int, ...] = (1, 2, 4, 5, 8, 10, 20)   # the samplers part's step counts
 
 
 FULL = Scale(train_lines=None, eval_lines=None, bpe_merges=8000, throughput_updates=300, log_interval=50)
-QUICK = Scale(train_lines=2000, eval_lines=60, bpe_merges=1000, throughput_updates=20, log_interval=5)
+QUICK = Scale(train_lines=2000, eval_lines=60, bpe_merges=1000, throughput_updates=20, log_interval=5,
+              sampler_steps=(1, 2))
 # One lent GPU for a few minutes: fewer throughput updates, decoding at batch 100 and --max-tokens.
 CUDA = Scale(train_lines=None, eval_lines=None, bpe_merges=8000, throughput_updates=100, log_interval=25,
              decode_batch_sizes=(100, 0))

@@ -175,3 +175,43 @@ def test_gpu_report_names_its_setup_max_tokens_batches_and_precision(tmp_path):
 def test_ablation_rescaling_factor_is_the_last_one_given():
     assert systems.rescaling_factor("difformer") == 4.0
     assert systems.rescaling_factor("rescaling_1") == 1.0 and systems.rescaling_factor("rescaling_2") == 2.0
+
+
+def test_samplers_part_decodes_every_sampler_steps_and_candidates_against_ar_beam5(tmp_path, monkeypatch):
+    """The samplers part: the AR beam 5 baseline first, then every sampler × steps × L×N with its
+    flags; the report shows BLEU and the speed ratio to that baseline, and the plot."""
+    from argparse import Namespace
+
+    from benchmarks.run import Benchmark
+
+    bench = Benchmark(Namespace(device="cpu", quick=True, workdir=tmp_path, databin=tmp_path / "bin",
+                                results=tmp_path / "results.json"))
+    commands = []
+
+    def fake_generate(setting, batch_size, checkpoint=None, tag=None, precision=None):
+        cmd = [str(a) for a in bench.generate_command(setting, batch_size, tmp_path / "c.pt")]
+        commands.append(cmd)
+        steps = int(cmd[cmd.index("--decoding-steps") + 1]) if "--decoding-steps" in cmd else 0
+        return tmp_path / f"{setting.name}.txt", {"sentences_per_s": 100.0 / (steps or 1) if steps else 50.0,
+                                                  "command": " ".join(cmd)}
+
+    monkeypatch.setattr(bench, "generate", fake_generate)
+    monkeypatch.setattr(bench, "score", lambda out: {"sacrebleu": 10.0 + len(out.name), "tok_bleu": 1.0})
+    bench.samplers()
+
+    assert commands[0][commands[0].index("--task") + 1] == "translation" and "--beam" in commands[0]
+    decoded = {(c[c.index("--decoding-sampler") + 1], c[c.index("--decoding-steps") + 1],
+                c[c.index("--length-beam-size") + 1], c[c.index("--noise-beam-size") + 1]) for c in commands[1:]}
+    assert decoded == {(s, str(n), str(l), str(k)) for s in systems.SAMPLERS for n in systems.QUICK.sampler_steps
+                       for l, k in systems.SAMPLER_BEAMS}
+    assert all(c[c.index("--decoding-early-stopping") + 1] == "0" for c in commands[1:])
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["samplers_baseline"]["sentences_per_s"] == 50.0
+    entry = results["samplers"]["ddim_2_3x2"]
+    assert entry["sentences_per_s"] == 50.0 and entry["candidates"] == "3x2" and entry["sampler"] == "ddim"
+    text = report.write(results, tmp_path / "docs").read_text()
+    bleu_ddim_2 = 10.0 + len("ddim_2_3x2.txt")
+    assert f"| `ddim` | 3×2 | {10.0 + len('ddim_1_3x2.txt'):.2f} (2.00×) | {bleu_ddim_2:.2f} (1.00×) |" in text
+    assert (tmp_path / "docs" / "benchmarks" / "samplers.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Not measured yet (`--part samplers`)" in report.write({}, tmp_path / "empty").read_text()
