@@ -1,10 +1,11 @@
-"""Decoding a Difformer model: DDPM posterior sampling over N spaced steps, with length and noise
-beams decoded as one batch and one hypothesis selected per source.
+"""Decoding a Difformer model over N spaced steps, with length and noise beams decoded as one
+batch and one hypothesis selected per source.
 
 Per source sentence: predict a length ℓ, take the L lengths around it, draw N noises for each,
 so K = L × N candidates z_T ~ N(0, F_dec² I). Then for each of the N − early_stopping steps,
-from t = T − 1 down:  ẑ0 = f(z_t, t, ẑ0_prev, x);  z_{t'} ~ q(z_{t'} | z_t, ẑ0)  (the respaced
-DDPM posterior). The words are argmax(ẑ0 · Eᵀ) of the last ẑ0.
+from t = T − 1 down:  ẑ0 = f(z_t, t, ẑ0_prev, x);  z_{t'} = the sampler's step from z_t given ẑ0
+(--decoding-sampler: the DDPM posterior by default, DDIM, DPM-Solver++; diffusion/samplers.py).
+The words are argmax(ẑ0 · Eᵀ) of the last ẑ0.
 
 Returns fairseq's hypothesis dicts (``tokens``, ``score``, ``positional_scores``, ``steps``,
 ``history``, ``alignment``, ``attention``), all K candidates per source, the selected one first.
@@ -16,7 +17,7 @@ from typing import Optional
 
 import torch
 
-from .diffusion import GaussianDiffusion, check_rescaling_factor
+from .diffusion import SAMPLERS, GaussianDiffusion, build_sampler, check_rescaling_factor
 from .errors import DifformerError
 from .selection import ARReranker, bleu_mbr, candidate_strings, mean_log_prob
 
@@ -30,6 +31,8 @@ class DecodingConfig:
     rescaling_factor: float = 1.0
     vp_rf: bool = False
     noise_schedule: Optional[str] = None  # None: the schedule the model was trained with
+    sampler: str = "ddpm"  # a key of diffusion.samplers.SAMPLERS
+    eta: Optional[float] = None  # DDIM's η; None: 0
     clamping: bool = False
     length_beam: int = 1
     noise_beam: int = 1
@@ -48,6 +51,20 @@ class DecodingConfig:
                 f"= [0, {self.steps}): it is the number of final steps to skip, at least one must run"
             )
         check_rescaling_factor(self.rescaling_factor, "--decoding-rescaling-factor")
+        if self.sampler not in SAMPLERS:
+            raise DifformerError(
+                f"--decoding-sampler {self.sampler!r} is not one of {', '.join(SAMPLERS)}"
+            )
+        if self.eta is not None and self.sampler != "ddim":
+            raise DifformerError(
+                f"--decoding-eta is an option of --decoding-sampler ddim, not of {self.sampler}: "
+                f"drop it, or decode with --decoding-sampler ddim"
+            )
+        if self.eta is not None and not 0 <= self.eta <= 1:
+            raise DifformerError(
+                f"--decoding-eta must be in [0, 1] (got {self.eta}): 0 is deterministic DDIM, "
+                f"1 samples from the DDPM posterior"
+            )
         if self.length_beam < 1 or self.noise_beam < 1:
             raise DifformerError(
                 f"--length-beam-size and --noise-beam-size must be ≥ 1 "
@@ -76,21 +93,19 @@ class DifformerGenerator:
         # of 8 (madeupword0000, …): they are not words.
         self.banned = [self.pad, self.bos, *filler_symbols(tgt_dict)]
         self.reranker = ARReranker(reranker, tgt_dict) if config.selection == "reranker" else None
-        self.diffusion = GaussianDiffusion.from_schedule(
+        process = GaussianDiffusion.from_schedule(
             config.noise_schedule or args.noise_schedule,
             args.diffusion_steps,
             rescaling_factor=config.rescaling_factor,
             vp_rf=config.vp_rf,
         ).respace(config.steps)
-        # Indices into the respaced process, noisiest first; early stopping drops the last ones.
-        self.step_indices = list(range(config.steps - 1, config.early_stopping - 1, -1))
+        self.sampler = build_sampler(config.sampler, process, config.early_stopping, eta=config.eta)
         self.max_len = model.max_decoder_positions()
 
     def decoding_timesteps(self):
         """The training timestep t the model is fed at each decoding step, in decoding order
         (T − 1 first): one per step taken, so early stopping leaves out the last ones."""
-        steps = torch.tensor(self.step_indices, device=self.diffusion.timestep_map.device)
-        return self.diffusion.model_timesteps(steps).tolist()
+        return list(self.sampler.timesteps)
 
     @property
     def candidates_per_source(self):
@@ -119,9 +134,9 @@ class DifformerGenerator:
         src_lengths = sample["net_input"]["src_lengths"]
         bsz, k = src_tokens.size(0), self.candidates_per_source
         # Latents take the model's dtype (fp16 / bf16 under --fp16 / --bf16) and device; the
-        # process follows the model there (it may have been built before the model moved).
+        # sampler follows the model there (it may have been built before the model moved).
         weight = decoder.embed_tokens.weight
-        diffusion = self.diffusion.to(weight.device)
+        sampler = self.sampler.to(weight.device)
 
         encoder_out = model.forward_encoder([src_tokens, src_lengths])
         length_out = decoder.forward_length(normalize=True, encoder_out=encoder_out)
@@ -132,15 +147,15 @@ class DifformerGenerator:
         max_len = int(lengths.max())
         padding_mask = torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
         z_t = torch.randn(bsz * k, max_len, model.args.latent_dim, device=weight.device, dtype=weight.dtype)
-        z_t = z_t * diffusion.noise_scale
+        z_t = z_t * sampler.prior_scale
         z0_hat = torch.zeros_like(z_t)
         history, cache = [], {}
-        last = len(self.step_indices) - 1
+        last = len(sampler.steps) - 1
         needs_words = self.config.clamping or self.config.retain_history
-        for i, step in enumerate(self.step_indices):
-            t = torch.full((bsz * k,), step, dtype=torch.long, device=z_t.device)
-            z0_hat = decoder(z_t, diffusion.model_timesteps(t), z0_hat, encoder_out, padding_mask,
-                             cross_attention_cache=cache)
+        for i, (step, timestep) in enumerate(zip(sampler.steps, sampler.timesteps)):
+            t = torch.full((bsz * k,), timestep, dtype=torch.long, device=z_t.device)
+            z0_prev = z0_hat
+            z0_hat = decoder(z_t, t, z0_prev, encoder_out, padding_mask, cross_attention_cache=cache)
             if needs_words or i == last:  # the vocabulary projection ẑ0·Eᵀ only where it is used
                 logits = decoder.output_layer(z0_hat)
             if needs_words:
@@ -150,7 +165,7 @@ class DifformerGenerator:
                 if self.config.clamping:
                     z0_hat = decoder.embed_latent(tokens.masked_fill(padding_mask, self.pad))
             if i < last:
-                z_t = diffusion.p_sample(z_t, z0_hat, t)
+                z_t = sampler.step(z_t, z0_hat, step, z0_prev if i > 0 else None)
 
         tokens, positional_scores = self.words(logits, lengths, padding_mask)
         keep = (~padding_mask).type_as(positional_scores)
@@ -182,7 +197,7 @@ class DifformerGenerator:
 
     def hypotheses(self, tokens, positional_scores, scores, selection, lengths, history, bsz):
         k = self.candidates_per_source
-        n_steps = len(self.step_indices)
+        n_steps = len(self.sampler.steps)
         lengths = lengths.tolist()
         finalized = []
         for b in range(bsz):
