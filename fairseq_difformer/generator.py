@@ -11,7 +11,6 @@ Returns fairseq's hypothesis dicts (``tokens``, ``score``, ``positional_scores``
 ``history``, ``alignment``, ``attention``), all K candidates per source, the selected one first.
 """
 
-import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -72,12 +71,23 @@ class DecodingConfig:
             )
 
 
-def filler_symbols(dictionary):
-    """Indices of the ``madeupwordNNNN`` symbols of ``Dictionary.pad_to_multiple_``."""
-    return [i for i, symbol in enumerate(dictionary.symbols) if re.fullmatch(r"madeupword\d{4}", symbol)]
+@dataclass
+class LengthGroup:
+    """Candidates denoised together: their rows, their width (longest length), the source
+    encoding in their order, and the cross-attention cache kept across the steps."""
+
+    rows: torch.Tensor
+    width: int
+    encoder_out: dict
+    cache: dict
 
 
 class DifformerGenerator:
+    """Drives a Difformer model through decoding: the model predicts lengths, draws z_T, denoises
+    and rounds to words (DifformerModel.predict_lengths, initial_latents, denoise,
+    round_to_words); the sampler moves the latents from step to step; the generator batches the
+    L × N candidates, groups them by length, keeps the history and selects."""
+
     def __init__(self, model, tgt_dict, config: DecodingConfig, reranker=None):
         args = model.args
         config.validate(args.diffusion_steps)
@@ -88,10 +98,7 @@ class DifformerGenerator:
             )
         self.config = config
         self.tgt_dict = tgt_dict
-        self.pad, self.eos, self.bos = tgt_dict.pad(), tgt_dict.eos(), tgt_dict.bos()
-        # Never output pad or bos, nor the fillers fairseq adds to pad a dictionary to a multiple
-        # of 8 (madeupword0000, …): they are not words.
-        self.banned = [self.pad, self.bos, *filler_symbols(tgt_dict)]
+        self.eos = tgt_dict.eos()  # fairseq-generate strips it from the printed hypotheses
         self.reranker = ARReranker(reranker, tgt_dict) if config.selection == "reranker" else None
         process = GaussianDiffusion.from_schedule(
             config.noise_schedule or args.noise_schedule,
@@ -129,63 +136,61 @@ class DifformerGenerator:
                 "drop the flag (every position is denoised at once)"
             )
         model = models[0]
-        decoder = model.decoder
         src_tokens = sample["net_input"]["src_tokens"]
         src_lengths = sample["net_input"]["src_lengths"]
         bsz, k = src_tokens.size(0), self.candidates_per_source
-        # Latents take the model's dtype (fp16 / bf16 under --fp16 / --bf16) and device; the
-        # sampler follows the model there (it may have been built before the model moved).
-        weight = decoder.embed_tokens.weight
-        sampler = self.sampler.to(weight.device)
+        # The sampler follows the model's device (it may have been built before the model moved).
+        sampler = self.sampler.to(next(model.parameters()).device)
 
         encoder_out = model.forward_encoder([src_tokens, src_lengths])
-        length_out = decoder.forward_length(normalize=True, encoder_out=encoder_out)
-        lengths = self.candidate_lengths(decoder.forward_length_prediction(length_out, encoder_out))
-        order = torch.arange(bsz, device=src_tokens.device).repeat_interleave(k)
-        encoder_out = model.encoder.reorder_encoder_out(encoder_out, order)
+        lengths = self.candidate_lengths(model.predict_lengths(encoder_out))            # B·K
+        # All candidates' z_T drawn at once, in candidate order, whatever the grouping.
+        z_t, padding_mask = model.initial_latents(lengths, sampler.prior_scale)        # B·K × ℓ × d
+        source_of = torch.arange(bsz, device=lengths.device).repeat_interleave(k)
+        groups = [
+            LengthGroup(rows, int(lengths[rows].max()),
+                        model.encoder.reorder_encoder_out(encoder_out, source_of[rows]), {})
+            for rows in [torch.arange(len(lengths), device=lengths.device)]
+        ]
 
-        max_len = int(lengths.max())
-        padding_mask = torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
-        z_t = torch.randn(bsz * k, max_len, model.args.latent_dim, device=weight.device, dtype=weight.dtype)
-        z_t = z_t * sampler.prior_scale
         z0_hat = torch.zeros_like(z_t)
-        history, cache = [], {}
+        history = []
         last = len(sampler.steps) - 1
         needs_words = self.config.clamping or self.config.retain_history
         for i, (step, timestep) in enumerate(zip(sampler.steps, sampler.timesteps)):
-            t = torch.full((bsz * k,), timestep, dtype=torch.long, device=z_t.device)
             z0_prev = z0_hat
-            z0_hat = decoder(z_t, t, z0_prev, encoder_out, padding_mask, cross_attention_cache=cache)
+            z0_hat = self.denoise(model, groups, z_t, timestep, z0_prev, padding_mask)
             if needs_words or i == last:  # the vocabulary projection ẑ0·Eᵀ only where it is used
-                logits = decoder.output_layer(z0_hat)
-            if needs_words:
-                tokens, _ = self.words(logits, lengths, padding_mask)
+                tokens, positional_scores = model.round_to_words(z0_hat, lengths, padding_mask)
                 if self.config.retain_history:
                     history.append(tokens)
                 if self.config.clamping:
-                    z0_hat = decoder.embed_latent(tokens.masked_fill(padding_mask, self.pad))
+                    z0_hat = model.embed_words(tokens)
             if i < last:
                 z_t = sampler.step(z_t, z0_hat, step, z0_prev if i > 0 else None)
 
-        tokens, positional_scores = self.words(logits, lengths, padding_mask)
         keep = (~padding_mask).type_as(positional_scores)
         scores = mean_log_prob(positional_scores, keep)
         selection = self.selection_scores(src_tokens, src_lengths, tokens, scores, lengths)
         return self.hypotheses(tokens, positional_scores, scores, selection, lengths, history, bsz)
 
-    def words(self, logits, lengths, padding_mask):
-        """argmax(ẑ0 · Eᵀ) over real words; position ℓ−1 is </s>, padding is pad.
-
-        Returns tokens and their log-probabilities, (B·K) × T each."""
-        lprobs = torch.log_softmax(logits.float(), dim=-1)
-        lprobs[..., self.banned] = float("-inf")
-        positional_scores, tokens = lprobs.max(-1)
-        last = (lengths - 1)[:, None]
-        tokens = tokens.scatter(1, last, self.eos)
-        positional_scores = positional_scores.scatter(1, last, lprobs[:, :, self.eos].gather(1, last))
-        tokens = tokens.masked_fill(padding_mask, self.pad)
-        positional_scores = positional_scores.masked_fill(padding_mask, 0.0)
-        return tokens, positional_scores
+    @staticmethod
+    def denoise(model, groups, z_t, timestep, z0_prev, padding_mask):
+        """ẑ0 of every candidate, each group denoised at its own width (the positions beyond a
+        group's width are padding for all its rows and stay 0)."""
+        if len(groups) == 1 and groups[0].width == z_t.size(1):
+            (group,) = groups
+            t = torch.full((z_t.size(0),), timestep, dtype=torch.long, device=z_t.device)
+            return model.denoise(z_t, t, z0_prev, group.encoder_out, padding_mask, group.cache)
+        z0_hat = torch.zeros_like(z_t)
+        for group in groups:
+            rows, width = group.rows, group.width
+            t = torch.full((len(rows),), timestep, dtype=torch.long, device=z_t.device)
+            z0_hat[rows, :width] = model.denoise(
+                z_t[rows, :width], t, z0_prev[rows, :width], group.encoder_out,
+                padding_mask[rows, :width], group.cache,
+            )
+        return z0_hat
 
     def selection_scores(self, src_tokens, src_lengths, tokens, scores, lengths):
         if self.config.selection == "reranker":
