@@ -11,8 +11,9 @@ Returns fairseq's hypothesis dicts (``tokens``, ``score``, ``positional_scores``
 ``history``, ``alignment``, ``attention``), all K candidates per source, the selected one first.
 """
 
+import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 import torch
 
@@ -69,6 +70,38 @@ class DecodingConfig:
                 f"--length-beam-size and --noise-beam-size must be ≥ 1 "
                 f"(got {self.length_beam} and {self.noise_beam})"
             )
+
+
+# What one more denoiser call costs, in target positions: a group of candidates is decoded in a
+# call of its own when that saves more padded positions than this. On the quickstart model
+# (difformer_small, 2 CPU cores, test2016 in batches of 100) 16, 64 and 256 decode equally fast
+# within the machine's noise, and a call per distinct length (0) is slower at one candidate per
+# sentence. The grouping changes the speed, never the words.
+GROUP_CALL_COST = 64
+
+
+def length_groups(lengths: torch.Tensor, call_cost: int = GROUP_CALL_COST) -> List[torch.Tensor]:
+    """The candidates split by length into groups, each to be denoised at its own width.
+
+    Groups are runs of the distinct lengths u_1 < … < u_D, cut where they minimise the positions
+    the denoiser runs over plus ``call_cost`` per call: Σ_groups (rows · max length + call_cost),
+    by dynamic programming over the D lengths. Returns each group's rows, in their original order,
+    shortest group first."""
+    values, counts = (x.tolist() for x in torch.unique(lengths, return_counts=True))
+    # best[j]: the least cost of the lengths up to u_j; cut[j]: where its last group starts.
+    best, cut = [0] + [math.inf] * len(values), [0] * (len(values) + 1)
+    for j in range(1, len(values) + 1):
+        rows = 0
+        for i in range(j, 0, -1):
+            rows += counts[i - 1]
+            cost = best[i - 1] + rows * values[j - 1] + call_cost
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    bounds, j = [], len(values)
+    while j > 0:
+        bounds.append((values[cut[j] - 1], values[j - 1]))
+        j = cut[j] - 1
+    return [((lengths >= low) & (lengths <= high)).nonzero().squeeze(1) for low, high in reversed(bounds)]
 
 
 @dataclass
@@ -150,7 +183,7 @@ class DifformerGenerator:
         groups = [
             LengthGroup(rows, int(lengths[rows].max()),
                         model.encoder.reorder_encoder_out(encoder_out, source_of[rows]), {})
-            for rows in [torch.arange(len(lengths), device=lengths.device)]
+            for rows in length_groups(lengths, GROUP_CALL_COST)
         ]
 
         z0_hat = torch.zeros_like(z_t)
