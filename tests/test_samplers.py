@@ -114,12 +114,15 @@ def run(sampler, z_T):
 
 @pytest.mark.parametrize("eta, deterministic", [(0.0, True), (0.5, False)])
 def test_ddim_with_eta_0_is_deterministic(eta, deterministic):
+    """Different seeds, same z_T: the same output, and no draw from torch's generator (which
+    would shift the noise of every later batch)."""
     sampler = DDIMSampler(process(10), eta=eta)
     z_T = 4 * torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(0))
     outputs = []
     for seed in (1, 2):
         torch.manual_seed(seed)
         outputs.append(run(sampler, z_T))
+        assert torch.equal(torch.get_rng_state(), torch.manual_seed(seed).get_state()) == deterministic
     assert torch.equal(outputs[0], outputs[1]) == deterministic
 
 
@@ -156,9 +159,10 @@ def test_each_sampler_visits_the_documented_timesteps(sampler_name, steps, early
 
 
 def test_dpm_solver_plus_plus_2m_matches_a_hand_computed_step():
-    """Three steps ᾱ = (0.9, 0.6, 0.2), F = 2: a first-order step from k = 2, then the
-    second-order one from k = 1, written out from Lu et al.'s Algorithm 2."""
-    alpha_bar, f = [0.9, 0.6, 0.2], 2.0
+    """Three steps ᾱ = (0.95, 0.6, 0.2), F = 2: a first-order step from k = 2, then the
+    second-order one from k = 1, written out from Lu et al.'s Algorithm 2 (the two steps'
+    log-SNR spans differ, h_1 ≠ h_2, so that r = h_2 / h_1 matters)."""
+    alpha_bar, f = [0.95, 0.6, 0.2], 2.0
     sampler = DPMSolverPlusPlus(GaussianDiffusion(torch.tensor(alpha_bar, dtype=torch.float64), noise_scale=f))
     a = [math.sqrt(x) for x in alpha_bar]
     sigma = [f * math.sqrt(1 - x) for x in alpha_bar]
@@ -169,6 +173,7 @@ def test_dpm_solver_plus_plus_2m_matches_a_hand_computed_step():
     z1 = sigma[1] / sigma[2] * z2 - a[1] * (math.exp(-h2) - 1) * x2
     h1 = lam[0] - lam[1]
     r = h2 / h1
+    assert abs(r - 1) > 0.2
     d = (1 + 1 / (2 * r)) * x1 - 1 / (2 * r) * x2
     z0 = sigma[0] / sigma[1] * z1 - a[0] * (math.exp(-h1) - 1) * d
 
