@@ -211,7 +211,7 @@ class DifformerGenerator:
     def denoise(model, groups, z_t, timestep, z0_prev, padding_mask):
         """ẑ0 of every candidate, each group denoised at its own width (the positions beyond a
         group's width are padding for all its rows and stay 0)."""
-        if len(groups) == 1 and groups[0].width == z_t.size(1):
+        if len(groups) == 1:  # all candidates at full width: no copies in or out
             (group,) = groups
             t = torch.full((z_t.size(0),), timestep, dtype=torch.long, device=z_t.device)
             return model.denoise(z_t, t, z0_prev, group.encoder_out, padding_mask, group.cache)
