@@ -1,9 +1,11 @@
 """The decoding flags (--decoding-noise-schedule, --decoding-rescaling-factor, --decoding-vp-rf),
 parsed by fairseq-generate's own parser, change the sampled latents as their formulas say: the
 first two denoiser inputs are checked against z_T = F ε₁ and one DDPM posterior step
-z_{t'} = μ(ẑ0, z_T) + σ ε₂ computed here from the schedule's definition."""
+z_{t'} = μ(ẑ0, z_T) + σ ε₂ computed here from the schedule's definition. Candidates grouped by
+length: the least-cost cut against brute force, and the same hypotheses as one batch."""
 
 import math
+import random
 
 import pytest
 import torch
@@ -13,6 +15,8 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from test_model import DICT, batch, build
 
 import fairseq_difformer  # noqa: F401
+from fairseq_difformer import generator as generator_module
+from fairseq_difformer.generator import DecodingConfig, DifformerGenerator, length_groups
 
 TRAIN_STEPS, DECODING_STEPS = 100, 5
 # The 5 decoding steps keep round(k · 99/4) of the 100 training steps: 0, 25, 50, 74, 99.
@@ -105,3 +109,75 @@ def test_decoding_flags_sample_as_their_formulas_say(tmp_path, case):
     if flags:  # the same seed without the flags samples other latents
         _, (default_next, _, _) = first_two_steps(tmp_path / "defaults", [])
         assert not torch.allclose(z_next, default_next, atol=1e-3)
+
+
+# ---------------------------------------------------------------- length groups
+
+def brute_force_cost(lengths, call_cost):
+    """The least Σ (rows · max length + call_cost) over every way to cut the sorted distinct
+    lengths into consecutive runs."""
+    values = sorted(set(lengths))
+    best = None
+    for mask in range(2 ** (len(values) - 1)):  # bit i set: cut after values[i]
+        cost, start = 0, 0
+        for i in range(len(values)):
+            if i == len(values) - 1 or mask >> i & 1:
+                run = values[start:i + 1]
+                cost += sum(1 for x in lengths if x in run) * run[-1] + call_cost
+                start = i + 1
+        best = cost if best is None else min(best, cost)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("call_cost", [0, 5, 40, 1000])
+def test_length_groups_partition_the_candidates_at_the_least_cost(seed, call_cost):
+    rng = random.Random(seed)
+    lengths = [rng.choice([1, 2, 3, 5, 8, 9, 10, 17, 30]) for _ in range(rng.randint(1, 40))]
+    groups = length_groups(torch.tensor(lengths), call_cost)
+    rows = [r for g in groups for r in g.tolist()]
+    assert sorted(rows) == list(range(len(lengths)))                  # every candidate once
+    assert all(g.tolist() == sorted(g.tolist()) for g in groups)      # in their original order
+    spans = [(min(lengths[r] for r in g), max(lengths[r] for r in g)) for g in groups]
+    assert all(a[1] < b[0] for a, b in zip(spans, spans[1:]))         # disjoint runs, shortest first
+    cost = sum(len(g) * high + call_cost for g, (_, high) in zip(groups, spans))
+    assert cost == brute_force_cost(lengths, call_cost)
+    if call_cost == 0:
+        assert len(groups) == len(set(lengths))
+
+
+def decode_with(model, config, lengths, group=True):
+    src_tokens, src_lengths, _ = batch()
+    model.decoder.forward_length_prediction = lambda *args, **kwargs: torch.tensor(lengths)
+    torch.manual_seed(0)
+    return DifformerGenerator(model, DICT, DecodingConfig(**config)).generate(
+        [model], {"net_input": {"src_tokens": src_tokens, "src_lengths": src_lengths}})
+
+
+@pytest.mark.parametrize("config", [
+    dict(steps=6, length_beam=3, noise_beam=2, retain_history=True),
+    dict(steps=5, early_stopping=1, length_beam=3, clamping=True, sampler="dpm-solver++"),
+    dict(steps=4, length_beam=2, noise_beam=2, sampler="ddim", eta=0.5),
+])
+def test_grouping_by_length_gives_the_hypotheses_of_one_batch(monkeypatch, config):
+    """Candidates of lengths 2 … 21 decoded in one batch at width 21, and grouped by length (one
+    group per length), with the same seed: the same words, scores and history."""
+    model = build()
+    widths = []
+    denoise = model.decoder.forward
+    model.decoder.forward = lambda z_t, *a, **kw: widths.append(tuple(z_t.shape[:2])) or denoise(z_t, *a, **kw)
+
+    monkeypatch.setattr(generator_module, "length_groups", lambda lengths, call_cost: [torch.arange(len(lengths))])
+    one_batch = decode_with(model, config, [20, 3])
+    assert len(set(widths)) == 1
+    monkeypatch.undo()
+    monkeypatch.setattr(generator_module, "GROUP_CALL_COST", 0)
+    widths.clear()
+    grouped = decode_with(model, config, [20, 3])
+    assert len(set(widths)) == 2 * config["length_beam"]  # each length its own call, at its own width
+
+    for expected, got in zip(one_batch, grouped):
+        for e, g in zip(expected, got):
+            assert torch.equal(e["tokens"], g["tokens"])
+            torch.testing.assert_close(e["positional_scores"], g["positional_scores"])
+            assert [h["tokens"].tolist() for h in e["history"]] == [h["tokens"].tolist() for h in g["history"]]

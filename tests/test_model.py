@@ -298,6 +298,16 @@ def test_beams_give_length_times_noise_candidates_and_one_pick_per_input():
             torch.testing.assert_close(h["score"], h["positional_scores"].mean())
 
 
+def test_initial_latents_are_the_prior_noise_with_each_candidates_padding():
+    model = build()
+    torch.manual_seed(0)
+    z_T, padding_mask = model.initial_latents(torch.tensor([3, 1, 5]), 4.0)
+    torch.manual_seed(0)
+    assert torch.equal(z_T, 4.0 * torch.randn(3, 5, 8))
+    assert padding_mask.tolist() == [[False] * 3 + [True] * 2, [False] + [True] * 4, [False] * 5]
+    assert model.to(torch.bfloat16).initial_latents(torch.tensor([2]), 1.0)[0].dtype == torch.bfloat16
+
+
 def test_candidate_lengths_are_clamped_to_the_target_positions():
     gen = generator(build(), length_beam=3)
     lengths = gen.candidate_lengths(torch.tensor([0, 1, 200]))
@@ -386,11 +396,14 @@ def test_rounding_never_outputs_pad_bos_or_the_dictionary_fillers():
     padded.pad_to_multiple_(8)
     fillers = [i for i, w in enumerate(padded.symbols) if w.startswith("madeupword")]
     assert fillers, "the dictionary should have needed fillers"
-    gen = DifformerGenerator(build(), padded, DecodingConfig())
+    args = argparse.Namespace(model_dim=32, latent_dim=8, share_all_embeddings=True)
+    model = DifformerModel.build_model(args, DifformerTask(DifformerConfig(data="tiny"), padded, padded))
     logits = torch.zeros(1, 4, len(padded))
     logits[0, 0, fillers[0]] = 10.0          # the best-scoring symbol at each position is banned
     logits[0, 1, padded.pad()] = 10.0
     logits[0, 2, padded.bos()] = 10.0
     logits[0, 0, 7] = logits[0, 1, 8] = logits[0, 2, 9] = 5.0
-    tokens, _ = gen.words(logits, torch.tensor([4]), torch.zeros(1, 4, dtype=torch.bool))
+    model.decoder.output_layer = lambda z0_hat: logits
+    z0_hat = torch.zeros(1, 4, 8)
+    tokens, _ = model.round_to_words(z0_hat, torch.tensor([4]), torch.zeros(1, 4, dtype=torch.bool))
     assert tokens.tolist() == [[7, 8, 9, padded.eos()]]

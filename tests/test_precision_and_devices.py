@@ -102,13 +102,13 @@ def test_every_diffusion_tensor_follows_the_model_device():
 
 
 def test_generator_moves_its_process_to_the_model():
-    """--eval-bleu builds the generator before fairseq moves the model to the GPU: the process the
-    generator holds follows the model when decoding."""
+    """--eval-bleu builds the generator before fairseq moves the model to the GPU: the sampler the
+    generator holds (with its process) follows the model when decoding."""
     model = build()
     gen = generator(model, steps=4)
     moves = []
-    move = gen.diffusion.to
-    gen.diffusion.to = lambda *args, **kwargs: moves.append(args) or move(*args, **kwargs)
+    move = gen.sampler.to
+    gen.sampler.to = lambda *args, **kwargs: moves.append(args) or move(*args, **kwargs)
     src, src_lengths, _ = batch()
     hypos = gen.generate([model], {"net_input": {"src_tokens": src, "src_lengths": src_lengths}})
     assert len(hypos) == 2 and moves == [(model.decoder.embed_tokens.weight.device,)]

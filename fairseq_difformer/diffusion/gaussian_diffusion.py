@@ -44,7 +44,23 @@ def spaced_timesteps(num_train_steps: int, num_steps: int) -> Tensor:
     return positions.round().long()
 
 
-class GaussianDiffusion(nn.Module):
+class Float64Schedule(nn.Module):
+    """A parameter-free module whose buffers are schedule quantities in float64 (and long
+    indices): ``.to(device)`` / ``.cuda()`` move them, no cast changes their dtype (a model's
+    ``.half()`` would otherwise round ᾱ near 1 and 0, where the posterior divides by 1 − ᾱ)."""
+
+    def _apply(self, fn, recurse=True):
+        if recurse:
+            for module in self.children():
+                module._apply(fn)
+        if self._buffers:
+            device = fn(next(iter(self._buffers.values()))[:0]).device
+            for name, buffer in self._buffers.items():
+                self._buffers[name] = buffer.to(device)
+        return self
+
+
+class GaussianDiffusion(Float64Schedule):
     """The noise process: forward sampling q(z_t | z0) and the posterior q(z_{t−1} | z_t, z0).
 
     Args:
@@ -114,14 +130,6 @@ class GaussianDiffusion(nn.Module):
         }
         for name, values in schedule.items():
             self.register_buffer(name, values, persistent=False)
-
-    def _apply(self, fn, recurse=True):
-        """``.to(device)`` / ``.cuda()`` move the schedule; no cast changes its float64 (a model's
-        ``.half()`` would otherwise round ᾱ near 1 and 0, where the posterior divides by 1 − ᾱ)."""
-        device = fn(self.alphas_cumprod[:0]).device
-        for name, buffer in self._buffers.items():
-            self._buffers[name] = buffer.to(device)
-        return self
 
     def model_timesteps(self, t: Tensor) -> Tensor:
         """The training-schedule timestep the model is fed for each step t of this process."""

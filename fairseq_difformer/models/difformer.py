@@ -15,6 +15,7 @@ own, respaced and with the --decoding-* schedule and F: see generator.py).
 
 import argparse
 import math
+import re
 
 import torch
 from fairseq.models import register_model, register_model_architecture
@@ -43,6 +44,9 @@ class DifformerModel(FairseqNATModel):
             rescaling_factor=args.rescaling_factor,
             vp_rf=args.vp_rf,
         )
+        #: symbols decoding never outputs (they are not words): pad, bos, and the madeupwordNNNN
+        #: fillers fairseq adds to pad a dictionary to a multiple of 8
+        self.non_words = [self.pad, decoder.dictionary.bos(), *filler_symbols(decoder.dictionary)]
 
     @staticmethod
     def add_args(parser):
@@ -167,6 +171,50 @@ class DifformerModel(FairseqNATModel):
             "length_tgt": length_tgt,
         }
 
+    # The steps of decoding the generator drives (as fairseq's IterativeRefinementGenerator drives
+    # a NAT model through initialize_output_tokens and forward_decoder); the move from z_t to the
+    # next latent is the sampler's (diffusion/samplers.py).
+
+    def predict_lengths(self, encoder_out):
+        """The length predictor's most likely target length ℓ of each source, [B]."""
+        length_out = self.decoder.forward_length(normalize=True, encoder_out=encoder_out)
+        return self.decoder.forward_length_prediction(length_out, encoder_out)
+
+    def initial_latents(self, lengths, noise_scale):
+        """z_T = F ε, ε ~ N(0, I), for candidates of the given target lengths [N], in the model's
+        dtype and on its device, and their padding mask (True beyond each length).
+
+        Returns z_T: N × ℓ_max × d_latent and padding_mask: N × ℓ_max."""
+        weight = self.decoder.embed_tokens.weight
+        max_len = int(lengths.max())
+        padding_mask = torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
+        z_T = torch.randn(len(lengths), max_len, self.args.latent_dim, device=weight.device, dtype=weight.dtype)
+        return z_T * noise_scale, padding_mask
+
+    def denoise(self, z_t, t, z0_prev, encoder_out, padding_mask, cross_attention_cache=None):
+        """One call of the denoiser: ẑ0 = f(z_t, t, ẑ0_prev, x) (see DifformerDecoder.forward)."""
+        return self.decoder(z_t, t, z0_prev, encoder_out, padding_mask, cross_attention_cache=cross_attention_cache)
+
+    def round_to_words(self, z0_hat, lengths, padding_mask):
+        """The words of ẑ0: argmax(ẑ0 · Eᵀ) over real words (never pad, bos or the dictionary's
+        madeupwordNNNN fillers); position ℓ−1 is </s>, padding is pad.
+
+        Returns tokens and their log-probabilities, N × ℓ_max each."""
+        lprobs = torch.log_softmax(self.decoder.output_layer(z0_hat).float(), dim=-1)
+        lprobs[..., self.non_words] = float("-inf")
+        positional_scores, tokens = lprobs.max(-1)
+        last = (lengths - 1)[:, None]
+        tokens = tokens.scatter(1, last, self.eos)
+        positional_scores = positional_scores.scatter(1, last, lprobs[:, :, self.eos].gather(1, last))
+        tokens = tokens.masked_fill(padding_mask, self.pad)
+        positional_scores = positional_scores.masked_fill(padding_mask, 0.0)
+        return tokens, positional_scores
+
+    def embed_words(self, tokens):
+        """z0 of the given words (clamping: ẑ0 replaced by the embedding of its words)."""
+        return self.decoder.embed_latent(tokens)
+
+
 
 class DifformerEncoder(FairseqNATEncoder):
     """fairseq's Transformer encoder over P_src · (√d_latent · E[w]) (see ScaledLatentEmbedding)."""
@@ -255,6 +303,11 @@ class DifformerDecoder(NATransformerDecoder):
         if self.layer_norm is not None:
             x = self.layer_norm(x)
         return self.project_out_dim(x.transpose(0, 1))                            # B × T × d_lat
+
+
+def filler_symbols(dictionary):
+    """Indices of the ``madeupwordNNNN`` symbols of ``Dictionary.pad_to_multiple_``."""
+    return [i for i, symbol in enumerate(dictionary.symbols) if re.fullmatch(r"madeupword\d{4}", symbol)]
 
 
 def validate_model_args(args):

@@ -22,7 +22,7 @@ from fairseq import hub_utils
 from fairseq.data.encoders import BPE_REGISTRY, TOKENIZER_REGISTRY
 from omegaconf import open_dict
 
-from ..diffusion import NOISE_SCHEDULES
+from ..diffusion import NOISE_SCHEDULES, SAMPLERS
 from ..errors import DifformerError
 from ..tasks.difformer_task import DECODING_OPTIONS, DifformerConfig
 
@@ -93,6 +93,12 @@ def check_decoding_options(options):
                     f"decoding_noise_schedule={value!r}: choose one of {', '.join(NOISE_SCHEDULES)} "
                     f"(None: the model's)"
                 )
+            continue
+        if name == "decoding_sampler":
+            if not isinstance(value, str) or value not in SAMPLERS:
+                raise DifformerError(f"decoding_sampler={value!r}: choose one of {', '.join(SAMPLERS)}")
+            continue
+        if name == "decoding_eta" and value is None:  # None: the sampler's default
             continue
         default = DifformerConfig.__dataclass_fields__[name].default if name in DECODING_OPTIONS else False
         if isinstance(default, bool):

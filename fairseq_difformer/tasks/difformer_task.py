@@ -27,7 +27,7 @@ from sacrebleu.metrics import BLEU
 from difformer_cli.rouge import ROUGE_TYPES, rouge_f1_sums
 
 from ..criterions.difformer_loss import DifformerCriterion
-from ..diffusion import NOISE_SCHEDULES
+from ..diffusion import NOISE_SCHEDULES, SAMPLERS
 from ..errors import DifformerError
 from ..generator import DecodingConfig, DifformerGenerator
 from ..models.difformer import DifformerModel
@@ -51,6 +51,16 @@ class DifformerConfig(TranslationConfig):
     )
     decoding_noise_schedule: Optional[ChoiceEnum(NOISE_SCHEDULES)] = field(
         default=None, metadata={"help": "noise schedule while decoding (default: the model's)"}
+    )
+    decoding_sampler: ChoiceEnum(list(SAMPLERS)) = field(
+        default="ddpm",
+        metadata={"help": "how the latents move from one step to the next: ddpm (ancestral, the "
+                          "paper's), ddim (--decoding-eta), dpm-solver++ (DPM-Solver++(2M))"},
+    )
+    decoding_eta: Optional[float] = field(
+        default=None,
+        metadata={"help": "DDIM's η in [0, 1] (--decoding-sampler ddim only; default 0): 0 is "
+                          "deterministic, 1 samples from the DDPM posterior"},
     )
     clamping: bool = field(
         default=False, metadata={"help": "replace ẑ0 by the embedding of its argmax word at each step"}
@@ -87,7 +97,8 @@ class DifformerConfig(TranslationConfig):
 # task: the keyword arguments of DifformerModel.from_pretrained(...).translate(...).
 DECODING_OPTIONS = (
     "decoding_steps", "decoding_early_stopping", "decoding_rescaling_factor", "decoding_vp_rf",
-    "decoding_noise_schedule", "clamping", "length_beam_size", "noise_beam_size", "ppl_mbr", "bleu_mbr",
+    "decoding_noise_schedule", "decoding_sampler", "decoding_eta", "clamping", "length_beam_size",
+    "noise_beam_size", "ppl_mbr", "bleu_mbr",
 )
 
 # Parameter names of checkpoints written by fairseq-difformer 0.1, whose time and
@@ -259,6 +270,8 @@ class DifformerTask(TranslationTask):
             rescaling_factor=option("decoding_rescaling_factor"),
             vp_rf=option("decoding_vp_rf"),
             noise_schedule=option("decoding_noise_schedule"),
+            sampler=str(option("decoding_sampler")),
+            eta=option("decoding_eta"),
             clamping=option("clamping"),
             length_beam=option("length_beam_size"),
             noise_beam=option("noise_beam_size"),
