@@ -193,7 +193,8 @@ class DifformerModel(FairseqNATModel):
 
     def denoise(self, z_t, t, z0_prev, encoder_out, padding_mask, cross_attention_cache=None):
         """One call of the denoiser: ẑ0 = f(z_t, t, ẑ0_prev, x) (see DifformerDecoder.forward)."""
-        return self.decoder(z_t, t, z0_prev, encoder_out, padding_mask, cross_attention_cache=cross_attention_cache)
+        return self.decoder(z_t, t, z0_prev, encoder_out, padding_mask,
+                            cross_attention_cache=cross_attention_cache)
 
     def round_to_words(self, z0_hat, lengths, padding_mask):
         """The words of ẑ0: argmax(ẑ0 · Eᵀ) over real words (never pad, bos or the dictionary's
@@ -213,7 +214,6 @@ class DifformerModel(FairseqNATModel):
     def embed_words(self, tokens):
         """z0 of the given words (clamping: ẑ0 replaced by the embedding of its words)."""
         return self.decoder.embed_latent(tokens)
-
 
 
 class DifformerEncoder(FairseqNATEncoder):
