@@ -13,6 +13,9 @@ from benchmarks import systems
 SYSTEM_NAMES = {"ar": "AR Transformer", "cmlm": "CMLM", "difformer": "Difformer"}
 TARGET_TRAIN = 0.8      # Difformer words/s ÷ CMLM words/s
 TARGET_DECODE = 1.0     # difformer_20 ÷ ar_beam5 sentences/s at batch 100
+TARGET_DEFAULT = 2.0    # the default decoding ÷ ar_beam5 sentences/s at batch 100
+TARGET_RERANKED = 0.5   # the default decoding, 3×2 with the AR reranker ÷ ar_beam5 at batch 100
+TARGET_LATENCY = 4.0    # the default decoding ÷ ar_beam5 sentences/s at batch 1
 
 
 def _fmt(value, digits=2):
@@ -34,7 +37,7 @@ def _table(header: List[str], rows: List[List]) -> str:
 
 
 def targets(results: Dict) -> List[Dict]:
-    """The issue's three targets, each with its measured ratio (None where not measured yet)."""
+    """The targets, each with its measured ratio (None where not measured yet)."""
     wps = results.get("train_words_per_s", {})
     speed = results.get("decode_sentences_per_s", {})
     bleu = results.get("bleu", {})
@@ -51,7 +54,32 @@ def targets(results: Dict) -> List[Dict]:
         {"name": "Difformer (best setting) SacreBLEU ≥ CMLM (best setting), equal budget", "value": quality,
          "shown": "–" if quality is None else f"{bleu['difformer']:.2f} vs {bleu['cmlm']:.2f} ({quality:+.2f})",
          "met": None if quality is None else quality >= 0},
+        _speed_target(results, "Default decoding ≥ 2 × AR beam 5 sentences/s (batch 100), SacreBLEU ≥ the "
+                      "paper's 20 steps, early stop 5", "difformer_default", TARGET_DEFAULT, "difformer_20"),
+        _speed_target(results, "Default decoding, 3×2 with the AR reranker ≥ 0.5 × AR beam 5 (batch 100), "
+                      "SacreBLEU ≥ 20 steps 3×2 reranked", "difformer_default_3x2_rerank", TARGET_RERANKED,
+                      "difformer_20_3x2_rerank"),
+        _speed_target(results, "Default decoding ≥ 4 × AR beam 5 sentences/s at batch 1 (latency)",
+                      "difformer_default", TARGET_LATENCY, batch="batch1"),
     ]
+
+
+def _speed_target(results, name, setting, threshold, bleu_floor=None, batch="batch100"):
+    """``setting``'s sentences/s ÷ AR beam 5's at ``batch`` against ``threshold``, and where
+    ``bleu_floor`` names a setting, its SacreBLEU at least that setting's."""
+    speed = results.get("decode_sentences_per_s" if batch == "batch100" else f"decode_sentences_per_s_{batch}", {})
+    base = speed.get(systems.BASELINE_SETTING)
+    ratio = speed[setting] / base if speed.get(setting) and base else None
+    met = None if ratio is None else ratio >= threshold
+    shown = _ratio(speed.get(setting), base)
+    if bleu_floor:
+        bleu = results.get("bleu", {})
+        if setting in bleu and bleu_floor in bleu:
+            shown += f"; SacreBLEU {bleu[setting]:.2f} vs {bleu[bleu_floor]:.2f}"
+            met = None if met is None else met and bleu[setting] >= bleu[bleu_floor]
+        else:
+            met = None
+    return {"name": name, "value": ratio, "shown": shown, "met": met}
 
 
 FINDINGS = Path(__file__).with_name("findings.md")
@@ -191,11 +219,14 @@ def _section_decoding(results, plots):
 
 
 def _sampler_rows(results):
-    """{(sampler, candidates): {steps: entry}} of the samplers part, in the systems' order."""
+    """{(sampler, candidates, early stopping): {steps: entry}} of the samplers part, in the
+    systems' order; early stopping is "" (none) or "¼" (the last quarter of the steps left out)."""
     grid = {}
     for entry in results.get("samplers", {}).values():
-        grid.setdefault((entry["sampler"], entry["candidates"]), {})[entry["steps"]] = entry
-    order = [(s, f"{l}x{n}") for s in systems.SAMPLERS for l, n in systems.SAMPLER_BEAMS]
+        stop = "¼" if entry.get("early_stopping") else ""
+        grid.setdefault((entry["sampler"], entry["candidates"], stop), {})[entry["steps"]] = entry
+    order = [(s, f"{l}x{n}", stop) for s in systems.SAMPLERS for l, n in systems.SAMPLER_BEAMS
+             for stop in ("", "¼")]
     return {key: grid[key] for key in order if key in grid}
 
 
@@ -205,16 +236,17 @@ def _section_samplers(results, plots):
         return "## Samplers\n\nNot measured yet (`--part samplers`).\n"
     base = results.get("samplers_baseline", {}).get("sentences_per_s")
     steps = sorted({n for row in grid.values() for n in row})
-    rows = [[f"`{sampler}`", candidates.replace("x", "×"),
+    rows = [[f"`{sampler}`", candidates.replace("x", "×"), stop or "–",
              *[f"{row[n]['bleu']:.2f} ({_ratio(row[n]['sentences_per_s'], base)})" if n in row else "–"
                for n in steps]]
-            for (sampler, candidates), row in grid.items()]
+            for (sampler, candidates, stop), row in grid.items()]
     text = ("## Samplers\n\n"
             "The Difformer checkpoint of section 2 decoded with each sampler (`--decoding-sampler`), number "
-            "of steps (no early stopping) and lengths × noises, at batch 100 on test2016: SacreBLEU and, in "
-            "brackets, sentences/s ÷ AR beam 5 decoded in the same run "
-            f"({_fmt(base)} sentences/s). 3×2 is chosen by mean log-probability.\n\n"
-            + _table(["sampler", "candidates", *[f"{n} steps" for n in steps]], rows))
+            "of steps (`--decoding-steps`), early stopping (–: none; ¼: the last quarter of the steps left "
+            "out, `--decoding-early-stopping` ⌊steps/4⌋, the paper's 5 of 20) and lengths × noises, at "
+            "batch 100 on test2016: SacreBLEU and, in brackets, sentences/s ÷ AR beam 5 decoded in the same "
+            f"run ({_fmt(base)} sentences/s). 3×2 is chosen by mean log-probability.\n\n"
+            + _table(["sampler", "candidates", "early stop", *[f"{n} steps" for n in steps]], rows))
     if "samplers" in plots:
         text += f"\n![SacreBLEU against speed for each sampler]({plots['samplers']})\n"
     return text
@@ -356,22 +388,28 @@ def make_plots(results: Dict, directory: Path, prefix: str) -> Dict[str, str]:
     grid = _sampler_rows(results)
     base = results.get("samplers_baseline", {}).get("sentences_per_s")
     if grid and base:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        beams = [f"{l}x{n}" for l, n in systems.SAMPLER_BEAMS if any(key[1] == f"{l}x{n}" for key in grid)]
+        fig, axes = plt.subplots(1, len(beams), figsize=(6 * len(beams), 4.5), squeeze=False)
         colours = {"ddpm": "tab:blue", "ddim": "tab:orange", "dpm-solver++": "tab:green"}
-        for (sampler, candidates), row in grid.items():
-            steps = sorted(row)
-            ax.plot([row[n]["sentences_per_s"] / base for n in steps], [row[n]["bleu"] for n in steps],
-                    "o-" if candidates == "1x1" else "s--", color=colours.get(sampler, "tab:gray"),
-                    label=f"{sampler}, {candidates.replace('x', '×')}")
-            for n in steps:
-                ax.annotate(str(n), (row[n]["sentences_per_s"] / base, row[n]["bleu"]), fontsize=7,
-                            xytext=(3, 3), textcoords="offset points")
-        ax.axvline(1.0, color="gray", linewidth=0.8)
-        ax.set_xscale("log")
-        ax.set_xlabel("sentences/s ÷ AR beam 5 (batch 100, log scale; labels: steps)")
-        ax.set_ylabel("SacreBLEU")
-        ax.legend(fontsize=8)
-        ax.set_title("Samplers: quality against speed, test2016")
+        for ax, candidates in zip(axes[0], beams):
+            for (sampler, beam, stop), row in grid.items():
+                if beam != candidates:
+                    continue
+                steps = sorted(row)
+                ax.plot([row[n]["sentences_per_s"] / base for n in steps], [row[n]["bleu"] for n in steps],
+                        "o:" if stop else "o-", color=colours.get(sampler, "tab:gray"),
+                        fillstyle="none" if stop else "full",
+                        label=sampler + (", early stop ¼" if stop else ""))
+                for n in steps:
+                    ax.annotate(str(n), (row[n]["sentences_per_s"] / base, row[n]["bleu"]), fontsize=7,
+                                xytext=(3, 3), textcoords="offset points")
+            ax.axvline(1.0, color="gray", linewidth=0.8)
+            ax.set_xscale("log")
+            ax.set_xlabel("sentences/s ÷ AR beam 5 (batch 100, log scale; labels: steps)")
+            ax.set_ylabel("SacreBLEU")
+            ax.legend(fontsize=8)
+            ax.set_title(f"{candidates.replace('x', '×')} candidates")
+        fig.suptitle("Samplers: quality against speed, test2016")
         fig.tight_layout()
         fig.savefig(directory / "samplers.png", dpi=120)
         plt.close(fig)

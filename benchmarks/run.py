@@ -197,7 +197,7 @@ class Benchmark:
 
     def train(self):
         minutes = self.args.budget_minutes
-        for system in systems.SYSTEMS:
+        for system in self.args.systems or systems.SYSTEMS:
             summary = self.train_for_budget(system, system, minutes)
             self.results.set("training", system, summary)
 
@@ -273,27 +273,28 @@ class Benchmark:
     # -- part: samplers --------------------------------------------------------------------------
 
     def samplers(self):
-        """Every sampler × steps × candidates on the trained Difformer (batch 100): SacreBLEU and
-        sentences/s, with AR beam 5 decoded in the same run as the speed baseline."""
+        """Every sampler × steps × early stopping × candidates on the trained Difformer (batch
+        100): SacreBLEU and sentences/s, with AR beam 5 decoded in the same run as the speed
+        baseline."""
         batch = self.scale.decode_batch_sizes[0]
         baseline = systems.SETTINGS_BY_NAME[systems.BASELINE_SETTING]
         say(f"decoding the baseline {baseline.name} at batch {batch}")
         _, speed = self.generate(baseline, batch, tag=f"samplers-{baseline.name}")
         self.results.set("samplers_baseline", {"setting": baseline.name, "sentences_per_s": speed["sentences_per_s"],
                                                "command": speed["command"]})
-        for sampler in systems.SAMPLERS:
-            for lengths, noises in systems.SAMPLER_BEAMS:
-                for steps in self.scale.sampler_steps:
-                    setting = systems.sampler_setting(sampler, steps, lengths, noises)
-                    say(f"decoding {setting.name}")
-                    out, speed = self.generate(setting, batch)
-                    scores = self.score(out)
-                    say(f"  SacreBLEU {scores['sacrebleu']:.2f}, {speed['sentences_per_s']:.2f} sentences/s")
-                    self.results.set("samplers", setting.name, {
-                        "sampler": sampler, "steps": steps, "candidates": f"{lengths}x{noises}",
-                        "bleu": round(scores["sacrebleu"], 2), "tok_bleu": round(scores["tok_bleu"], 2),
-                        "sentences_per_s": speed["sentences_per_s"], "command": speed["command"],
-                    })
+        for setting, early_stopping in systems.sampler_settings(self.scale.sampler_steps):
+            say(f"decoding {setting.name}")
+            out, speed = self.generate(setting, batch)
+            scores = self.score(out)
+            say(f"  SacreBLEU {scores['sacrebleu']:.2f}, {speed['sentences_per_s']:.2f} sentences/s")
+            sampler, lengths, noises = (setting.args[setting.args.index(flag) + 1] for flag in
+                                        ("--decoding-sampler", "--length-beam-size", "--noise-beam-size"))
+            self.results.set("samplers", setting.name, {
+                "sampler": sampler, "steps": setting.steps, "early_stopping": early_stopping,
+                "candidates": f"{lengths}x{noises}",
+                "bleu": round(scores["sacrebleu"], 2), "tok_bleu": round(scores["tok_bleu"], 2),
+                "sentences_per_s": speed["sentences_per_s"], "command": speed["command"],
+            })
 
     # -- part: precision -------------------------------------------------------------------------
 
@@ -391,6 +392,8 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="check every step in a few minutes: 2,000 training pairs, 60 test sentences, "
                         "short budgets; results are marked quick")
+    p.add_argument("--systems", nargs="+", choices=list(systems.SYSTEMS),
+                   help="train only these systems in the train part (the others keep their checkpoints)")
     p.add_argument("--settings", nargs="+", choices=[s.name for s in systems.DECODING_SETTINGS],
                    help="decode only these settings")
     p.add_argument("--variants", nargs="+", choices=list(systems.ABLATIONS),

@@ -95,6 +95,11 @@ DECODING_SETTINGS: List[DecodingSetting] = [
     _difformer("difformer_20_3x2", "Difformer, 20 steps, early stop 5, 3×2", 20, 5, 3, 2),
     _difformer("difformer_20_3x2_rerank", "Difformer, 20 steps, early stop 5, 3×2, AR reranker",
                20, 5, 3, 2, reranker=True),
+    # The task's default decoding (no decoding flag given), alone and as 3×2 with the AR reranker.
+    DecodingSetting("difformer_default", "difformer", ("--seed", "1"), "Difformer, default decoding, 1×1"),
+    DecodingSetting("difformer_default_3x2_rerank", "difformer",
+                    ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr", "--seed", "1"),
+                    "Difformer, default decoding, 3×2, AR reranker", reranker=True),
     _difformer("difformer_steps2", "Difformer, 2 steps, 1×1", 2),
     _difformer("difformer_steps5", "Difformer, 5 steps, 1×1", 5),
     _difformer("difformer_steps10", "Difformer, 10 steps, 1×1", 10),
@@ -103,18 +108,46 @@ DECODING_SETTINGS: List[DecodingSetting] = [
 ]
 SETTINGS_BY_NAME = {s.name: s for s in DECODING_SETTINGS}
 
-# The samplers part: every sampler × number of steps × candidates (lengths × noises), no early
-# stopping, against AR beam 5 decoded in the same run.
+# The samplers part: every sampler × number of steps × early stopping × candidates (lengths ×
+# noises), against AR beam 5 decoded in the same run. Early stopping is given as the fraction of the
+# steps left out: 0, and the paper's 5 of 20 wherever it leaves out at least one step.
 SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
 SAMPLER_BEAMS = ((1, 1), (3, 2))
+SAMPLER_STOPS = (0.0, 0.25)
 
 
-def sampler_setting(sampler: str, steps: int, lengths: int, noises: int) -> DecodingSetting:
-    """Difformer decoded with ``sampler`` in ``steps`` steps, ``lengths`` × ``noises`` candidates."""
-    args = ("--decoding-sampler", sampler, "--decoding-steps", str(steps), "--decoding-early-stopping", "0",
+def sampler_early_stopping(steps: int, fraction: float) -> int:
+    """E = ⌊fraction · steps⌋, the final steps left out (20 steps at 0.25: 5, the paper's)."""
+    return int(fraction * steps)
+
+
+def sampler_setting(sampler: str, steps: int, lengths: int, noises: int, early_stopping: int = 0) -> DecodingSetting:
+    """Difformer decoded with ``sampler`` in ``steps`` steps of which the last ``early_stopping``
+    are left out, ``lengths`` × ``noises`` candidates."""
+    args = ("--decoding-sampler", sampler, "--decoding-steps", str(steps),
+            "--decoding-early-stopping", str(early_stopping),
             "--length-beam-size", str(lengths), "--noise-beam-size", str(noises), "--seed", "1")
-    return DecodingSetting(f"{sampler}_{steps}_{lengths}x{noises}", "difformer", args,
-                           f"Difformer, {sampler}, {steps} steps, {lengths}×{noises}", steps=steps)
+    stop = f"es{early_stopping}" if early_stopping else ""
+    label_stop = f", early stop {early_stopping}" if early_stopping else ""
+    return DecodingSetting(f"{sampler}_{steps}{stop}_{lengths}x{noises}", "difformer", args,
+                           f"Difformer, {sampler}, {steps} steps{label_stop}, {lengths}×{noises}", steps=steps)
+
+
+def sampler_settings(steps_grid) -> List[Tuple[DecodingSetting, int]]:
+    """The samplers part's grid: (setting, early stopping) for every sampler × candidates × early
+    stopping fraction × steps, without repeats (a fraction that leaves out no step is E = 0)."""
+    grid = []
+    for sampler in SAMPLERS:
+        for lengths, noises in SAMPLER_BEAMS:
+            for fraction in SAMPLER_STOPS:
+                for steps in steps_grid:
+                    stop = sampler_early_stopping(steps, fraction)
+                    if fraction and not stop:
+                        continue
+                    grid.append((sampler_setting(sampler, steps, lengths, noises, stop), stop))
+    return grid
+
+
 BASELINE_SETTING = "ar_beam5"
 
 GENERATE_TASK = {"ar": "translation", "cmlm": "translation_lev", "difformer": "difformer"}
@@ -135,7 +168,7 @@ class Scale:
 
 FULL = Scale(train_lines=None, eval_lines=None, bpe_merges=8000, throughput_updates=300, log_interval=50)
 QUICK = Scale(train_lines=2000, eval_lines=60, bpe_merges=1000, throughput_updates=20, log_interval=5,
-              sampler_steps=(1, 2))
+              sampler_steps=(1, 4))
 # One lent GPU for a few minutes: fewer throughput updates, decoding at batch 100 and --max-tokens.
 CUDA = Scale(train_lines=None, eval_lines=None, bpe_merges=8000, throughput_updates=100, log_interval=25,
              decode_batch_sizes=(100, 0))

@@ -82,6 +82,7 @@ def synthetic_results():
         "throughput": {s: {"total_updates": 300, "command": f"fairseq-train {s}"} for s in systems.SYSTEMS},
         "training": {s: {"minutes": 20, "updates": 2000, "command": f"fairseq-train {s}"} for s in systems.SYSTEMS},
         "decode_sentences_per_s": speed,
+        "decode_sentences_per_s_batch1": {name: 2.0 + i for i, name in enumerate(speed)},
         "decoding": decoding,
         "bleu": bleu,
         "tok_bleu": dict(bleu),
@@ -94,12 +95,24 @@ def synthetic_results():
 
 def test_targets_are_the_ratios_to_the_baselines():
     results = synthetic_results()
-    train, decode, quality = report.targets(results)
+    train, decode, quality, default, reranked, latency = report.targets(results)
     assert train["value"] == pytest.approx(0.75) and train["met"] is False
     names = [s.name for s in systems.DECODING_SETTINGS]
     expected = (10.0 + names.index("difformer_20")) / (10.0 + names.index("ar_beam5"))
     assert decode["value"] == pytest.approx(expected) and decode["met"] is (expected >= 1)
     assert quality["value"] == pytest.approx(8.0) and quality["met"] is True
+    # The default decoding's targets: speed ratio and BLEU against the paper's decoding, both needed.
+    position = {name: i for i, name in enumerate(results["decode_sentences_per_s"])}
+    assert default["value"] == pytest.approx((10.0 + position["difformer_default"]) / (10.0 + position["ar_beam5"]))
+    assert latency["value"] == pytest.approx((2.0 + position["difformer_default"]) / (2.0 + position["ar_beam5"]))
+    assert latency["met"] is (latency["value"] >= 4)
+    assert reranked["met"] is (reranked["value"] >= 0.5)  # its BLEU is higher than the 20-step one's
+    results["decode_sentences_per_s"]["difformer_default"] = 2 * results["decode_sentences_per_s"]["ar_beam5"]
+    assert report.targets(results)[3]["met"] is True
+    results["bleu"]["difformer_default"] = results["bleu"]["difformer_20"] - 0.01
+    assert report.targets(results)[3]["met"] is False
+    del results["bleu"]["difformer_default"]
+    assert report.targets(results)[3]["met"] is None
     del results["bleu"]["cmlm"]
     assert report.targets(results)[2]["met"] is None
 
@@ -178,8 +191,8 @@ def test_ablation_rescaling_factor_is_the_last_one_given():
 
 
 def test_samplers_part_decodes_every_sampler_steps_and_candidates_against_ar_beam5(tmp_path, monkeypatch):
-    """The samplers part: the AR beam 5 baseline first, then every sampler × steps × L×N with its
-    flags; the report shows BLEU and the speed ratio to that baseline, and the plot."""
+    """The samplers part: the AR beam 5 baseline first, then every sampler × steps × early stopping
+    × L×N with its flags; the report shows BLEU and the speed ratio to that baseline, and the plot."""
     from argparse import Namespace
 
     from benchmarks.run import Benchmark
@@ -200,18 +213,22 @@ def test_samplers_part_decodes_every_sampler_steps_and_candidates_against_ar_bea
     bench.samplers()
 
     assert commands[0][commands[0].index("--task") + 1] == "translation" and "--beam" in commands[0]
-    decoded = {(c[c.index("--decoding-sampler") + 1], c[c.index("--decoding-steps") + 1],
-                c[c.index("--length-beam-size") + 1], c[c.index("--noise-beam-size") + 1]) for c in commands[1:]}
-    assert decoded == {(s, str(n), str(l), str(k)) for s in systems.SAMPLERS for n in systems.QUICK.sampler_steps
-                       for l, k in systems.SAMPLER_BEAMS}
-    assert all(c[c.index("--decoding-early-stopping") + 1] == "0" for c in commands[1:])
+    flags = ("--decoding-sampler", "--decoding-steps", "--decoding-early-stopping", "--length-beam-size",
+             "--noise-beam-size")
+    decoded = [tuple(c[c.index(flag) + 1] for flag in flags) for c in commands[1:]]
+    # QUICK decodes 1 and 4 steps; a quarter of 4 steps is 1, of 1 step nothing (no second run).
+    expected = [(s, str(n), str(e), str(l), str(k)) for s in systems.SAMPLERS for l, k in systems.SAMPLER_BEAMS
+                for n, e in ((1, 0), (4, 0), (4, 1))]
+    assert sorted(decoded) == sorted(expected) and len(decoded) == len(expected)
 
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["samplers_baseline"]["sentences_per_s"] == 50.0
-    entry = results["samplers"]["ddim_2_3x2"]
-    assert entry["sentences_per_s"] == 50.0 and entry["candidates"] == "3x2" and entry["sampler"] == "ddim"
+    entry = results["samplers"]["ddim_4es1_3x2"]
+    assert entry["sentences_per_s"] == 25.0 and entry["candidates"] == "3x2" and entry["sampler"] == "ddim"
+    assert entry["steps"] == 4 and entry["early_stopping"] == 1
     text = report.write(results, tmp_path / "docs").read_text()
-    bleu_ddim_2 = 10.0 + len("ddim_2_3x2.txt")
-    assert f"| `ddim` | 3×2 | {10.0 + len('ddim_1_3x2.txt'):.2f} (2.00×) | {bleu_ddim_2:.2f} (1.00×) |" in text
+    bleu = {name: f"{10.0 + len(name + '.txt'):.2f}" for name in results["samplers"]}
+    assert f"| `ddim` | 3×2 | – | {bleu['ddim_1_3x2']} (2.00×) | {bleu['ddim_4_3x2']} (0.50×) |" in text
+    assert f"| `ddim` | 3×2 | ¼ | – | {bleu['ddim_4es1_3x2']} (0.50×) |" in text
     assert (tmp_path / "docs" / "benchmarks" / "samplers.png").read_bytes()[:4] == b"\x89PNG"
     assert "Not measured yet (`--part samplers`)" in report.write({}, tmp_path / "empty").read_text()
