@@ -11,6 +11,7 @@ Returns fairseq's hypothesis dicts (``tokens``, ``score``, ``positional_scores``
 ``history``, ``alignment``, ``attention``), all K candidates per source, the selected one first.
 """
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import List, Optional
@@ -33,6 +34,7 @@ class DecodingConfig:
     noise_schedule: Optional[str] = None  # None: the schedule the model was trained with
     sampler: str = "ddpm"  # a key of diffusion.samplers.SAMPLERS
     eta: Optional[float] = None  # DDIM's η; None: 0
+    bf16: bool = False  # encoder and denoiser under torch.autocast(bfloat16)
     clamping: bool = False
     length_beam: int = 1
     noise_beam: int = 1
@@ -169,14 +171,16 @@ class DifformerGenerator:
                 "drop the flag (every position is denoised at once)"
             )
         model = models[0]
+        autocast = self.autocast(model)
         src_tokens = sample["net_input"]["src_tokens"]
         src_lengths = sample["net_input"]["src_lengths"]
         bsz, k = src_tokens.size(0), self.candidates_per_source
         # The sampler follows the model's device (it may have been built before the model moved).
         sampler = self.sampler.to(next(model.parameters()).device)
 
-        encoder_out = model.forward_encoder([src_tokens, src_lengths])
-        lengths = self.candidate_lengths(model.predict_lengths(encoder_out))            # B·K
+        with autocast:
+            encoder_out = model.forward_encoder([src_tokens, src_lengths])
+            lengths = self.candidate_lengths(model.predict_lengths(encoder_out))        # B·K
         # All candidates' z_T drawn at once, in candidate order, whatever the grouping.
         z_t, padding_mask = model.initial_latents(lengths, sampler.prior_scale)        # B·K × ℓ × d
         source_of = torch.arange(bsz, device=lengths.device).repeat_interleave(k)
@@ -192,7 +196,8 @@ class DifformerGenerator:
         needs_words = self.config.clamping or self.config.retain_history
         for i, (step, timestep) in enumerate(zip(sampler.steps, sampler.timesteps)):
             z0_prev = z0_hat
-            z0_hat = self.denoise(model, groups, z_t, timestep, z0_prev, padding_mask)
+            with autocast:
+                z0_hat = self.denoise(model, groups, z_t, timestep, z0_prev, padding_mask)
             if needs_words or i == last:  # the vocabulary projection ẑ0·Eᵀ only where it is used
                 tokens, positional_scores = model.round_to_words(z0_hat, lengths, padding_mask)
                 if self.config.retain_history:
@@ -207,14 +212,27 @@ class DifformerGenerator:
         selection = self.selection_scores(src_tokens, src_lengths, tokens, scores, lengths)
         return self.hypotheses(tokens, positional_scores, scores, selection, lengths, history, bsz)
 
+    def autocast(self, model):
+        """With ``bf16``: torch.autocast(bfloat16) on the model's device, under which the
+        encoder's and the denoiser's matrix products run in bfloat16; otherwise no change."""
+        if not self.config.bf16:
+            return contextlib.nullcontext()
+        parameter = next(model.parameters())
+        if parameter.dtype != torch.float32:
+            raise DifformerError(
+                f"--decoding-bf16 runs a float32 model's matrix products in bfloat16, but this model "
+                f"is in {parameter.dtype}: drop --fp16 (or --decoding-bf16)"
+            )
+        return torch.autocast(parameter.device.type, dtype=torch.bfloat16)
+
     @staticmethod
     def denoise(model, groups, z_t, timestep, z0_prev, padding_mask):
-        """ẑ0 of every candidate, each group denoised at its own width (the positions beyond a
-        group's width are padding for all its rows and stay 0)."""
+        """ẑ0 of every candidate (in z_t's dtype), each group denoised at its own width (the
+        positions beyond a group's width are padding for all its rows and stay 0)."""
         if len(groups) == 1:  # all candidates at full width: no copies in or out
             (group,) = groups
             t = torch.full((z_t.size(0),), timestep, dtype=torch.long, device=z_t.device)
-            return model.denoise(z_t, t, z0_prev, group.encoder_out, padding_mask, group.cache)
+            return model.denoise(z_t, t, z0_prev, group.encoder_out, padding_mask, group.cache).to(z_t.dtype)
         z0_hat = torch.zeros_like(z_t)
         for group in groups:
             rows, width = group.rows, group.width
@@ -222,7 +240,7 @@ class DifformerGenerator:
             z0_hat[rows, :width] = model.denoise(
                 z_t[rows, :width], t, z0_prev[rows, :width], group.encoder_out,
                 padding_mask[rows, :width], group.cache,
-            )
+            ).to(z_t.dtype)
         return z0_hat
 
     def selection_scores(self, src_tokens, src_lengths, tokens, scores, lengths):

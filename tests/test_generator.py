@@ -2,7 +2,8 @@
 parsed by fairseq-generate's own parser, change the sampled latents as their formulas say: the
 first two denoiser inputs are checked against z_T = F ε₁ and one DDPM posterior step
 z_{t'} = μ(ẑ0, z_T) + σ ε₂ computed here from the schedule's definition. Candidates grouped by
-length: the least-cost cut against brute force, and the same hypotheses as one batch."""
+length: the least-cost cut against brute force, and the same hypotheses as one batch. --decoding-bf16:
+bfloat16 matrix products, float32 latents."""
 
 import math
 import random
@@ -16,6 +17,7 @@ from test_model import DICT, batch, build
 
 import fairseq_difformer  # noqa: F401
 from fairseq_difformer import generator as generator_module
+from fairseq_difformer.errors import DifformerError
 from fairseq_difformer.generator import DecodingConfig, DifformerGenerator, length_groups
 
 TRAIN_STEPS, DECODING_STEPS = 100, 5
@@ -181,3 +183,51 @@ def test_grouping_by_length_gives_the_hypotheses_of_one_batch(monkeypatch, confi
             assert torch.equal(e["tokens"], g["tokens"])
             torch.testing.assert_close(e["positional_scores"], g["positional_scores"])
             assert [h["tokens"].tolist() for h in e["history"]] == [h["tokens"].tolist() for h in g["history"]]
+
+
+# ---------------------------------------------------------------- bfloat16 matrix products
+
+def test_decoding_bf16_runs_the_matrix_products_in_bfloat16_and_the_sampler_in_float32(tmp_path):
+    """--decoding-bf16, parsed by fairseq-generate's parser: the encoder's and the denoiser's
+    linear layers compute in bfloat16, while the latents the sampler moves, ẑ0 it is given and the
+    scores stay float32; a model already in half precision is refused in one line."""
+    for lang in ("de", "en"):
+        DICT.save(str(tmp_path / f"dict.{lang}.txt"))
+
+    def generator(*flags):
+        args = options.parse_args_and_arch(options.get_generation_parser(), [
+            str(tmp_path), "--user-dir", USER_DIR, "--task", "difformer", "--source-lang", "de",
+            "--target-lang", "en", "--decoding-steps", "4", "--length-beam-size", "2", *flags])
+        cfg = convert_namespace_to_omegaconf(args)
+        return tasks.setup_task(cfg.task).build_generator([model], cfg.generation)
+
+    model = build(diffusion_steps=TRAIN_STEPS)
+    model.decoder.forward_length_prediction = lambda *args, **kwargs: torch.tensor([6, 4])
+    linear_dtypes = {}
+    for name in ("encoder.layers.0.fc1", "decoder.layers.1.fc2", "decoder.latent_input.project_in"):
+        model.get_submodule(name).register_forward_hook(
+            lambda module, inputs, output, name=name: linear_dtypes.setdefault(name, set()).add(output.dtype))
+    src_tokens, src_lengths, _ = batch()
+    sample = {"net_input": {"src_tokens": src_tokens, "src_lengths": src_lengths}}
+
+    hypotheses = {}
+    for flags in ((), ("--decoding-bf16",)):
+        gen = generator(*flags)
+        moves = []
+        step = gen.sampler.step
+        gen.sampler.step = lambda z_t, z0_hat, *a, **kw: moves.append((z_t.dtype, z0_hat.dtype)) or step(z_t, z0_hat, *a, **kw)
+        linear_dtypes.clear()
+        torch.manual_seed(0)
+        hypotheses[flags] = gen.generate([model], sample)
+        expected = torch.bfloat16 if flags else torch.float32
+        assert all(dtypes == {expected} for dtypes in linear_dtypes.values()) and len(linear_dtypes) == 3
+        assert set(moves) == {(torch.float32, torch.float32)} and len(moves) == 3
+        assert {h["positional_scores"].dtype for hypos in hypotheses[flags] for h in hypos} == {torch.float32}
+    # The same candidates (lengths from the same prediction), words from bfloat16 matrix products.
+    for fp32, bf16 in zip(hypotheses[()], hypotheses[("--decoding-bf16",)]):
+        assert sorted(len(h["tokens"]) for h in fp32) == sorted(len(h["tokens"]) for h in bf16)
+
+    model.half()
+    with pytest.raises(DifformerError, match=r"--decoding-bf16 runs a float32 model's .* drop --fp16") as error:
+        generator("--decoding-bf16").generate([model], sample)
+    assert "\n" not in str(error.value)

@@ -62,6 +62,12 @@ class DifformerConfig(TranslationConfig):
         metadata={"help": "DDIM's η in [0, 1] (--decoding-sampler ddim only; default 0): 0 is "
                           "deterministic, 1 samples from the DDPM posterior"},
     )
+    decoding_bf16: bool = field(
+        default=False,
+        metadata={"help": "run the encoder's and the denoiser's matrix products in bfloat16 "
+                          "(torch.autocast; CPUs with AVX512-BF16 or AMX, recent GPUs); the latents, "
+                          "the sampler and the final rounding stay float32"},
+    )
     clamping: bool = field(
         default=False, metadata={"help": "replace ẑ0 by the embedding of its argmax word at each step"}
     )
@@ -97,7 +103,7 @@ class DifformerConfig(TranslationConfig):
 # task: the keyword arguments of DifformerModel.from_pretrained(...).translate(...).
 DECODING_OPTIONS = (
     "decoding_steps", "decoding_early_stopping", "decoding_rescaling_factor", "decoding_vp_rf",
-    "decoding_noise_schedule", "decoding_sampler", "decoding_eta", "clamping", "length_beam_size",
+    "decoding_noise_schedule", "decoding_sampler", "decoding_eta", "decoding_bf16", "clamping", "length_beam_size",
     "noise_beam_size", "ppl_mbr", "bleu_mbr",
 )
 
@@ -272,6 +278,7 @@ class DifformerTask(TranslationTask):
             noise_schedule=option("decoding_noise_schedule"),
             sampler=str(option("decoding_sampler")),
             eta=option("decoding_eta"),
+            bf16=bool(option("decoding_bf16")),
             clamping=option("clamping"),
             length_beam=option("length_beam_size"),
             noise_beam=option("noise_beam_size"),
