@@ -82,6 +82,11 @@ def _difformer(name, label, steps, early_stopping=0, lengths=1, noises=1, rerank
                            steps=steps if early_stopping == 0 and lengths * noises == 1 else None)
 
 
+#: the task's default decoding: DifformerConfig's decoding_sampler and decoding_steps (a test keeps
+#: them equal), whose default early stopping is a quarter of the steps, named in the labels
+DEFAULT_DECODING = ("ddpm", 5)
+DEFAULT_LABEL = f"{DEFAULT_DECODING[0]}, {DEFAULT_DECODING[1]} steps, early stop {DEFAULT_DECODING[1] // 4}"
+
 DECODING_SETTINGS: List[DecodingSetting] = [
     DecodingSetting("ar_beam1", "ar", ("--beam", "1"), "AR Transformer, greedy"),
     DecodingSetting("ar_beam5", "ar", ("--beam", "5"), "AR Transformer, beam 5"),
@@ -96,10 +101,15 @@ DECODING_SETTINGS: List[DecodingSetting] = [
     _difformer("difformer_20_3x2_rerank", "Difformer, 20 steps, early stop 5, 3×2, AR reranker",
                20, 5, 3, 2, reranker=True),
     # The task's default decoding (no decoding flag given), alone and as 3×2 with the AR reranker.
-    DecodingSetting("difformer_default", "difformer", ("--seed", "1"), "Difformer, default decoding, 1×1"),
+    DecodingSetting("difformer_default", "difformer", ("--seed", "1"), f"Difformer, default ({DEFAULT_LABEL}), 1×1"),
     DecodingSetting("difformer_default_3x2_rerank", "difformer",
                     ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr", "--seed", "1"),
-                    "Difformer, default decoding, 3×2, AR reranker", reranker=True),
+                    f"Difformer, default ({DEFAULT_LABEL}), 3×2, AR reranker", reranker=True),
+    DecodingSetting("difformer_default_bf16", "difformer", ("--decoding-bf16", "--seed", "1"),
+                    f"Difformer, default ({DEFAULT_LABEL}), 1×1, --decoding-bf16"),
+    DecodingSetting("difformer_default_3x2_rerank_bf16", "difformer",
+                    ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr", "--decoding-bf16", "--seed", "1"),
+                    f"Difformer, default ({DEFAULT_LABEL}), 3×2, AR reranker, --decoding-bf16", reranker=True),
     _difformer("difformer_steps2", "Difformer, 2 steps, 1×1", 2),
     _difformer("difformer_steps5", "Difformer, 5 steps, 1×1", 5),
     _difformer("difformer_steps10", "Difformer, 10 steps, 1×1", 10),

@@ -232,3 +232,12 @@ def test_samplers_part_decodes_every_sampler_steps_and_candidates_against_ar_bea
     assert f"| `ddim` | 3×2 | ¼ | – | {bleu['ddim_4es1_3x2']} (0.50×) |" in text
     assert (tmp_path / "docs" / "benchmarks" / "samplers.png").read_bytes()[:4] == b"\x89PNG"
     assert "Not measured yet (`--part samplers`)" in report.write({}, tmp_path / "empty").read_text()
+
+
+def test_the_default_settings_label_names_the_tasks_default_decoding():
+    from fairseq_difformer.tasks.difformer_task import DifformerConfig
+
+    config = DifformerConfig()
+    assert systems.DEFAULT_DECODING == (config.decoding_sampler, config.decoding_steps)
+    assert config.decoding_early_stopping is None  # a quarter of the steps, as the label says
+    assert "--decoding-steps" not in systems.SETTINGS_BY_NAME["difformer_default"].args

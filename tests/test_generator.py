@@ -197,7 +197,8 @@ def test_decoding_bf16_runs_the_matrix_products_in_bfloat16_and_the_sampler_in_f
     def generator(*flags):
         args = options.parse_args_and_arch(options.get_generation_parser(), [
             str(tmp_path), "--user-dir", USER_DIR, "--task", "difformer", "--source-lang", "de",
-            "--target-lang", "en", "--decoding-steps", "4", "--length-beam-size", "2", *flags])
+            "--target-lang", "en", "--decoding-steps", "4", "--decoding-early-stopping", "0",
+            "--length-beam-size", "2", *flags])
         cfg = convert_namespace_to_omegaconf(args)
         return tasks.setup_task(cfg.task).build_generator([model], cfg.generation)
 

@@ -385,9 +385,16 @@ def test_fairseq_checkpoints_load_with_weights_only_but_other_classes_do_not(dif
 def test_generation_args_override_the_task_decoding_options():
     """--eval-bleu passes its --eval-bleu-args as the generation args."""
     task = make_task()
-    gen = task.build_generator([build()], argparse.Namespace(decoding_steps=5, length_beam_size=2))
-    assert gen.config.steps == 5 and gen.config.length_beam == 2 and gen.config.noise_beam == 1
-    assert task.build_generator([build()], argparse.Namespace()).config.steps == 20
+    gen = task.build_generator([build()], argparse.Namespace(decoding_steps=9, length_beam_size=2))
+    assert gen.config.steps == 9 and gen.config.length_beam == 2 and gen.config.noise_beam == 1
+    assert gen.config.early_stopping == 2  # a quarter of the steps given, by default
+    defaults = task.build_generator([build()], argparse.Namespace()).config
+    assert (defaults.steps, defaults.early_stopping, defaults.sampler) == (5, 1, "ddpm")
+    for steps, early_stopping in ((1, 0), (3, 0), (4, 1), (20, 5)):
+        config = task.build_generator([build()], argparse.Namespace(decoding_steps=steps)).config
+        assert config.early_stopping == early_stopping
+    given = argparse.Namespace(decoding_steps=20, decoding_early_stopping=0)
+    assert task.build_generator([build()], given).config.early_stopping == 0
 
 
 def test_rounding_never_outputs_pad_bos_or_the_dictionary_fillers():

@@ -98,12 +98,12 @@ def check_decoding_options(options):
             if not isinstance(value, str) or value not in SAMPLERS:
                 raise DifformerError(f"decoding_sampler={value!r}: choose one of {', '.join(SAMPLERS)}")
             continue
-        if name == "decoding_eta" and value is None:  # None: the sampler's default
+        if name in ("decoding_eta", "decoding_early_stopping") and value is None:  # None: the default
             continue
         default = DifformerConfig.__dataclass_fields__[name].default if name in DECODING_OPTIONS else False
         if isinstance(default, bool):
             valid, kind = isinstance(value, bool), "True or False"
-        elif isinstance(default, int):
+        elif isinstance(default, int) or name == "decoding_early_stopping":
             valid, kind = isinstance(value, numbers.Integral) and not isinstance(value, bool), "an integer"
         else:
             valid, kind = isinstance(value, numbers.Real) and not isinstance(value, bool), "a number"
