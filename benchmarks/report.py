@@ -211,10 +211,9 @@ def _section_decoding(results, plots):
             "one batch, chosen by mean log-probability or by the AR model (reranker).\n\n"
             + _table(["setting", "", "SacreBLEU", "tok. BLEU", "sent/s (batch 100)", "÷ AR beam 5",
                       f"sent/s ({second_label})", "÷ AR beam 5", "peak memory (MiB)"], rows))
-    for key, caption in (("steps_curve", "Difformer over decoding steps (1×1, no early stopping)"),
-                         ("quality_speed", "BLEU against decoding speed, every setting (batch 100)")):
-        if key in plots:
-            text += f"\n![{caption}]({plots[key]})\n"
+    if "quality_speed" in plots:
+        text += f"\n![BLEU against decoding speed, every setting (batch 100)]({plots['quality_speed']})\n"
+    text += "\nDifformer over the number of steps, for each sampler: the Samplers section.\n"
     return text
 
 
@@ -344,26 +343,6 @@ def make_plots(results: Dict, directory: Path, prefix: str) -> Dict[str, str]:
     made = {}
     bleu = results.get("bleu", {})
     speed = results.get("decode_sentences_per_s", {})
-
-    curve = [(s.steps, bleu[s.name], speed[s.name]) for s in systems.DECODING_SETTINGS
-             if s.steps and s.name in bleu and s.name in speed]
-    if curve:
-        steps, b, sps = zip(*sorted(curve))
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(steps, b, "o-", color="tab:blue", label="SacreBLEU")
-        ax.set_xscale("log")
-        ax.set_xticks(steps)
-        ax.set_xticklabels([str(s) for s in steps])
-        ax.set_xlabel("decoding steps")
-        ax.set_ylabel("SacreBLEU", color="tab:blue")
-        ax2 = ax.twinx()
-        ax2.plot(steps, sps, "s--", color="tab:red", label="sentences/s")
-        ax2.set_ylabel("sentences/s (batch 100)", color="tab:red")
-        ax.set_title("Difformer: quality and speed over decoding steps")
-        fig.tight_layout()
-        fig.savefig(directory / "steps_curve.png", dpi=120)
-        plt.close(fig)
-        made["steps_curve"] = f"{prefix}/steps_curve.png"
 
     points = [(s, bleu[s.name], speed[s.name]) for s in systems.DECODING_SETTINGS
               if s.name in bleu and s.name in speed]

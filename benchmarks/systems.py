@@ -70,7 +70,7 @@ class DecodingSetting:
     args: Tuple[str, ...]
     label: str
     reranker: bool = False           # adds the AR system as the second --path (Difformer PPL-MBR)
-    steps: Optional[int] = None      # Difformer's decoding steps, for the quality/speed curve
+    steps: Optional[int] = None      # Difformer's --decoding-steps
 
 
 def _difformer(name, label, steps, early_stopping=0, lengths=1, noises=1, reranker=False):
@@ -78,8 +78,7 @@ def _difformer(name, label, steps, early_stopping=0, lengths=1, noises=1, rerank
             "--length-beam-size", str(lengths), "--noise-beam-size", str(noises), "--seed", "1")
     if reranker:
         args += ("--ppl-mbr",)
-    return DecodingSetting(name, "difformer", args, label, reranker=reranker,
-                           steps=steps if early_stopping == 0 and lengths * noises == 1 else None)
+    return DecodingSetting(name, "difformer", args, label, reranker=reranker, steps=steps)
 
 
 #: the task's default decoding: DifformerConfig's decoding_sampler and decoding_steps (a test keeps
@@ -110,11 +109,6 @@ DECODING_SETTINGS: List[DecodingSetting] = [
     DecodingSetting("difformer_default_3x2_rerank_bf16", "difformer",
                     ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr", "--decoding-bf16", "--seed", "1"),
                     f"Difformer, default ({DEFAULT_LABEL}), 3×2, AR reranker, --decoding-bf16", reranker=True),
-    _difformer("difformer_steps2", "Difformer, 2 steps, 1×1", 2),
-    _difformer("difformer_steps5", "Difformer, 5 steps, 1×1", 5),
-    _difformer("difformer_steps10", "Difformer, 10 steps, 1×1", 10),
-    _difformer("difformer_steps20", "Difformer, 20 steps, 1×1", 20),
-    _difformer("difformer_steps50", "Difformer, 50 steps, 1×1", 50),
 ]
 SETTINGS_BY_NAME = {s.name: s for s in DECODING_SETTINGS}
 
