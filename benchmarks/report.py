@@ -245,7 +245,7 @@ def _section_samplers(results, plots):
             "out, `--decoding-early-stopping` ⌊steps/4⌋, the paper's 5 of 20) and lengths × noises, at "
             "batch 100 on test2016: SacreBLEU and, in brackets, sentences/s ÷ AR beam 5 decoded in the same "
             f"run ({_fmt(base)} sentences/s). 3×2 is chosen by mean log-probability.\n\n"
-            + _table(["sampler", "candidates", "early stop", *[f"{n} steps" for n in steps]], rows))
+            + _table(["sampler", "candidates", "early stop", *[f"{n} step{'s' * (n > 1)}" for n in steps]], rows))
     if "samplers" in plots:
         text += f"\n![SacreBLEU against speed for each sampler]({plots['samplers']})\n"
     return text
