@@ -100,14 +100,16 @@ DECODING_SETTINGS: List[DecodingSetting] = [
     _difformer("difformer_20_3x2_rerank", "Difformer, 20 steps, early stop 5, 3×2, AR reranker",
                20, 5, 3, 2, reranker=True),
     # The task's default decoding (no decoding flag given), alone and as 3×2 with the AR reranker.
-    DecodingSetting("difformer_default", "difformer", ("--seed", "1"), f"Difformer, default ({DEFAULT_LABEL}), 1×1"),
+    DecodingSetting("difformer_default", "difformer", ("--seed", "1"),
+                    f"Difformer, default ({DEFAULT_LABEL}), 1×1"),
     DecodingSetting("difformer_default_3x2_rerank", "difformer",
                     ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr", "--seed", "1"),
                     f"Difformer, default ({DEFAULT_LABEL}), 3×2, AR reranker", reranker=True),
     DecodingSetting("difformer_default_bf16", "difformer", ("--decoding-bf16", "--seed", "1"),
                     f"Difformer, default ({DEFAULT_LABEL}), 1×1, --decoding-bf16"),
     DecodingSetting("difformer_default_3x2_rerank_bf16", "difformer",
-                    ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr", "--decoding-bf16", "--seed", "1"),
+                    ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr", "--decoding-bf16",
+                     "--seed", "1"),
                     f"Difformer, default ({DEFAULT_LABEL}), 3×2, AR reranker, --decoding-bf16", reranker=True),
 ]
 SETTINGS_BY_NAME = {s.name: s for s in DECODING_SETTINGS}

@@ -216,7 +216,8 @@ def test_decoding_bf16_runs_the_matrix_products_in_bfloat16_and_the_sampler_in_f
         gen = generator(*flags)
         moves = []
         step = gen.sampler.step
-        gen.sampler.step = lambda z_t, z0_hat, *a, **kw: moves.append((z_t.dtype, z0_hat.dtype)) or step(z_t, z0_hat, *a, **kw)
+        gen.sampler.step = lambda z_t, z0_hat, *a, **kw: (moves.append((z_t.dtype, z0_hat.dtype))
+                                                          or step(z_t, z0_hat, *a, **kw))
         linear_dtypes.clear()
         torch.manual_seed(0)
         hypotheses[flags] = gen.generate([model], sample)
