@@ -16,6 +16,7 @@ import glob
 import numbers
 import os
 import tarfile
+import typing
 
 import torch
 from fairseq import hub_utils
@@ -98,12 +99,15 @@ def check_decoding_options(options):
             if not isinstance(value, str) or value not in SAMPLERS:
                 raise DifformerError(f"decoding_sampler={value!r}: choose one of {', '.join(SAMPLERS)}")
             continue
-        if name in ("decoding_eta", "decoding_early_stopping") and value is None:  # None: the default
-            continue
-        default = DifformerConfig.__dataclass_fields__[name].default if name in DECODING_OPTIONS else False
-        if isinstance(default, bool):
+        # The option's declared type: Optional[X] accepts None (the task's default).
+        declared = DifformerConfig.__dataclass_fields__[name].type if name in DECODING_OPTIONS else bool
+        if type(None) in typing.get_args(declared):
+            if value is None:
+                continue
+            (declared,) = (t for t in typing.get_args(declared) if t is not type(None))
+        if declared is bool:
             valid, kind = isinstance(value, bool), "True or False"
-        elif isinstance(default, int) or name == "decoding_early_stopping":
+        elif declared is int:
             valid, kind = isinstance(value, numbers.Integral) and not isinstance(value, bool), "an integer"
         else:
             valid, kind = isinstance(value, numbers.Real) and not isinstance(value, bool), "a number"
