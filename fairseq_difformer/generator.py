@@ -12,12 +12,12 @@ Returns fairseq's hypothesis dicts (``tokens``, ``score``, ``positional_scores``
 """
 
 import contextlib
-import math
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Optional
 
 import torch
 
+from .batching import GROUP_CALL_COST, length_groups
 from .diffusion import SAMPLERS, GaussianDiffusion, build_sampler, check_rescaling_factor
 from .errors import DifformerError
 from .selection import ARReranker, bleu_mbr, candidate_strings, mean_log_prob
@@ -34,7 +34,7 @@ class DecodingConfig:
     noise_schedule: Optional[str] = None  # None: the schedule the model was trained with
     sampler: str = "ddpm"  # a key of diffusion.samplers.SAMPLERS
     eta: Optional[float] = None  # DDIM's η; None: 0
-    bf16: bool = False  # encoder and denoiser under torch.autocast(bfloat16)
+    bf16: bool = False  # encoder, denoiser and reranker under torch.autocast(bfloat16)
     clamping: bool = False
     length_beam: int = 1
     noise_beam: int = 1
@@ -72,38 +72,6 @@ class DecodingConfig:
                 f"--length-beam-size and --noise-beam-size must be ≥ 1 "
                 f"(got {self.length_beam} and {self.noise_beam})"
             )
-
-
-# What one more denoiser call costs, in target positions: a group of candidates is decoded in a
-# call of its own when that saves more padded positions than this. On the quickstart model
-# (difformer_small, 2 CPU cores, test2016 in batches of 100) 16, 64 and 256 decode equally fast
-# within the machine's noise, and a call per distinct length (0) is slower at one candidate per
-# sentence. The grouping changes the speed, never the words.
-GROUP_CALL_COST = 64
-
-
-def length_groups(lengths: torch.Tensor, call_cost: int = GROUP_CALL_COST) -> List[torch.Tensor]:
-    """The candidates split by length into groups, each to be denoised at its own width.
-
-    Groups are runs of the distinct lengths u_1 < … < u_D, cut where they minimise the positions
-    the denoiser runs over plus ``call_cost`` per call: Σ_groups (rows · max length + call_cost),
-    by dynamic programming over the D lengths. Returns each group's rows, in their original order,
-    shortest group first."""
-    values, counts = (x.tolist() for x in torch.unique(lengths, return_counts=True))
-    # best[j]: the least cost of the lengths up to u_j; cut[j]: where its last group starts.
-    best, cut = [0] + [math.inf] * len(values), [0] * (len(values) + 1)
-    for j in range(1, len(values) + 1):
-        rows = 0
-        for i in range(j, 0, -1):
-            rows += counts[i - 1]
-            cost = best[i - 1] + rows * values[j - 1] + call_cost
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
-    bounds, j = [], len(values)
-    while j > 0:
-        bounds.append((values[cut[j] - 1], values[j - 1]))
-        j = cut[j] - 1
-    return [((lengths >= low) & (lengths <= high)).nonzero().squeeze(1) for low, high in reversed(bounds)]
 
 
 @dataclass
@@ -171,16 +139,21 @@ class DifformerGenerator:
                 "drop the flag (every position is denoised at once)"
             )
         model = models[0]
-        autocast = self.autocast(model)
+        # One bfloat16 context for the whole batch (with bf16): autocast casts each weight once
+        # and reuses the cast in every call, where a context per call would cast it each time.
+        with self.autocast(model):
+            return self.decode_batch(model, sample)
+
+    def decode_batch(self, model, sample):
         src_tokens = sample["net_input"]["src_tokens"]
         src_lengths = sample["net_input"]["src_lengths"]
         bsz, k = src_tokens.size(0), self.candidates_per_source
+        float32 = self.float32(model)
         # The sampler follows the model's device (it may have been built before the model moved).
         sampler = self.sampler.to(next(model.parameters()).device)
 
-        with autocast:
-            encoder_out = model.forward_encoder([src_tokens, src_lengths])
-            lengths = self.candidate_lengths(model.predict_lengths(encoder_out))        # B·K
+        encoder_out = model.forward_encoder([src_tokens, src_lengths])
+        lengths = self.candidate_lengths(model.predict_lengths(encoder_out))            # B·K
         # All candidates' z_T drawn at once, in candidate order, whatever the grouping.
         z_t, padding_mask = model.initial_latents(lengths, sampler.prior_scale)        # B·K × ℓ × d
         source_of = torch.arange(bsz, device=lengths.device).repeat_interleave(k)
@@ -196,16 +169,16 @@ class DifformerGenerator:
         needs_words = self.config.clamping or self.config.retain_history
         for i, (step, timestep) in enumerate(zip(sampler.steps, sampler.timesteps)):
             z0_prev = z0_hat
-            with autocast:
-                z0_hat = self.denoise(model, groups, z_t, timestep, z0_prev, padding_mask)
-            if needs_words or i == last:  # the vocabulary projection ẑ0·Eᵀ only where it is used
-                tokens, positional_scores = model.round_to_words(z0_hat, lengths, padding_mask)
-                if self.config.retain_history:
-                    history.append(tokens)
-                if self.config.clamping:
-                    z0_hat = model.embed_words(tokens)
-            if i < last:
-                z_t = sampler.step(z_t, z0_hat, step, z0_prev if i > 0 else None)
+            z0_hat = self.denoise(model, groups, z_t, timestep, z0_prev, padding_mask)
+            with float32:
+                if needs_words or i == last:  # the vocabulary projection ẑ0·Eᵀ only where it is used
+                    tokens, positional_scores = model.round_to_words(z0_hat, lengths, padding_mask)
+                    if self.config.retain_history:
+                        history.append(tokens)
+                    if self.config.clamping:
+                        z0_hat = model.embed_words(tokens)
+                if i < last:
+                    z_t = sampler.step(z_t, z0_hat, step, z0_prev if i > 0 else None)
 
         keep = (~padding_mask).type_as(positional_scores)
         scores = mean_log_prob(positional_scores, keep)
@@ -214,7 +187,8 @@ class DifformerGenerator:
 
     def autocast(self, model):
         """With ``bf16``: torch.autocast(bfloat16) on the model's device, under which the
-        encoder's and the denoiser's matrix products run in bfloat16; otherwise no change."""
+        encoder's, the denoiser's and the AR reranker's matrix products run in bfloat16;
+        otherwise no change."""
         if not self.config.bf16:
             return contextlib.nullcontext()
         parameter = next(model.parameters())
@@ -224,6 +198,12 @@ class DifformerGenerator:
                 f"is in {parameter.dtype}: drop --fp16 (or --decoding-bf16)"
             )
         return torch.autocast(parameter.device.type, dtype=torch.bfloat16)
+
+    def float32(self, model):
+        """Inside :meth:`autocast`: the rounding and the sampler's step stay in float32."""
+        if not self.config.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(next(model.parameters()).device.type, enabled=False)
 
     @staticmethod
     def denoise(model, groups, z_t, timestep, z0_prev, padding_mask):

@@ -5,8 +5,10 @@ the generator keeps the highest. Scores are higher-is-better.
 """
 
 import torch
+import torch.nn.functional as F
 from sacrebleu.metrics import BLEU
 
+from .batching import length_groups
 from .errors import DifformerError
 
 
@@ -28,24 +30,43 @@ class ARReranker:
                 "the second --path checkpoint must be an autoregressive fairseq Transformer "
                 "(--arch transformer*), e.g. the distillation teacher"
             )
+        if getattr(model.decoder, "adaptive_softmax", None) is not None:
+            raise DifformerError(
+                "the reranker (second --path checkpoint) was trained with --adaptive-softmax-cutoff; "
+                "rerank with a Transformer that has a full output layer"
+            )
         self.model = model
         self.pad, self.eos = tgt_dict.pad(), tgt_dict.eos()
 
     @torch.no_grad()
     def score(self, src_tokens, src_lengths, tokens, candidates_per_source):
-        """tokens: (B·K) × T right-padded candidates ending in eos → (B·K) mean log-probs."""
+        """tokens: (B·K) × T right-padded candidates ending in eos → (B·K) mean log-probs.
+
+        The sources are encoded once. The candidates are teacher-forced in groups of similar
+        length (:func:`~fairseq_difformer.batching.length_groups`), and only their real tokens go
+        through the output layer: log p(y_i) = y_i's logit − logsumexp of the logits, i.e.
+        −cross_entropy(logits_i, y_i)."""
         model = self.model
         encoder_out = model.encoder(src_tokens, src_lengths=src_lengths)
-        order = torch.arange(src_tokens.size(0), device=tokens.device).repeat_interleave(
+        source_of = torch.arange(src_tokens.size(0), device=tokens.device).repeat_interleave(
             candidates_per_source
         )
-        encoder_out = model.encoder.reorder_encoder_out(encoder_out, order)
-        prev_output_tokens = torch.cat([tokens.new_full((tokens.size(0), 1), self.eos), tokens[:, :-1]], 1)
-        decoder_out = model.decoder(prev_output_tokens, encoder_out=encoder_out)
-        lprobs = model.get_normalized_probs(decoder_out, log_probs=True)
-        token_lprobs = lprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).float()
-        mask = tokens.ne(self.pad).type_as(token_lprobs)
-        return mean_log_prob(token_lprobs, mask)
+        lengths = tokens.ne(self.pad).sum(1)
+        scores = torch.zeros(tokens.size(0), device=tokens.device)
+        for rows in length_groups(lengths):
+            group = tokens[rows, : int(lengths[rows].max())]
+            prev_output_tokens = torch.cat([group.new_full((len(rows), 1), self.eos), group[:, :-1]], 1)
+            features, _ = model.decoder(
+                prev_output_tokens,
+                encoder_out=model.encoder.reorder_encoder_out(encoder_out, source_of[rows]),
+                features_only=True,
+            )
+            real = group.ne(self.pad)
+            logits = model.decoder.output_layer(features[real]).float()          # P × V
+            token_lprobs = -F.cross_entropy(logits, group[real], reduction="none")
+            sums = scores.new_zeros(len(rows)).index_add_(0, real.nonzero()[:, 0], token_lprobs)
+            scores[rows] = sums / real.sum(1)
+        return scores
 
 
 def candidate_strings(tokens, lengths, tgt_dict):

@@ -410,7 +410,7 @@ def test_rounding_never_outputs_pad_bos_or_the_dictionary_fillers():
     logits[0, 1, padded.pad()] = 10.0
     logits[0, 2, padded.bos()] = 10.0
     logits[0, 0, 7] = logits[0, 1, 8] = logits[0, 2, 9] = 5.0
-    model.decoder.output_layer = lambda z0_hat: logits
+    model.decoder.output_layer = lambda z0_hat: logits.reshape(*z0_hat.shape[:-1], -1)
     z0_hat = torch.zeros(1, 4, 8)
     tokens, _ = model.round_to_words(z0_hat, torch.tensor([4]), torch.zeros(1, 4, dtype=torch.bool))
     assert tokens.tolist() == [[7, 8, 9, padded.eos()]]

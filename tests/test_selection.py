@@ -13,6 +13,8 @@ from fairseq.models.transformer import TransformerModel, base_architecture
 from test_model import DICT, batch, build
 
 import fairseq_difformer  # noqa: F401
+import fairseq_difformer.selection as selection_module
+from fairseq_difformer.batching import length_groups
 from fairseq_difformer.generator import DecodingConfig, DifformerGenerator
 from fairseq_difformer.selection import ARReranker, bleu_mbr, candidate_strings
 
@@ -72,6 +74,50 @@ def test_ar_reranker_scores_are_the_teacher_forced_mean_log_probabilities():
     expected = [teacher_forced_mean_log_prob(model, sources[i // 3], c) for i, c in enumerate(candidates)]
     assert scores.tolist() == pytest.approx(expected, abs=1e-5)
     assert len(set(round(s, 4) for s in expected)) == 6  # distinct: a mix-up would show
+
+
+def test_ar_reranker_scores_do_not_depend_on_the_length_grouping(monkeypatch):
+    """Each distinct candidate length teacher-forced in a call of its own, at its own width: the
+    same scores as one call at the widest candidate's width."""
+    model = ar_model()
+    src_tokens, src_lengths, _ = batch()
+    eos = DICT.eos()
+    candidates = right_padded([[11, 12, eos], [11, 12, 13, 14, eos], [15, eos],
+                               [16, 17, 18, eos], [19, eos], [20, 21, 22, 23, 24, 25, eos]])
+    widths = []
+    forward = model.decoder.forward
+    model.decoder.forward = lambda prev, **kw: widths.append(prev.size(1)) or forward(prev, **kw)
+    monkeypatch.setattr(selection_module, "length_groups", lambda lengths: [torch.arange(len(lengths))])
+    one_call = ARReranker(model, DICT).score(src_tokens, src_lengths, candidates, 3)
+    assert widths == [7]
+    monkeypatch.setattr(selection_module, "length_groups", lambda lengths: length_groups(lengths, 0))
+    widths.clear()
+    grouped = ARReranker(model, DICT).score(src_tokens, src_lengths, candidates, 3)
+    assert sorted(widths) == [2, 3, 4, 5, 7]
+    torch.testing.assert_close(grouped, one_call)
+
+
+def test_decoding_bf16_runs_the_rerankers_matrix_products_in_bfloat16():
+    """With bf16 the generator runs the reranker's layers and output projection in bfloat16; the
+    scores stay float32, near the float32 reranker's scores of the same candidates."""
+    model, reranker = build(), ar_model()
+    dtypes = set()
+    for name in ("decoder.layers.0.fc1", "decoder.output_projection"):
+        reranker.get_submodule(name).register_forward_hook(lambda m, i, output: dtypes.add(output.dtype))
+    for bf16 in (False, True):
+        dtypes.clear()
+        config = DecodingConfig(steps=4, length_beam=3, noise_beam=2, selection="reranker", bf16=bf16)
+        hypos = decode(DifformerGenerator(model, DICT, config, reranker=reranker), model)
+        assert dtypes == {torch.bfloat16 if bf16 else torch.float32}
+        assert {h["selection_score"].dtype for hs in hypos for h in hs} == {torch.float32}
+
+    src_tokens, src_lengths, _ = batch()
+    candidates = right_padded([[11, 12, 2], [13, 2], [14, 15, 16, 2], [17, 2]])
+    fp32 = ARReranker(reranker, DICT).score(src_tokens, src_lengths, candidates, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = ARReranker(reranker, DICT).score(src_tokens, src_lengths, candidates, 2)
+    assert bf16.dtype == torch.float32
+    torch.testing.assert_close(bf16, fp32, atol=0.05, rtol=0)
 
 
 def test_generator_puts_the_rerankers_choice_first():

@@ -198,17 +198,20 @@ class DifformerModel(FairseqNATModel):
 
     def round_to_words(self, z0_hat, lengths, padding_mask):
         """The words of ẑ0: argmax(ẑ0 · Eᵀ) over real words (never pad, bos or the dictionary's
-        madeupwordNNNN fillers); position ℓ−1 is </s>, padding is pad.
+        madeupwordNNNN fillers); position ℓ−1 is </s>, padding is pad. Each word's score is its
+        log-probability log_softmax(ẑ0 · Eᵀ) over the whole dictionary.
 
+        Only the non-pad positions go through the vocabulary projection.
         Returns tokens and their log-probabilities, N × ℓ_max each."""
-        lprobs = torch.log_softmax(self.decoder.output_layer(z0_hat).float(), dim=-1)
-        lprobs[..., self.non_words] = float("-inf")
-        positional_scores, tokens = lprobs.max(-1)
-        last = (lengths - 1)[:, None]
-        tokens = tokens.scatter(1, last, self.eos)
-        positional_scores = positional_scores.scatter(1, last, lprobs[:, :, self.eos].gather(1, last))
-        tokens = tokens.masked_fill(padding_mask, self.pad)
-        positional_scores = positional_scores.masked_fill(padding_mask, 0.0)
+        real = ~padding_mask
+        lprobs = torch.log_softmax(self.decoder.output_layer(z0_hat[real]).float(), dim=-1)  # P × V
+        last = lengths.cumsum(0) - 1  # each row's position ℓ−1 among the P real positions
+        eos_scores = lprobs[last, self.eos]
+        lprobs[:, self.non_words] = float("-inf")
+        scores, words = lprobs.max(-1)
+        words[last], scores[last] = self.eos, eos_scores
+        tokens = padding_mask.long().mul(self.pad).masked_scatter(real, words)
+        positional_scores = torch.zeros_like(z0_hat[..., 0], dtype=scores.dtype).masked_scatter(real, scores)
         return tokens, positional_scores
 
     def embed_words(self, tokens):

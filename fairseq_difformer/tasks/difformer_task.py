@@ -71,7 +71,8 @@ class DifformerConfig(TranslationConfig):
     )
     decoding_bf16: bool = field(
         default=False,
-        metadata={"help": "run the encoder's and the denoiser's matrix products in bfloat16 "
+        metadata={"help": "run the encoder's, the denoiser's and the AR reranker's (--ppl-mbr) matrix "
+                          "products in bfloat16 "
                           "(torch.autocast; CPUs with AVX512-BF16 or AMX, recent GPUs); the latents, "
                           "the sampler and the final rounding stay float32"},
     )
