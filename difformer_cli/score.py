@@ -9,7 +9,12 @@ Reads either a ``fairseq-generate`` output (``--generate-output``) or two plain-
 * tokenised BLEU, the protocol of the Difformer paper (fairseq-generate's BLEU4, multi-bleu.perl):
   corpus BLEU on the text as it is after BPE removal, with no further tokenisation or smoothing;
 * ROUGE-1/2/L F1 (rouge-score, Porter stemming), averaged over sentences;
-* the length ratio hypothesis length / reference length of the tokenised BLEU.
+* the length ratio hypothesis length / reference length of the tokenised BLEU;
+* lengths and repetitions (``lengths``), counted on the tokens as the file writes them (BPE
+  tokens when fairseq-generate ran without --remove-bpe, even if difformer-score removes it for
+  the other metrics): the share of hypotheses exactly as long as their reference, the mean
+  |hypothesis length − reference length|, and the share of tokens that repeat the token before
+  them ("in in the park"), in the hypotheses and in the references.
 """
 
 import argparse
@@ -20,7 +25,7 @@ from .errors import DifformerError
 from .generate_output import parse_generate_output
 from .rouge import ROUGE_TYPES, rouge_f1_sums
 
-METRICS = ("bleu", "tok-bleu", "rouge")
+METRICS = ("bleu", "tok-bleu", "rouge", "lengths")
 
 
 def read_lines(path):
@@ -111,13 +116,36 @@ def rouge_f1(hyps, refs):
     return {name: total / len(hyps) for name, total in rouge_f1_sums(hyps, refs).items()}
 
 
-def score(hyps, refs, metrics=METRICS, sacrebleu_refs=None, detok_lang=None):
+def repeat_rate(lines):
+    """Σ_s #{i > 0 : w_i = w_{i−1}} / Σ_s |s| over whitespace tokens: the share of tokens that
+    repeat the one before them."""
+    sentences = [line.split() for line in lines]
+    total = sum(map(len, sentences))
+    repeats = sum(a == b for words in sentences for a, b in zip(words, words[1:]))
+    return repeats / total if total else 0.0
+
+
+def length_stats(hyps, refs):
+    """exact_length: the share of sentences with |h| = |r|; mean_abs_length_diff: mean ||h| − |r||;
+    repeat_rate and ref_repeat_rate (:func:`repeat_rate`); lengths in whitespace tokens."""
+    pairs = [(len(h.split()), len(r.split())) for h, r in zip(hyps, refs)]
+    return {
+        "exact_length": sum(h == r for h, r in pairs) / len(pairs),
+        "mean_abs_length_diff": sum(abs(h - r) for h, r in pairs) / len(pairs),
+        "repeat_rate": repeat_rate(hyps),
+        "ref_repeat_rate": repeat_rate(refs),
+    }
+
+
+def score(hyps, refs, metrics=METRICS, sacrebleu_refs=None, detok_lang=None, tokens=None):
     """Score tokenised, BPE-free hypotheses against references.
 
     ``sacrebleu_refs`` (raw references) and ``detok_lang`` (Moses-detokenise the hypotheses, and
     ``refs`` where no ``sacrebleu_refs`` are given) only affect SacreBLEU. Returns a dict with
     ``sentences`` and, per metric asked for, ``sacrebleu`` and ``sacrebleu_signature`` (bleu),
-    ``tok_bleu`` and ``length_ratio`` (tok-bleu), ``rouge1``, ``rouge2`` and ``rougeL`` (rouge)."""
+    ``tok_bleu`` and ``length_ratio`` (tok-bleu), ``rouge1``, ``rouge2`` and ``rougeL`` (rouge),
+    and those of :func:`length_stats` (lengths), counted on ``tokens`` = (hyps, refs) as written
+    before BPE removal where given, else on ``hyps`` and ``refs``."""
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
         raise DifformerError(f"unknown metric(s) {', '.join(unknown)}: choose from {', '.join(METRICS)}")
@@ -139,6 +167,8 @@ def score(hyps, refs, metrics=METRICS, sacrebleu_refs=None, detok_lang=None):
         result["length_ratio"] = bleu.sys_len / bleu.ref_len if bleu.ref_len else 0.0
     if "rouge" in metrics:
         result.update(rouge_f1(hyps, refs))
+    if "lengths" in metrics:
+        result.update(length_stats(*(tokens or (hyps, refs))))
     return result
 
 
@@ -152,6 +182,12 @@ def format_text(result):
     if "rouge1" in result:
         lines.append("ROUGE F1: " + ", ".join(
             f"{label} {result[name]:.2f}" for name, label in ROUGE_TYPES.items()))
+    if "exact_length" in result:
+        lines.append(
+            f"lengths: {100 * result['exact_length']:.1f}% exact, mean |hyp − ref| "
+            f"{result['mean_abs_length_diff']:.2f} tokens; repeated tokens "
+            f"{100 * result['repeat_rate']:.2f}% (references {100 * result['ref_repeat_rate']:.2f}%)"
+        )
     return "\n".join(lines)
 
 
@@ -192,12 +228,15 @@ def build_parser():
                         help=f"comma list of metrics from {','.join(METRICS)} (default: all)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (keys sacrebleu, sacrebleu_signature, tok_bleu, "
-                             "rouge1, rouge2, rougeL, length_ratio, sentences) instead of text")
+                             "rouge1, rouge2, rougeL, length_ratio, exact_length, "
+                             "mean_abs_length_diff, repeat_rate, ref_repeat_rate, sentences) instead "
+                             "of text")
     return parser
 
 
 def load_inputs(args):
-    """(hyps, refs, sacrebleu_refs) read from the files named by ``args``, BPE removed."""
+    """(hyps, refs, sacrebleu_refs, tokens) read from the files named by ``args``: hyps and refs
+    with BPE removed, tokens = (hyps, refs) as written (None when no BPE is removed)."""
     if args.generate_output:
         hyps, refs = read_generate_output(args.generate_output)
         source = args.generate_output
@@ -209,12 +248,14 @@ def load_inputs(args):
     if args.sacrebleu_ref:
         sacrebleu_refs = read_lines(args.sacrebleu_ref)
         check_same_length(sacrebleu_refs, args.sacrebleu_ref, hyps, source)
+    tokens = None
     if args.remove_bpe:
         from fairseq.data.data_utils import post_process
 
+        tokens = hyps, refs
         hyps = [post_process(line, args.remove_bpe) for line in hyps]
         refs = [post_process(line, args.remove_bpe) for line in refs]
-    return hyps, refs, sacrebleu_refs
+    return hyps, refs, sacrebleu_refs, tokens
 
 
 def main(argv=None):
@@ -232,8 +273,8 @@ def main(argv=None):
         except NotImplementedError:
             parser.error(f"--remove-bpe: unknown symbol {args.remove_bpe!r}")
     try:
-        hyps, refs, sacrebleu_refs = load_inputs(args)
-        result = score(hyps, refs, args.metrics, sacrebleu_refs, args.detok)
+        hyps, refs, sacrebleu_refs, tokens = load_inputs(args)
+        result = score(hyps, refs, args.metrics, sacrebleu_refs, args.detok, tokens)
     except DifformerError as exc:
         parser.error(str(exc))
     print(json.dumps(result) if args.json else format_text(result))

@@ -5,7 +5,8 @@ Per source sentence: predict a length ℓ, take the L lengths around it, draw N 
 so K = L × N candidates z_T ~ N(0, F_dec² I). Then for each of the N − early_stopping steps,
 from t = T − 1 down:  ẑ0 = f(z_t, t, ẑ0_prev, x);  z_{t'} = the sampler's step from z_t given ẑ0
 (--decoding-sampler: the DDPM posterior by default, DDIM, DPM-Solver++; diffusion/samplers.py).
-The words are argmax(ẑ0 · Eᵀ) of the last ẑ0.
+The words are argmax(ẑ0 · Eᵀ) of the last ẑ0, each run of one repeated word collapsed to its
+first (unless --decoding-keep-repeats).
 
 Returns fairseq's hypothesis dicts (``tokens``, ``score``, ``positional_scores``, ``steps``,
 ``history``, ``alignment``, ``attention``), all K candidates per source, the selected one first.
@@ -36,6 +37,8 @@ class DecodingConfig:
     eta: Optional[float] = None  # DDIM's η; None: 0
     bf16: bool = False  # encoder, denoiser and reranker under torch.autocast(bfloat16)
     clamping: bool = False
+    remove_repeats: bool = True  # collapse each run of one word to its first, before scoring
+    oracle_length: bool = False  # the length beam around the reference's length (analysis)
     length_beam: int = 1
     noise_beam: int = 1
     selection: str = "logprob"  # "logprob", "reranker" (PPL-MBR) or "bleu_mbr"
@@ -74,6 +77,25 @@ class DecodingConfig:
             )
 
 
+def collapse_repeats(tokens, positional_scores, lengths, pad):
+    """Each run of one token collapsed to its first: position i of a row is kept iff
+    y_i ≠ y_{i−1} ("two men play in in the park" → "two men play in the park"), with its score.
+
+    tokens, positional_scores: N × ℓ_max, right-padded with ``pad``; lengths: N.
+    Returns the kept tokens and scores, right-padded to the longest kept row, and their lengths."""
+    keep = tokens.ne(pad)
+    keep[:, 1:] &= tokens[:, 1:].ne(tokens[:, :-1])
+    new_lengths = keep.sum(1)
+    rows = torch.arange(len(tokens), device=tokens.device)[:, None].expand_as(tokens)[keep]
+    columns = (keep.cumsum(1) - 1)[keep]
+    width = int(new_lengths.max())
+    kept_tokens = tokens.new_full((len(tokens), width), pad)
+    kept_tokens[rows, columns] = tokens[keep]
+    kept_scores = positional_scores.new_zeros(len(tokens), width)
+    kept_scores[rows, columns] = positional_scores[keep]
+    return kept_tokens, kept_scores, new_lengths.to(lengths)
+
+
 @dataclass
 class LengthGroup:
     """Candidates denoised together: their rows, their width (longest length), the source
@@ -102,6 +124,7 @@ class DifformerGenerator:
         self.config = config
         self.tgt_dict = tgt_dict
         self.eos = tgt_dict.eos()  # fairseq-generate strips it from the printed hypotheses
+        self.pad = tgt_dict.pad()
         self.reranker = ARReranker(reranker, tgt_dict) if config.selection == "reranker" else None
         process = GaussianDiffusion.from_schedule(
             config.noise_schedule or args.noise_schedule,
@@ -153,7 +176,7 @@ class DifformerGenerator:
         sampler = self.sampler.to(next(model.parameters()).device)
 
         encoder_out = model.forward_encoder([src_tokens, src_lengths])
-        lengths = self.candidate_lengths(model.predict_lengths(encoder_out))            # B·K
+        lengths = self.candidate_lengths(self.centre_lengths(model, encoder_out, sample))  # B·K
         # All candidates' z_T drawn at once, in candidate order, whatever the grouping.
         z_t, padding_mask = model.initial_latents(lengths, sampler.prior_scale)        # B·K × ℓ × d
         source_of = torch.arange(bsz, device=lengths.device).repeat_interleave(k)
@@ -180,10 +203,26 @@ class DifformerGenerator:
                 if i < last:
                     z_t = sampler.step(z_t, z0_hat, step, z0_prev if i > 0 else None)
 
+        if self.config.remove_repeats:
+            tokens, positional_scores, lengths = collapse_repeats(
+                tokens, positional_scores, lengths, self.pad)
+            padding_mask = tokens.eq(self.pad)
         keep = (~padding_mask).type_as(positional_scores)
         scores = mean_log_prob(positional_scores, keep)
         selection = self.selection_scores(src_tokens, src_lengths, tokens, scores, lengths)
         return self.hypotheses(tokens, positional_scores, scores, selection, lengths, history, bsz)
+
+    def centre_lengths(self, model, encoder_out, sample):
+        """The length each source's length beam is centred on: the predicted one, or with
+        ``oracle_length`` the reference's (its tokens and </s>, as the predictor is trained)."""
+        if not self.config.oracle_length:
+            return model.predict_lengths(encoder_out)
+        if sample.get("target") is None:
+            raise DifformerError(
+                "--decoding-oracle-length decodes at the reference's length, but this batch has no "
+                "references: generate from a data-bin split with its target side"
+            )
+        return sample["target"].ne(self.pad).sum(1)
 
     def autocast(self, model):
         """With ``bf16``: torch.autocast(bfloat16) on the model's device, under which the

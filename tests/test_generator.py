@@ -191,16 +191,10 @@ def test_decoding_bf16_runs_the_matrix_products_in_bfloat16_and_the_sampler_in_f
     """--decoding-bf16, parsed by fairseq-generate's parser: the encoder's and the denoiser's
     linear layers compute in bfloat16, while the latents the sampler moves, ẑ0 it is given and the
     scores stay float32; a model already in half precision is refused in one line."""
-    for lang in ("de", "en"):
-        DICT.save(str(tmp_path / f"dict.{lang}.txt"))
-
     def generator(*flags):
-        args = options.parse_args_and_arch(options.get_generation_parser(), [
-            str(tmp_path), "--user-dir", USER_DIR, "--task", "difformer", "--source-lang", "de",
-            "--target-lang", "en", "--decoding-steps", "4", "--decoding-early-stopping", "0",
-            "--length-beam-size", "2", *flags])
-        cfg = convert_namespace_to_omegaconf(args)
-        return tasks.setup_task(cfg.task).build_generator([model], cfg.generation)
+        cfg, task = generation_flags(
+            tmp_path, "--decoding-early-stopping", "0", "--length-beam-size", "2", *flags)
+        return task.build_generator([model], cfg.generation)
 
     model = build(diffusion_steps=TRAIN_STEPS)
     model.decoder.forward_length_prediction = lambda *args, **kwargs: torch.tensor([6, 4])
@@ -232,4 +226,80 @@ def test_decoding_bf16_runs_the_matrix_products_in_bfloat16_and_the_sampler_in_f
     model.half()
     with pytest.raises(DifformerError, match=r"--decoding-bf16 runs a float32 model's .* drop --fp16") as error:
         generator("--decoding-bf16").generate([model], sample)
+    assert "\n" not in str(error.value)
+
+
+# ---------------------------------------------------------------- repeated words, oracle length
+
+def test_collapse_repeats_keeps_the_first_word_of_each_run_with_its_score():
+    pad, eos = DICT.pad(), DICT.eos()
+    tokens = torch.tensor([[5, 5, 6, 7, 7, 7, eos],
+                           [8, 9, 9, eos, pad, pad, pad],
+                           [4, eos, pad, pad, pad, pad, pad]])
+    scores = torch.arange(21, dtype=torch.float).view(3, 7).masked_fill(tokens.eq(pad), 0)
+    kept, kept_scores, lengths = generator_module.collapse_repeats(
+        tokens, scores, torch.tensor([7, 4, 2]), pad)
+    assert kept.tolist() == [[5, 6, 7, eos], [8, 9, eos, pad], [4, eos, pad, pad]]
+    assert kept_scores.tolist() == [[0, 2, 3, 6], [7, 8, 10, 0], [14, 15, 0, 0]]
+    assert lengths.tolist() == [4, 3, 2]
+
+
+def generation_flags(tmp_path, *flags):
+    """A generator built by the task from fairseq-generate's parser with these flags."""
+    for lang in ("de", "en"):
+        DICT.save(str(tmp_path / f"dict.{lang}.txt"))
+    args = options.parse_args_and_arch(options.get_generation_parser(), [
+        str(tmp_path), "--user-dir", USER_DIR, "--task", "difformer", "--source-lang", "de",
+        "--target-lang", "en", "--decoding-steps", "4", *flags])
+    cfg = convert_namespace_to_omegaconf(args)
+    return cfg, tasks.setup_task(cfg.task)
+
+
+def test_repeated_words_are_collapsed_unless_decoding_keep_repeats(tmp_path):
+    """Rounding to "w7 w7 w8 w8 … </s>": by default the hypothesis is "w7 w8 </s>", scored by the
+    mean log-probability of the words kept; --decoding-keep-repeats keeps every position."""
+    model = build(diffusion_steps=TRAIN_STEPS)
+    model.decoder.forward_length_prediction = lambda *args, **kwargs: torch.tensor([6, 5])
+    rounding = model.round_to_words
+
+    def repeating(z0_hat, lengths, padding_mask):
+        tokens, scores = rounding(z0_hat, lengths, padding_mask)
+        words = torch.where(torch.arange(tokens.size(1)) < 2, 7, 8).expand_as(tokens)
+        real_words = tokens.ne(DICT.pad()) & tokens.ne(DICT.eos())
+        scores = torch.arange(tokens.numel(), dtype=torch.float).view_as(tokens)
+        scores = scores.masked_fill(tokens.eq(DICT.pad()), 0)
+        return torch.where(real_words, words, tokens), scores
+
+    model.round_to_words = repeating
+    src_tokens, src_lengths, _ = batch()
+    sample = {"net_input": {"src_tokens": src_tokens, "src_lengths": src_lengths}}
+    for flags, expected in (((), [[7, 8, 2], [7, 8, 2]]),
+                            (("--decoding-keep-repeats",), [[7, 7, 8, 8, 8, 2], [7, 7, 8, 8, 2]])):
+        cfg, task = generation_flags(tmp_path, *flags)
+        hypos = task.build_generator([model], cfg.generation).generate([model], sample)
+        assert [h[0]["tokens"].tolist() for h in hypos] == expected
+        for h in hypos:
+            assert len(h[0]["positional_scores"]) == len(h[0]["tokens"])
+            assert float(h[0]["score"]) == pytest.approx(float(h[0]["positional_scores"].mean()))
+    # Row 0 kept positions 0, 2 and 5 of scores 0 … 5.
+    assert hypos[0][0]["positional_scores"].tolist() == [0, 1, 2, 3, 4, 5]
+    cfg, task = generation_flags(tmp_path)
+    default = task.build_generator([model], cfg.generation).generate([model], sample)
+    assert default[0][0]["positional_scores"].tolist() == [0, 2, 5]
+
+
+def test_decoding_oracle_length_centres_the_length_beam_on_the_reference(tmp_path):
+    model = build(diffusion_steps=TRAIN_STEPS)
+    model.decoder.forward_length_prediction = lambda *args, **kwargs: torch.tensor([9, 9])
+    src_tokens, src_lengths, _ = batch()
+    pad, eos = DICT.pad(), DICT.eos()
+    target = torch.tensor([[5, 6, 7, 8, eos], [9, 10, eos, pad, pad]])  # 5 and 3 with </s>
+    sample = {"net_input": {"src_tokens": src_tokens, "src_lengths": src_lengths}, "target": target}
+    cfg, task = generation_flags(tmp_path, "--decoding-oracle-length", "--decoding-keep-repeats",
+                                 "--length-beam-size", "3")
+    hypos = task.build_generator([model], cfg.generation).generate([model], sample)
+    assert [sorted(len(h["tokens"]) for h in candidates) for candidates in hypos] == [[4, 5, 6], [2, 3, 4]]
+    del sample["target"]
+    with pytest.raises(DifformerError, match=r"--decoding-oracle-length .* no references") as error:
+        task.build_generator([model], cfg.generation).generate([model], sample)
     assert "\n" not in str(error.value)

@@ -157,11 +157,30 @@ def test_console_script_and_text_output(tmp_path):
     result = json.loads(proc.stdout)
     assert {k: round(v, 6) for k, v in result.items() if k != "sacrebleu_signature"} == {
         "sacrebleu": 100.0, "tok_bleu": 100.0, "rouge1": 100.0, "rouge2": 100.0, "rougeL": 100.0,
-        "length_ratio": 1.0, "sentences": 2}
+        "length_ratio": 1.0, "sentences": 2, "exact_length": 1.0, "mean_abs_length_diff": 0.0,
+        "repeat_rate": 0.0, "ref_repeat_rate": 0.0}
     text = subprocess.run([exe, "--generate-output", str(gen)], capture_output=True, text=True, env=env).stdout
     assert "sentences: 2" in text and "SacreBLEU: 100.00 (nrefs:1|" in text
     assert "tokenised BLEU: 100.00 (length ratio 1.000)" in text
     assert "ROUGE F1: ROUGE-1 100.00, ROUGE-2 100.00, ROUGE-L 100.00" in text
+    assert ("lengths: 100.0% exact, mean |hyp − ref| 0.00 tokens; repeated tokens 0.00% "
+            "(references 0.00%)") in text
+
+
+def test_lengths_and_repeats_count_the_tokens_as_written(tmp_path, capsys):
+    """Lengths and repeats are counted on the tokens of the file, before --remove-bpe:
+    H-0 "in in the par@@ k" (5 tokens, 1 repeat) against "in the park" (3 tokens: 2 short);
+    H-1 "two two two dogs" (4 tokens, 2 repeats) against "two dogs run ." (4: exact);
+    H-2 "a a" (2, 1 repeat) against "a a cat" (3, 1 repeat: 1 short)."""
+    gen = write(tmp_path / "gen.out", ["T-0\tin the park", "H-0\t-1\tin in the par@@ k",
+                                       "T-1\ttwo dogs run .", "H-1\t-1\ttwo two two dogs",
+                                       "T-2\ta a cat", "H-2\t-1\ta a"])
+    main(["--generate-output", str(gen), "--remove-bpe", "--json", "--metrics", "lengths"])
+    result = json.loads(capsys.readouterr().out)
+    assert result == pytest.approx({"sentences": 3, "exact_length": 1 / 3,
+                                    "mean_abs_length_diff": (2 + 0 + 1) / 3,
+                                    "repeat_rate": (1 + 2 + 1) / (5 + 4 + 2),
+                                    "ref_repeat_rate": 1 / (3 + 4 + 3)})
 
 
 # ---------------------------------------------------------------- bad input

@@ -79,6 +79,17 @@ class DifformerConfig(TranslationConfig):
     clamping: bool = field(
         default=False, metadata={"help": "replace ẑ0 by the embedding of its argmax word at each step"}
     )
+    decoding_keep_repeats: bool = field(
+        default=False,
+        metadata={"help": "keep runs of one repeated word (\"in in the\"); by default each run is "
+                          "collapsed to its first word before the candidates are scored"},
+    )
+    decoding_oracle_length: bool = field(
+        default=False,
+        metadata={"help": "centre the length beam on the reference's length instead of the "
+                          "predicted one (analysis: the BLEU ceiling of the length predictor; needs "
+                          "the references in the data-bin)"},
+    )
     length_beam_size: int = field(
         default=1, metadata={"help": "L: decode the L lengths around the predicted one"}
     )
@@ -111,8 +122,9 @@ class DifformerConfig(TranslationConfig):
 # task: the keyword arguments of DifformerModel.from_pretrained(...).translate(...).
 DECODING_OPTIONS = (
     "decoding_steps", "decoding_early_stopping", "decoding_rescaling_factor", "decoding_vp_rf",
-    "decoding_noise_schedule", "decoding_sampler", "decoding_eta", "decoding_bf16", "clamping", "length_beam_size",
-    "noise_beam_size", "ppl_mbr", "bleu_mbr",
+    "decoding_noise_schedule", "decoding_sampler", "decoding_eta", "decoding_bf16", "clamping",
+    "decoding_keep_repeats", "decoding_oracle_length", "length_beam_size", "noise_beam_size", "ppl_mbr",
+    "bleu_mbr",
 )
 
 
@@ -295,6 +307,8 @@ class DifformerTask(TranslationTask):
             eta=option("decoding_eta"),
             bf16=bool(option("decoding_bf16")),
             clamping=option("clamping"),
+            remove_repeats=not option("decoding_keep_repeats"),
+            oracle_length=bool(option("decoding_oracle_length")),
             length_beam=option("length_beam_size"),
             noise_beam=option("noise_beam_size"),
             selection=selection,
