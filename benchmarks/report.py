@@ -213,8 +213,35 @@ def _section_decoding(results, plots):
                       f"sent/s ({second_label})", "÷ AR beam 5", "peak memory (MiB)"], rows))
     if "quality_speed" in plots:
         text += f"\n![BLEU against decoding speed, every setting (batch 100)]({plots['quality_speed']})\n"
+    text += _lengths_table(results)
     text += "\nDifformer over the number of steps, for each sampler: the Samplers section.\n"
     return text
+
+
+def _lengths_table(results):
+    """Lengths and repeated tokens of each decoding setting's hypotheses (difformer-score's
+    ``lengths``, on BPE tokens), against the references."""
+    rows, ref_rate = [], None
+    for setting in systems.DECODING_SETTINGS:
+        scores = results.get("decoding", {}).get(setting.name, {}).get("scores", {})
+        if "exact_length" not in scores:
+            continue
+        ref_rate = scores["ref_repeat_rate"]
+        rows.append([f"`{setting.name}`", scores.get("sacrebleu"), scores.get("length_ratio"),
+                     f"{100 * scores['exact_length']:.1f} %", scores["mean_abs_length_diff"],
+                     f"{100 * scores['repeat_rate']:.2f} %"])
+    if not rows:
+        return ""
+    return ("\n### Lengths and repeated tokens\n\n"
+            "Counted on BPE tokens (the units the length predictor predicts): the share of hypotheses "
+            "exactly as long as their reference, the mean |hypothesis − reference| length, and the share "
+            "of tokens that repeat the token before them (\"in in the park\"); the length ratio is the "
+            f"tokenised BLEU's, on words. The references repeat {100 * ref_rate:.2f} % of their tokens. "
+            "Difformer collapses each run of one repeated token by default (`--decoding-keep-repeats` "
+            "keeps them); `--decoding-oracle-length` decodes at the reference's length, the ceiling of "
+            "length prediction.\n\n"
+            + _table(["setting", "SacreBLEU", "length ratio", "exact length", "mean |Δ length|",
+                      "repeated tokens"], rows))
 
 
 def _sampler_rows(results):

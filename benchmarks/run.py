@@ -217,7 +217,7 @@ class Benchmark:
                     else ["--max-tokens", systems.DECODE_MAX_TOKENS])
         return [*self.tool("fairseq-generate"), self.databin, "--user-dir", USER_DIR,
                 "--task", systems.GENERATE_TASK[setting.system], "--path", path, "--gen-subset", "test",
-                *batching, "--required-batch-size-multiple", 1, "--remove-bpe",
+                *batching, "--required-batch-size-multiple", 1,
                 *(systems.PRECISION_ARGS[self.device][precision] if precision
                   else systems.DECODE_DEVICE_ARGS[self.device]), *setting.args]
 
@@ -235,7 +235,9 @@ class Benchmark:
         return out, {**speed, "peak_rss_mib": round(usage["peak_rss_mib"], 1), "command": _shell(cmd)}
 
     def score(self, generate_output):
-        cmd = [*self.tool("difformer-score"), "--generate-output", generate_output, "--detok", "en", "--json"]
+        # BPE is removed here, not by fairseq-generate, so that lengths are counted in BPE tokens.
+        cmd = [*self.tool("difformer-score"), "--generate-output", generate_output, "--remove-bpe",
+               "--detok", "en", "--json"]
         log = generate_output.with_suffix(".score.json")
         run_logged(cmd, self.work / "logs" / "score.log", stdout=log)
         return json.loads(log.read_text())

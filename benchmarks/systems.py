@@ -105,6 +105,12 @@ DECODING_SETTINGS: List[DecodingSetting] = [
     DecodingSetting("difformer_default_3x2_rerank", "difformer",
                     ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr", "--seed", "1"),
                     f"Difformer, default ({DEFAULT_LABEL}), 3×2, AR reranker", reranker=True),
+    # What length and repeated tokens cost: the default keeping repeated tokens, and at the
+    # reference's length (the ceiling of length prediction).
+    DecodingSetting("difformer_default_keep_repeats", "difformer", ("--decoding-keep-repeats", "--seed", "1"),
+                    f"Difformer, default ({DEFAULT_LABEL}), 1×1, repeated tokens kept"),
+    DecodingSetting("difformer_default_oracle_length", "difformer", ("--decoding-oracle-length", "--seed", "1"),
+                    f"Difformer, default ({DEFAULT_LABEL}), 1×1, at the reference's length"),
     DecodingSetting("difformer_default_bf16", "difformer", ("--decoding-bf16", "--seed", "1"),
                     f"Difformer, default ({DEFAULT_LABEL}), 1×1, --decoding-bf16"),
     DecodingSetting("difformer_default_3x2_rerank_bf16", "difformer",
