@@ -38,6 +38,7 @@ class DecodingConfig:
     bf16: bool = False  # encoder, denoiser and reranker under torch.autocast(bfloat16)
     clamping: bool = False
     remove_repeats: bool = True  # collapse each run of one word to its first, before scoring
+    length_offset: int = 0  # added to the predicted (or reference) length
     oracle_length: bool = False  # the length beam around the reference's length (analysis)
     length_beam: int = 1
     noise_beam: int = 1
@@ -214,15 +215,16 @@ class DifformerGenerator:
 
     def centre_lengths(self, model, encoder_out, sample):
         """The length each source's length beam is centred on: the predicted one, or with
-        ``oracle_length`` the reference's (its tokens and </s>, as the predictor is trained)."""
+        ``oracle_length`` the reference's (its tokens and </s>, as the predictor is trained),
+        plus ``length_offset``."""
         if not self.config.oracle_length:
-            return model.predict_lengths(encoder_out)
+            return model.predict_lengths(encoder_out) + self.config.length_offset
         if sample.get("target") is None:
             raise DifformerError(
                 "--decoding-oracle-length decodes at the reference's length, but this batch has no "
                 "references: generate from a data-bin split with its target side"
             )
-        return sample["target"].ne(self.pad).sum(1)
+        return sample["target"].ne(self.pad).sum(1) + self.config.length_offset
 
     def autocast(self, model):
         """With ``bf16``: torch.autocast(bfloat16) on the model's device, under which the

@@ -303,3 +303,19 @@ def test_decoding_oracle_length_centres_the_length_beam_on_the_reference(tmp_pat
     with pytest.raises(DifformerError, match=r"--decoding-oracle-length .* no references") as error:
         task.build_generator([model], cfg.generation).generate([model], sample)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (("--decoding-length-offset", "2"), [[10, 11, 12], [5, 6, 7]]),
+    (("--decoding-length-offset", "-3"), [[5, 6, 7], [1, 1, 2]]),  # never below one position
+    (("--decoding-oracle-length", "--decoding-length-offset", "1"), [[5, 6, 7], [3, 4, 5]]),
+])
+def test_decoding_length_offset_moves_the_centre_of_the_length_beam(tmp_path, flags, expected):
+    model = build(diffusion_steps=TRAIN_STEPS)
+    model.decoder.forward_length_prediction = lambda *args, **kwargs: torch.tensor([9, 4])
+    src_tokens, src_lengths, _ = batch()
+    target = torch.tensor([[5, 6, 7, 8, DICT.eos()], [9, 10, DICT.eos(), DICT.pad(), DICT.pad()]])
+    sample = {"net_input": {"src_tokens": src_tokens, "src_lengths": src_lengths}, "target": target}
+    cfg, task = generation_flags(tmp_path, "--decoding-keep-repeats", "--length-beam-size", "3", *flags)
+    hypos = task.build_generator([model], cfg.generation).generate([model], sample)
+    assert [sorted(len(h["tokens"]) for h in candidates) for candidates in hypos] == expected

@@ -84,6 +84,11 @@ class DifformerConfig(TranslationConfig):
         metadata={"help": "keep runs of one repeated word (\"in in the\"); by default each run is "
                           "collapsed to its first word before the candidates are scored"},
     )
+    decoding_length_offset: int = field(
+        default=0,
+        metadata={"help": "add K to the length the length beam is centred on; collapsing repeated "
+                          "words shortens hypotheses, and a longer canvas makes up for it"},
+    )
     decoding_oracle_length: bool = field(
         default=False,
         metadata={"help": "centre the length beam on the reference's length instead of the "
@@ -123,7 +128,7 @@ class DifformerConfig(TranslationConfig):
 DECODING_OPTIONS = (
     "decoding_steps", "decoding_early_stopping", "decoding_rescaling_factor", "decoding_vp_rf",
     "decoding_noise_schedule", "decoding_sampler", "decoding_eta", "decoding_bf16", "clamping",
-    "decoding_keep_repeats", "decoding_oracle_length", "length_beam_size", "noise_beam_size", "ppl_mbr",
+    "decoding_keep_repeats", "decoding_length_offset", "decoding_oracle_length", "length_beam_size", "noise_beam_size", "ppl_mbr",
     "bleu_mbr",
 )
 
@@ -308,6 +313,7 @@ class DifformerTask(TranslationTask):
             bf16=bool(option("decoding_bf16")),
             clamping=option("clamping"),
             remove_repeats=not option("decoding_keep_repeats"),
+            length_offset=option("decoding_length_offset"),
             oracle_length=bool(option("decoding_oracle_length")),
             length_beam=option("length_beam_size"),
             noise_beam=option("noise_beam_size"),
