@@ -234,13 +234,13 @@ def _lengths_table(results):
         return ""
     return ("\n### Lengths and repeated tokens\n\n"
             "Counted on BPE tokens (the units the length predictor predicts): the share of hypotheses "
-            "exactly as long as their reference, the mean |hypothesis − reference| length, and the share "
+            "exactly as long as their reference, the mean absolute difference of hypothesis and reference lengths, and the share "
             "of tokens that repeat the token before them (\"in in the park\"); the length ratio is the "
             f"tokenised BLEU's, on words. The references repeat {100 * ref_rate:.2f} % of their tokens. "
             "Difformer collapses each run of one repeated token by default (`--decoding-keep-repeats` "
             "keeps them); `--decoding-oracle-length` decodes at the reference's length, the ceiling of "
             "length prediction.\n\n"
-            + _table(["setting", "SacreBLEU", "length ratio", "exact length", "mean |Δ length|",
+            + _table(["setting", "SacreBLEU", "length ratio", "exact length", "mean length difference",
                       "repeated tokens"], rows))
 
 
