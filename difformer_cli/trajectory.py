@@ -63,7 +63,9 @@ def build_parser():
               "[--output PNG] [--gif GIF] [--html HTML] [fairseq-generate options]",
         description="Show the words a Difformer model outputs at every denoising step: one row "
                     "per step (step number and timestep t), one column per target position, the "
-                    "words that changed since the previous step highlighted, the hypothesis last. "
+                    "words that changed since the previous step highlighted, the hypothesis last "
+                    "(before runs of one repeated word are collapsed, unless "
+                    "--decoding-keep-repeats). "
                     "Prints the table; draws it with --output / --gif / --html.",
         epilog="Every other option is fairseq-generate's (see fairseq-generate --help and the "
                "README's decoding options): DATA, --path, --gen-subset, --decoding-steps, "
@@ -180,7 +182,8 @@ def main(argv=None):
     remove_bpe = trajectory_decode.remove_bpe_function(cfg)
     rows = [grid_rows(trajectory, remove_bpe) for trajectory in trajectories]
     print("# one row per denoising step (t: the model's timestep), one column per target position; "
-          "* marks a word that changed since the previous step; the last step is the hypothesis (H-)")
+          "* marks a word that changed since the previous step; the last step is the hypothesis (H-) "
+          "before repeated words are collapsed")
     print("\n\n".join(format_table(trajectory, sentence_rows) for trajectory, sentence_rows in zip(trajectories, rows)))
     write_outputs(args, trajectories, rows)
 

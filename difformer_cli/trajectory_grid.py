@@ -2,7 +2,8 @@
 
 One row per decoding step, one column per target position; a cell is a word (one position, or
 the positions of one word once BPE is removed), marked when it differs from the step before.
-The last row is the hypothesis. Plain Python: the text table, the picture and the HTML page are
+The last row is the hypothesis, position by position (before the generator collapses runs of one
+repeated word). Plain Python: the text table, the picture and the HTML page are
 all drawn from these cells.
 """
 

@@ -204,6 +204,7 @@ class DifformerGenerator:
                 if i < last:
                     z_t = sampler.step(z_t, z0_hat, step, z0_prev if i > 0 else None)
 
+        history_lengths = lengths.tolist()  # each step's words, as decoded (before collapsing)
         if self.config.remove_repeats:
             tokens, positional_scores, lengths = collapse_repeats(
                 tokens, positional_scores, lengths, self.pad)
@@ -211,7 +212,8 @@ class DifformerGenerator:
         keep = (~padding_mask).type_as(positional_scores)
         scores = mean_log_prob(positional_scores, keep)
         selection = self.selection_scores(src_tokens, src_lengths, tokens, scores, lengths)
-        return self.hypotheses(tokens, positional_scores, scores, selection, lengths, history, bsz)
+        return self.hypotheses(tokens, positional_scores, scores, selection, lengths,
+                               history, history_lengths, bsz)
 
     def centre_lengths(self, model, encoder_out, sample):
         """The length each source's length beam is centred on: the predicted one, or with
@@ -272,7 +274,7 @@ class DifformerGenerator:
             return bleu_mbr(words, self.candidates_per_source).to(scores)
         return scores
 
-    def hypotheses(self, tokens, positional_scores, scores, selection, lengths, history, bsz):
+    def hypotheses(self, tokens, positional_scores, scores, selection, lengths, history, history_lengths, bsz):
         k = self.candidates_per_source
         n_steps = len(self.sampler.steps)
         lengths = lengths.tolist()
@@ -292,7 +294,7 @@ class DifformerGenerator:
                     "attention": None,
                     "hypo_attn": None,
                     "history": [
-                        {"tokens": h[c, :n], "positional_scores": None, "score": None,
+                        {"tokens": h[c, :history_lengths[c]], "positional_scores": None, "score": None,
                          "alignment": None, "hypo_attn": None}
                         for h in history
                     ],

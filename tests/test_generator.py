@@ -283,9 +283,11 @@ def test_repeated_words_are_collapsed_unless_decoding_keep_repeats(tmp_path):
             assert float(h[0]["score"]) == pytest.approx(float(h[0]["positional_scores"].mean()))
     # Row 0 kept positions 0, 2 and 5 of scores 0 … 5.
     assert hypos[0][0]["positional_scores"].tolist() == [0, 1, 2, 3, 4, 5]
-    cfg, task = generation_flags(tmp_path)
+    cfg, task = generation_flags(tmp_path, "--retain-iter-history")
     default = task.build_generator([model], cfg.generation).generate([model], sample)
     assert default[0][0]["positional_scores"].tolist() == [0, 2, 5]
+    # The history holds each step's words as decoded, before collapsing.
+    assert [len(step["tokens"]) for step in default[0][0]["history"]] == [6, 6, 6]
 
 
 def test_decoding_oracle_length_centres_the_length_beam_on_the_reference(tmp_path):

@@ -18,8 +18,9 @@ from difformer_cli.trajectory_grid import (
     Cell, Trajectory, column_widths, format_table, grid_rows, word_cells,
 )
 
+# Repeats kept: the last step's words are then the H- line word for word.
 DECODING = ["--decoding-steps", "6", "--decoding-early-stopping", "2", "--length-beam-size", "2",
-            "--noise-beam-size", "2", "--seed", "3", "--cpu"]
+            "--noise-beam-size", "2", "--seed", "3", "--cpu", "--decoding-keep-repeats"]
 STEPS_TAKEN = 4  # 6 steps, the last 2 skipped
 
 
