@@ -397,8 +397,10 @@ def test_generation_args_override_the_task_decoding_options():
     assert task.build_generator([build()], given).config.early_stopping == 0
 
 
-def test_rounding_never_outputs_pad_bos_or_the_dictionary_fillers():
-    """fairseq pads a dictionary to a multiple of 8 with madeupwordNNNN symbols: not words."""
+def test_rounding_never_outputs_pad_bos_eos_or_the_dictionary_fillers():
+    """fairseq pads a dictionary to a multiple of 8 with madeupwordNNNN symbols: not words; </s>
+    goes only at position ℓ−1 (elsewhere it would be dropped from the printed hypothesis, while
+    the reranker scored it)."""
     padded = make_dictionary(30)
     padded.pad_to_multiple_(8)
     fillers = [i for i, w in enumerate(padded.symbols) if w.startswith("madeupword")]
@@ -409,6 +411,7 @@ def test_rounding_never_outputs_pad_bos_or_the_dictionary_fillers():
     logits[0, 0, fillers[0]] = 10.0          # the best-scoring symbol at each position is banned
     logits[0, 1, padded.pad()] = 10.0
     logits[0, 2, padded.bos()] = 10.0
+    logits[0, 1, padded.eos()] = logits[0, 2, padded.eos()] = 9.0  # next best: </s>, banned there too
     logits[0, 0, 7] = logits[0, 1, 8] = logits[0, 2, 9] = 5.0
     model.decoder.output_layer = lambda z0_hat: logits.reshape(*z0_hat.shape[:-1], -1)
     z0_hat = torch.zeros(1, 4, 8)

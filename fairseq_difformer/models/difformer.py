@@ -44,9 +44,10 @@ class DifformerModel(FairseqNATModel):
             rescaling_factor=args.rescaling_factor,
             vp_rf=args.vp_rf,
         )
-        #: symbols decoding never outputs (they are not words): pad, bos, and the madeupwordNNNN
-        #: fillers fairseq adds to pad a dictionary to a multiple of 8
-        self.non_words = [self.pad, decoder.dictionary.bos(), *filler_symbols(decoder.dictionary)]
+        #: symbols decoding never outputs at a word's position (they are not words): pad, bos, eos
+        #: (only at position ℓ−1, where it is placed) and the madeupwordNNNN fillers fairseq adds to
+        #: pad a dictionary to a multiple of 8
+        self.non_words = [self.pad, decoder.dictionary.bos(), self.eos, *filler_symbols(decoder.dictionary)]
 
     @staticmethod
     def add_args(parser):
@@ -197,8 +198,8 @@ class DifformerModel(FairseqNATModel):
                             cross_attention_cache=cross_attention_cache)
 
     def round_to_words(self, z0_hat, lengths, padding_mask):
-        """The words of ẑ0: argmax(ẑ0 · Eᵀ) over real words (never pad, bos or the dictionary's
-        madeupwordNNNN fillers); position ℓ−1 is </s>, padding is pad. Each word's score is its
+        """The words of ẑ0: argmax(ẑ0 · Eᵀ) over real words (never pad, bos, </s> or the
+        dictionary's madeupwordNNNN fillers); position ℓ−1 is </s>, padding is pad. Each word's score is its
         log-probability log_softmax(ẑ0 · Eᵀ) over the whole dictionary.
 
         Only the non-pad positions go through the vocabulary projection.
