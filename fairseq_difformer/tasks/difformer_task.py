@@ -128,8 +128,8 @@ class DifformerConfig(TranslationConfig):
 DECODING_OPTIONS = (
     "decoding_steps", "decoding_early_stopping", "decoding_rescaling_factor", "decoding_vp_rf",
     "decoding_noise_schedule", "decoding_sampler", "decoding_eta", "decoding_bf16", "clamping",
-    "decoding_keep_repeats", "decoding_length_offset", "decoding_oracle_length", "length_beam_size", "noise_beam_size", "ppl_mbr",
-    "bleu_mbr",
+    "decoding_keep_repeats", "decoding_length_offset", "decoding_oracle_length", "length_beam_size",
+    "noise_beam_size", "ppl_mbr", "bleu_mbr",
 )
 
 
