@@ -109,6 +109,7 @@ def render(results: Dict, plots: Dict[str, str], findings: str = "") -> str:
     out.append(_section_quality(results))
     out.append(_section_decoding(results, plots))
     out.append(_section_samplers(results, plots))
+    out.append(_section_distillation(results))
     out.append(_section_precision(results))
     out.append(_section_ablations(results, plots))
     out.append(_section_profile(results))
@@ -142,6 +143,29 @@ def _second_batch(results):
     if results.get("device") == "cuda":
         return f"tokens{systems.DECODE_MAX_TOKENS}", f"--max-tokens {systems.DECODE_MAX_TOKENS}"
     return "batch1", "batch 1"
+
+
+def _section_distillation(results):
+    arms = results.get("distillation", {})
+    if not arms:
+        return "## Distillation at an equal budget\n\nNot measured yet (`--part distill`).\n"
+    rows = []
+    for name, a in sorted(arms.items(), key=lambda kv: (kv[1]["budget_minutes"], kv[1]["teacher_minutes"] or 1e9)):
+        teacher = (f"{a['teacher_minutes']:g} min, {a['teacher_updates']} updates, beam 5 {a['teacher_bleu']:.2f}"
+                   if a["teacher_minutes"] else "none (the references)")
+        reranked = a.get("difformer_default_3x2_rerank", {}).get("bleu")
+        rows.append([a["budget_minutes"], teacher, a.get("distill_minutes", "–"), a["difformer_minutes"],
+                     a["difformer_updates"], a["difformer_default"]["bleu"],
+                     _fmt(a["difformer_default"].get("length_ratio"), 3), reranked if reranked is not None else "–"])
+    return ("## Distillation at an equal budget\n\n"
+            "Every arm spends the same wall-clock budget: the AR teacher's training (the benchmark's AR "
+            "recipe for T minutes), the translation of the training set with it (`difformer-distill --teacher`, "
+            "beam 5, timed) and Difformer's training on the teacher's outputs for the minutes left; the last arm "
+            "trains Difformer on the references for the whole budget. SacreBLEU on test2016 of the default "
+            "decoding, 1×1 and 3×2 with the teacher as AR reranker (the references arm has no AR model in its "
+            "budget). One seed each: read the differences against the seed band of section 4.\n\n"
+            + _table(["budget (min)", "AR teacher", "translation (min)", "Difformer (min)", "Difformer updates",
+                      "SacreBLEU 1×1", "length ratio 1×1", "SacreBLEU 3×2, teacher reranks"], rows))
 
 
 def _section_precision(results):

@@ -15,6 +15,12 @@ in the work directory):
   train       each system trained for --budget-minutes of wall-clock time (equal budgets)
   decode      every decoding setting on test2016 at batch 100 and batch 1: sentences/s, peak
               memory, SacreBLEU and tokenised BLEU (needs train)
+  samplers    every sampler × steps × candidates on the trained Difformer, against AR beam 5
+              (needs train)
+  distill     sequence-level distillation at an equal total budget (--distill-budget-minutes):
+              for each --teacher-minutes T, an AR teacher trained T minutes, the training set
+              translated with it, Difformer trained on that for the minutes left; against
+              Difformer trained on the references for the whole budget
   precision   the same checkpoints decoded in float32 and in fp16 (--fp16): BLEU of each and the
               difference (needs train)
   ablations   the paper's ablations, each trained --ablation-minutes: BLEU and embedding collapse
@@ -50,7 +56,7 @@ from difformer_cli.commands import CommandFailed, run_logged  # noqa: E402
 from difformer_cli.recipes import recipe  # noqa: E402
 
 USER_DIR = user_dir()
-PARTS = ("throughput", "train", "decode", "samplers", "precision", "ablations", "profile", "report")
+PARTS = ("throughput", "train", "decode", "samplers", "distill", "precision", "ablations", "profile", "report")
 
 
 def say(message):
@@ -105,7 +111,7 @@ class Benchmark:
     def tool(self, name):
         """A console script, or on a GPU machine (no console scripts) the module it runs."""
         modules = {"fairseq-train": "fairseq_cli.train", "fairseq-generate": "fairseq_cli.generate",
-                   "difformer-score": "difformer_cli.score"}
+                   "difformer-score": "difformer_cli.score", "difformer-distill": "difformer_cli.distill"}
         return [name] if self.device == "cpu" else [sys.executable, "-m", modules[name]]
 
     # -- data ------------------------------------------------------------------------------------
@@ -140,8 +146,8 @@ class Benchmark:
 
         return len(data_utils.load_indexed_dataset(str(self.databin / "test.de-en.en"), None))
 
-    def train_command(self, system, save_dir, extra=()):
-        return [*self.tool("fairseq-train"), self.databin, "--user-dir", USER_DIR,
+    def train_command(self, system, save_dir, extra=(), databin=None):
+        return [*self.tool("fairseq-train"), databin or self.databin, "--user-dir", USER_DIR,
                 *recipe(system, self.device), *extra, "--save-dir", save_dir]
 
     # -- part 1: throughput ----------------------------------------------------------------------
@@ -166,11 +172,12 @@ class Benchmark:
 
     # -- part 2: equal-budget training -----------------------------------------------------------
 
-    def train_for_budget(self, name, system, minutes, extra=()):
-        """Train until ``minutes`` of training time are spent; resumes an interrupted run and
-        reuses a finished one with the same budget and command."""
+    def train_for_budget(self, name, system, minutes, extra=(), databin=None):
+        """Train until ``minutes`` of training time are spent (on ``databin``, default the
+        benchmark's); resumes an interrupted run and reuses a finished one with the same budget and
+        command."""
         save_dir = self.work / "checkpoints" / name
-        cmd = self.train_command(system, save_dir, [
+        cmd = self.train_command(system, save_dir, databin=databin, extra=[
             *extra, "--stop-time-hours", minutes / 60, "--max-update", 10 ** 7,
             "--disable-validation", "--no-epoch-checkpoints", "--save-interval-updates", 500,
             "--keep-interval-updates", 1, "--log-format", "json", "--log-interval", self.scale.log_interval])
@@ -209,10 +216,10 @@ class Benchmark:
             sys.exit(f"benchmark: {name} is not trained yet ({path.parent}); run --part train first")
         return path
 
-    def generate_command(self, setting, batch_size, checkpoint=None, precision=None):
+    def generate_command(self, setting, batch_size, checkpoint=None, precision=None, reranker=None):
         path = str(checkpoint or self.checkpoint(setting.system))
         if setting.reranker:
-            path += ":" + str(self.checkpoint("ar"))
+            path += ":" + str(reranker or self.checkpoint("ar"))
         batching = (["--batch-size", batch_size] if batch_size
                     else ["--max-tokens", systems.DECODE_MAX_TOKENS])
         return [*self.tool("fairseq-generate"), self.databin, "--user-dir", USER_DIR,
@@ -221,10 +228,10 @@ class Benchmark:
                 *(systems.PRECISION_ARGS[self.device][precision] if precision
                   else systems.DECODE_DEVICE_ARGS[self.device]), *setting.args]
 
-    def generate(self, setting, batch_size, checkpoint=None, tag=None, precision=None):
+    def generate(self, setting, batch_size, checkpoint=None, tag=None, precision=None, reranker=None):
         tag = tag or setting.name
         out = self.work / "generate" / f"{tag}-b{batch_size}.txt"
-        cmd = self.generate_command(setting, batch_size, checkpoint, precision)
+        cmd = self.generate_command(setting, batch_size, checkpoint, precision, reranker)
         log = self.work / "logs" / f"generate-{tag}-b{batch_size}.log"
         usage = run_logged(cmd, log, stdout=out)
         # fairseq-generate's log lines go to stderr or stdout depending on who configured logging.
@@ -297,6 +304,69 @@ class Benchmark:
                 "bleu": round(scores["sacrebleu"], 2), "tok_bleu": round(scores["tok_bleu"], 2),
                 "sentences_per_s": speed["sentences_per_s"], "command": speed["command"],
             })
+
+    # -- part: distillation ----------------------------------------------------------------------
+
+    def distill(self):
+        """Sequence-level distillation at an equal total budget of B minutes: for each teacher
+        share T, the AR teacher trained T minutes, the training set translated with beam 5 (its
+        wall-clock time counted), Difformer trained on the distilled data for the minutes left,
+        decoded by default 1×1 and 3×2 with the teacher as AR reranker; against Difformer trained
+        on the references for all B minutes (1×1; it has no AR model in its budget)."""
+        budget = self.args.distill_budget_minutes
+        for teacher_minutes in self.args.teacher_minutes:
+            if not 0 < teacher_minutes < budget:
+                sys.exit(f"benchmark: --teacher-minutes {teacher_minutes:g} must lie between 0 and "
+                         f"--distill-budget-minutes {budget:g} (the teacher's share of the budget)")
+            self.distillation_arm(budget, teacher_minutes)
+        self.distillation_arm(budget, None)
+
+    def distillation_arm(self, budget, teacher_minutes):
+        arm = f"teacher{teacher_minutes:g}" if teacher_minutes else "references"
+        name = f"distill-B{budget:g}-{arm}"
+        entry = {"budget_minutes": budget, "teacher_minutes": teacher_minutes or 0}
+        databin, teacher = None, None
+        if teacher_minutes:
+            teacher_run = self.train_for_budget(f"{name}-teacher", "ar", teacher_minutes)
+            teacher = Path(teacher_run["checkpoint"])
+            out, _ = self.generate(systems.SETTINGS_BY_NAME["ar_beam5"], self.scale.decode_batch_sizes[0],
+                                   teacher, tag=f"{name}-teacher")
+            entry.update(teacher_updates=teacher_run["updates"],
+                         teacher_bleu=round(self.score(out)["sacrebleu"], 2))
+            databin, entry["distill_minutes"] = self.distilled_databin(name, teacher)
+            say(f"  teacher BLEU {entry['teacher_bleu']}, distillation {entry['distill_minutes']} min")
+        # What is left of the budget; rounded so that a resumed run rebuilds the same command.
+        entry["difformer_minutes"] = round(budget - entry["teacher_minutes"] - entry.get("distill_minutes", 0), 2)
+        student = self.train_for_budget(f"{name}-difformer", "difformer", entry["difformer_minutes"],
+                                        databin=databin)
+        entry["difformer_updates"] = student["updates"]
+        decodings = ["difformer_default"] + (["difformer_default_3x2_rerank"] if teacher else [])
+        for setting_name in decodings:
+            say(f"decoding {name} {setting_name}")
+            out, speed = self.generate(systems.SETTINGS_BY_NAME[setting_name], self.scale.decode_batch_sizes[0],
+                                       Path(student["checkpoint"]), tag=f"{name}-{setting_name}",
+                                       reranker=teacher)
+            scores = self.score(out)
+            say(f"  SacreBLEU {scores['sacrebleu']:.2f}")
+            entry[setting_name] = {"bleu": round(scores["sacrebleu"], 2), "tok_bleu": round(scores["tok_bleu"], 2),
+                                   "length_ratio": scores.get("length_ratio"),
+                                   "sentences_per_s": speed["sentences_per_s"], "command": speed["command"]}
+        entry["commands"] = {"difformer": student["command"]}
+        self.results.set("distillation", name, entry)
+
+    def distilled_databin(self, name, teacher: Path):
+        """The training set translated by ``teacher`` (difformer-distill), and the minutes it took,
+        kept beside the data-bin so that a resumed run counts the same minutes."""
+        destdir = self.work / "distill" / name
+        timing = destdir / "timing.json"
+        if not timing.exists():
+            shutil.rmtree(destdir, ignore_errors=True)
+            cmd = [*self.tool("difformer-distill"), self.databin, "--destdir", destdir, "--teacher", teacher,
+                   "--beam", 5, *(["--cpu"] if self.device == "cpu" else [])]
+            say(f"distilling with {teacher}")
+            usage = run_logged(cmd, self.work / "logs" / f"{name}-distill.log")
+            timing.write_text(json.dumps({"minutes": round(usage["wall_s"] / 60, 2), "command": _shell(cmd)}))
+        return destdir / "bin", json.loads(timing.read_text())["minutes"]
 
     # -- part: precision -------------------------------------------------------------------------
 
@@ -391,6 +461,11 @@ def main(argv=None):
                    help="training minutes per system in the train part (default 20; quick 0.5)")
     p.add_argument("--ablation-minutes", type=float, default=None,
                    help="training minutes per ablation variant (default 8; quick 0.3)")
+    p.add_argument("--distill-budget-minutes", type=float, default=None,
+                   help="the distill part's total budget per arm: teacher, translation and Difformer "
+                        "(default 30; quick 1.5)")
+    p.add_argument("--teacher-minutes", type=float, nargs="+", default=None,
+                   help="the distill part's teacher shares of that budget (default 5 10; quick 0.3)")
     p.add_argument("--quick", action="store_true",
                    help="check every step in a few minutes: 2,000 training pairs, 60 test sentences, "
                         "short budgets; results are marked quick")
@@ -423,6 +498,10 @@ def main(argv=None):
         args.budget_minutes = 0.5 if args.quick else 20
     if args.ablation_minutes is None:
         args.ablation_minutes = 0.3 if args.quick else 8
+    if args.distill_budget_minutes is None:
+        args.distill_budget_minutes = 1.5 if args.quick else 30
+    if args.teacher_minutes is None:
+        args.teacher_minutes = [0.3] if args.quick else [5, 10]
     if args.workdir is None:
         args.workdir = REPO / "work" / ("benchmarks-quick" if args.quick else "benchmarks-cuda" if cuda else "benchmarks")
     if args.databin is not None and not (args.databin / "dict.en.txt").exists():
