@@ -465,7 +465,8 @@ def main(argv=None):
                    help="the distill part's total budget per arm: teacher, translation and Difformer "
                         "(default 30; quick 1.5)")
     p.add_argument("--teacher-minutes", type=float, nargs="+", default=None,
-                   help="the distill part's teacher shares of that budget (default 5 10; quick 0.3)")
+                   help="the distill part's teacher shares of that budget (default 8 12: the AR recipe "
+                        "warms up for 400 updates, about 5 minutes; quick 0.3)")
     p.add_argument("--quick", action="store_true",
                    help="check every step in a few minutes: 2,000 training pairs, 60 test sentences, "
                         "short budgets; results are marked quick")
@@ -501,7 +502,7 @@ def main(argv=None):
     if args.distill_budget_minutes is None:
         args.distill_budget_minutes = 1.5 if args.quick else 30
     if args.teacher_minutes is None:
-        args.teacher_minutes = [0.3] if args.quick else [5, 10]
+        args.teacher_minutes = [0.3] if args.quick else [8, 12]
     if args.workdir is None:
         args.workdir = REPO / "work" / ("benchmarks-quick" if args.quick else "benchmarks-cuda" if cuda else "benchmarks")
     if args.databin is not None and not (args.databin / "dict.en.txt").exists():
