@@ -27,6 +27,7 @@ setup(
         "console_scripts": [
             "difformer-user-dir=difformer_cli:print_user_dir",
             "difformer-prepare=difformer_cli.prepare:main",
+            "difformer-prepare-text=difformer_cli.prepare_text:main",
             "difformer-distill=difformer_cli.distill:main",
             "difformer-average-checkpoints=difformer_cli.average_checkpoints:main",
             "difformer-score=difformer_cli.score:main",

@@ -1,2 +1,2 @@
-from . import difformer, transformer_base  # noqa: F401  (registration)
+from . import difformer, difformer_fusion, transformer_base  # noqa: F401  (registration)
 from .difformer import DifformerModel  # noqa: F401

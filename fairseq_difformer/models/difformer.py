@@ -265,7 +265,8 @@ class DifformerDecoder(NATransformerDecoder):
         """z0 = √d_latent · E[w] (normalised, z0 = LN(√d_latent · E[w]), with --embed-norm-before-proj)."""
         return self.z0_norm(self.latent_scale * self.embed_tokens(tokens))
 
-    def forward(self, z_t, t, z0_prev, encoder_out, padding_mask, cross_attention_cache=None):
+    def forward(self, z_t, t, z0_prev, encoder_out, padding_mask, cross_attention_cache=None,
+                layer_hook=None):
         """ẑ0 = P_out · Layers(EmbedNorm(LatentInput(z_t, ẑ0_prev) + TimeMLP(t') + pos)).
 
         z_t, z0_prev: B × T × d_latent; t: B (training-schedule timesteps); padding_mask: B × T.
@@ -274,6 +275,10 @@ class DifformerDecoder(NATransformerDecoder):
         ``cross_attention_cache``: a dict kept across the denoising steps of one batch (same
         ``encoder_out``). The first call fills it with every layer's source-side attention keys
         and values, later calls reuse them instead of projecting the source again.
+
+        ``layer_hook(i, x)``: called with the residual stream x (T × B × d_model) after each layer
+        i = 1 … N (and i = 0 for the layers' input); what it returns goes on. The features of
+        :mod:`fairseq_difformer.models.difformer_fusion` are read (and fed back) here.
         """
         x = self.latent_input(z_t, z0_prev)                                        # B × T × d
         x = x + self.time_embed(t * self.time_scale)[:, None, :]
@@ -283,6 +288,8 @@ class DifformerDecoder(NATransformerDecoder):
         x = self.dropout_module(self.embed_norm(x))
 
         x = x.transpose(0, 1)                                                      # T × B × d
+        if layer_hook is not None:
+            x = layer_hook(0, x)
         encoder_states = encoder_out["encoder_out"][0]
         encoder_padding_mask = (
             encoder_out["encoder_padding_mask"][0] if encoder_out["encoder_padding_mask"] else None
@@ -290,7 +297,7 @@ class DifformerDecoder(NATransformerDecoder):
         # fairseq's incremental state, holding only the cached source keys and values: the
         # self-attention finds nothing of its own there and attends over the whole target.
         state = None if cross_attention_cache is None else dict(cross_attention_cache)
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers, 1):
             x, _, _ = layer(
                 x,
                 encoder_states,
@@ -299,6 +306,8 @@ class DifformerDecoder(NATransformerDecoder):
                 self_attn_mask=None,          # the denoiser sees the whole target
                 self_attn_padding_mask=padding_mask,
             )
+            if layer_hook is not None:
+                x = layer_hook(i, x)
         if cross_attention_cache is not None and not cross_attention_cache:
             for layer in self.layers:
                 layer.encoder_attn._set_input_buffer(
