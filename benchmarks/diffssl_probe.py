@@ -50,7 +50,7 @@ def pooled_features(task, model, split: str) -> Tuple[torch.Tensor, torch.Tensor
             for k, per_layer in enumerate(extracted):
                 for j, f in enumerate(per_layer):
                     features[k, j, ids] = masked_mean(f, mask)
-            labels[ids] = sample["target"]
+            labels[ids] = sample["target"].view(-1)
     return features, labels
 
 

@@ -199,8 +199,8 @@ def train_head(labelled_bin, checkpoint, save_dir, *options):
     out = run_cli(
         "fairseq-train", labelled_bin, "--user-dir", USER_DIR, "--task", "sentence_prediction",
         "--num-classes", "2", "--criterion", "sentence_prediction", "--arch", "difformer_fusion",
-        "--difformer-checkpoint", checkpoint, *options, "--optimizer", "adam", "--lr", "3e-3",
-        "--batch-size", "32", "--max-epoch", "10", "--cpu", "--no-progress-bar", "--log-format", "simple",
+        "--difformer-checkpoint", checkpoint, *options, "--optimizer", "adam",
+        "--batch-size", "32", "--max-epoch", "20", "--cpu", "--no-progress-bar", "--log-format", "simple",
         "--seed", "1", "--num-workers", "0", "--save-dir", save_dir, "--no-epoch-checkpoints",
     )
     accuracies = [float(a) for a in re.findall(r"valid on 'valid' subset.*?accuracy (\d+\.?\d*)", out.stdout + out.stderr)]
@@ -208,13 +208,14 @@ def train_head(labelled_bin, checkpoint, save_dir, *options):
 
 
 @pytest.mark.parametrize("head, options", [
-    ("linear", ["--feature-layers", "2", "--feature-timesteps", "5"]),
-    ("feedback", ["--feature-layers", "1,2", "--feature-timesteps", "5,50", "--feedback", "2:1", *HEAD]),
+    ("linear", ["--feature-layers", "2", "--feature-timesteps", "5", "--lr", "3e-3"]),
+    ("feedback", ["--feature-layers", "1,2", "--feature-timesteps", "5,50", "--feedback", "2:1", *HEAD,
+                  "--lr", "1e-3", "--head-dropout", "0"]),
 ])
 def test_sentence_prediction_learns_a_separable_set(labelled_bin, text_model, tmp_path, head, options):
     _, checkpoint = text_model
     accuracies = train_head(labelled_bin, checkpoint, tmp_path / "ckpt", "--head", head, *options)
-    assert len(accuracies) == 10
+    assert len(accuracies) == 20
     assert accuracies[-1] >= 90, accuracies
     # The saved model carries the denoiser's weights unchanged.
     trained = torch.load(tmp_path / "ckpt" / "checkpoint_last.pt", weights_only=False)["model"]
@@ -228,7 +229,7 @@ def test_fairseq_train_states_a_bad_option_in_one_line(labelled_bin, text_model,
     proc = run_cli(
         "fairseq-train", labelled_bin, "--user-dir", USER_DIR, "--task", "sentence_prediction",
         "--num-classes", "2", "--criterion", "sentence_prediction", "--arch", "difformer_fusion",
-        "--difformer-checkpoint", checkpoint, "--feature-layers", "7", "--cpu",
+        "--difformer-checkpoint", checkpoint, "--feature-layers", "7", "--cpu", "--batch-size", "8",
         "--save-dir", tmp_path, check=False,
     )
     assert proc.returncode != 0

@@ -150,14 +150,15 @@ class DifformerFusionModel(BaseFairseqModel):
 
     def sentence_noise(self, tokens, padding_mask) -> torch.Tensor:
         """ε of every timestep for each sentence, K × B × T × d_latent (0 at padding): drawn from a
-        generator seeded with --feature-seed and the CRC-32 of the sentence's token ids, so that a
+        generator seeded with the CRC-32 of the sentence's token ids started from --feature-seed
+        (torch's CPU generator reads 32 bits of a seed), so that a
         sentence's features depend on the sentence alone (not on its batch, padding or the call),
         and different sentences get independent noise."""
         noise = torch.zeros(len(self.timesteps), *tokens.shape, self.latent_dim)
         lengths = (~padding_mask).sum(1).tolist()
         for b, row in enumerate(tokens.cpu()):
             words = row[~padding_mask[b].cpu()].to(torch.int64).numpy().tobytes()
-            generator = torch.Generator().manual_seed((self.args.feature_seed << 32 | zlib.crc32(words)) % 2 ** 63)
+            generator = torch.Generator().manual_seed(zlib.crc32(words, self.args.feature_seed & 0xFFFFFFFF))
             noise[:, b, : lengths[b]] = torch.randn(len(self.timesteps), lengths[b], self.latent_dim,
                                                     generator=generator)
         return noise.to(tokens.device)

@@ -3,7 +3,7 @@
 A feature is the residual stream after one denoiser layer at one noise level t: B × T × d_model,
 with the sentence's padding mask. The heads:
 
-    LinearProbe   logits = W · mean_{real positions}(f) + b                  (one layer, one t)
+    LinearProbe   logits = W · BN(mean_{real positions}(f)) + b              (one layer, one t)
     FusionHead    for each t: tokens = ⊕_layers [P_l · LN(f_{l,t}) + pos]   (positions joined)
                               c_t = CLS output of a small pre-norm Transformer over [CLS; tokens]
                   logits = W · [c_{t_1}; …; c_{t_K}] + b
@@ -27,20 +27,26 @@ def masked_mean(features: torch.Tensor, padding_mask: torch.Tensor) -> torch.Ten
 
 
 class LinearProbe(nn.Module):
-    """logits = W · mean-pooled feature + b (the linear-probe baseline)."""
+    """logits = W · BN(mean-pooled feature) + b: the linear-probe baseline, with the pooled
+    features standardised by a BatchNorm without affine parameters (as MAE's linear probing): the
+    mean-pooled residual streams of two sentences differ by little beside what they share, and an
+    unstandardised probe learns that difference slowly. At evaluation the BatchNorm is a fixed
+    affine map, so the probe stays linear."""
 
     def __init__(self, feature_dim: int, num_classes: int):
         super().__init__()
+        self.norm = nn.BatchNorm1d(feature_dim, affine=False)
         self.out_proj = nn.Linear(feature_dim, num_classes)
 
     def forward(self, features: List[List[torch.Tensor]], padding_mask: torch.Tensor) -> torch.Tensor:
         ((feature,),) = features
-        return self.out_proj(masked_mean(feature, padding_mask))
+        return self.out_proj(self.norm(masked_mean(feature, padding_mask)))
 
 
 class CLSTransformer(nn.Module):
     """A learned CLS token (zero-initialised) before the tokens, ``layers`` pre-norm Transformer
-    layers (GELU, MLP 4×), no final norm; returns the CLS output, B × dim."""
+    layers (GELU, MLP 4×) and a final LayerNorm on the CLS output (as ViT's; the public DiffSSL
+    head has none, and without it the heads here often sat at chance for epochs); returns B × dim."""
 
     def __init__(self, dim: int, layers: int, heads: int, dropout: float):
         super().__init__()
@@ -48,11 +54,12 @@ class CLSTransformer(nn.Module):
         layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
         self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
 
     def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
         cls = self.cls.expand(tokens.size(0), -1, -1)
         mask = torch.cat([padding_mask.new_zeros(tokens.size(0), 1), padding_mask], dim=1)
-        return self.layers(torch.cat([cls, tokens], dim=1), src_key_padding_mask=mask)[:, 0]
+        return self.norm(self.layers(torch.cat([cls, tokens], dim=1), src_key_padding_mask=mask)[:, 0])
 
 
 class FusionHead(nn.Module):
