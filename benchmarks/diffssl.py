@@ -246,15 +246,15 @@ def main(argv=None):
     p.add_argument("--head-minutes", type=float, default=None,
                    help="each classifier's training (default 5; quick 0.3)")
     p.add_argument("--workdir", type=Path, default=None, help="default work/diffssl[-quick]")
-    p.add_argument("--results", type=Path, default=None, help="default benchmarks/results-diffssl.json")
+    p.add_argument("--results", type=Path, default=None, help="default benchmarks/results-diffssl.json (quick: the work folder's results.json)")
     p.add_argument("--docs", type=Path, default=None,
                    help="where diffssl.md and its plots go (default docs/; quick: the work folder's docs/)")
     args = p.parse_args(argv)
     args.lm_minutes = args.lm_minutes or (1 if args.quick else 30)
     args.head_minutes = args.head_minutes or (0.3 if args.quick else 5)
     args.workdir = args.workdir or REPO / "work" / ("diffssl-quick" if args.quick else "diffssl")
-    args.results = args.results or REPO / "benchmarks" / ("results-diffssl-quick.json" if args.quick
-                                                          else "results-diffssl.json")
+    args.results = args.results or (args.workdir / "results.json" if args.quick
+                                    else REPO / "benchmarks" / "results-diffssl.json")
     args.docs = args.docs or (args.workdir / "docs" if args.quick else REPO / "docs")
     bench = DiffSSLBenchmark(args)
     bench.results.set("machine", measure.machine_description())

@@ -76,7 +76,7 @@ def render(results: Dict, plots: Dict[str, str]) -> str:
     text, lm = results.get("data", {}).get("text_sentences"), results.get("lm")
     if text and lm:
         out.append(f"**Text model:** `--task difformer_lm`, the benchmark's Difformer recipe (difformer_small, "
-                   f"F = 4), {lm['minutes']:g} minutes ({lm['updates']} updates) on {text['train']:,} unlabelled "
+                   f"F = 4), {lm['minutes']:g} min of training ({lm['updates']} updates) on {text['train']:,} unlabelled "
                    f"sentences (SST-2 training sentences, Multi30k English, QQP questions, AESLC subject lines), "
                    f"never on a label.\n")
     out.append("## Targets\n")
