@@ -87,9 +87,7 @@ def parse_args(argv=None):
 
 def read_records(path: str, jsonl_field, labelled: bool):
     """(sentence, label or None) of every line of a .tsv, .jsonl or plain text file."""
-    flag = "--train/--valid" if labelled else "--text/--valid"
     suffix = Path(path).suffix
-    hash_and_count_lines(path, flag)  # a missing or empty file stops here, named
     if suffix == ".tsv":
         with open(path, encoding="utf-8", newline="") as f:
             rows = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -196,12 +194,15 @@ def preprocess(build: Path, name: str, files: dict, srcdict, workers):
 
 
 def identity(options):
-    """What the output depends on: the options that shape it and the inputs' contents."""
-    files = [*(options.text or []), *([options.train] if options.train else []), *(options.valid or []),
-             *([options.bpe_codes] if options.bpe_codes else []), *([options.srcdict] if options.srcdict else [])]
+    """What the output depends on: the options that shape it and the inputs' contents (a missing
+    or empty input stops here, named with its flag)."""
+    files = [("--text", f) for f in options.text or []] + [("--train", options.train)] * bool(options.train)
+    files += [("--valid", f) for f in options.valid or []]
+    files += [(flag, getattr(options, name)) for flag, name in (("--bpe-codes", "bpe_codes"), ("--srcdict", "srcdict"))
+              if getattr(options, name)]
     shaping = {k: getattr(options, k) for k in ("labelled", "valid_lines", "label_fraction", "seed", "jsonl_field",
                                                 "tokenize", "lowercase", "bpe_merges")}
-    return {"options": shaping, "inputs": {f: hash_and_count_lines(f, "input")[0] for f in files}}
+    return {"options": shaping, "inputs": {path: hash_and_count_lines(path, flag)[0] for flag, path in files}}
 
 
 def prepare(options) -> Path:
