@@ -1,6 +1,7 @@
 """The diffssl report: ``docs/diffssl.md`` and its plots (``docs/diffssl/``), from the results file
 of ``benchmarks/diffssl.py``. Every section is written from what the results hold; missing parts
-are named."""
+are named. The one hand-written part is ``benchmarks/diffssl-findings.md`` (the reading of a full
+run's figures), placed after the targets of a full run's report."""
 
 import statistics
 from pathlib import Path
@@ -16,6 +17,7 @@ HEAD_NAMES = {
     "scratch": "Transformer encoder from scratch",
 }
 TARGET_ACCURACY = 82.0
+FINDINGS = Path(__file__).with_name("diffssl-findings.md")
 
 
 def accuracies(results, system) -> List[float]:
@@ -63,7 +65,7 @@ def targets(results: Dict) -> List[List[str]]:
     return rows
 
 
-def render(results: Dict, plots: Dict[str, str]) -> str:
+def render(results: Dict, plots: Dict[str, str], findings: str = "") -> str:
     out = ["# The second system: DifFormer and DifFeed over a text-free Difformer, on SST-2\n"]
     if results.get("mode") == "quick":
         out.append("> **Quick check** (`benchmarks/diffssl.py --quick`): a small subset and budgets of seconds. "
@@ -81,6 +83,8 @@ def render(results: Dict, plots: Dict[str, str]) -> str:
                    f"never on a label.\n")
     out.append("## Targets\n")
     out.append(_table(["target", "measured", "met"], targets(results)))
+    if findings and results.get("mode") != "quick":
+        out.append("## Findings\n\n" + findings.strip() + "\n")
     out.append(_section_grid(results, plots))
     out.append(_section_heads(results))
     out.append(_section_labels(results, plots))
@@ -205,5 +209,6 @@ def write(results: Dict, docs: Path) -> Path:
     docs.mkdir(parents=True, exist_ok=True)
     plots = make_plots(results, docs / "diffssl", "diffssl")
     path = docs / "diffssl.md"
-    path.write_text(render(results, plots), encoding="utf-8")
+    findings = FINDINGS.read_text(encoding="utf-8") if FINDINGS.exists() else ""
+    path.write_text(render(results, plots, findings), encoding="utf-8")
     return path

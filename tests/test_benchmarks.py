@@ -9,7 +9,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks import measure, report, systems  # noqa: E402
+from benchmarks import diffssl_report, measure, report, systems  # noqa: E402
 from benchmarks.run import Results  # noqa: E402
 
 
@@ -241,3 +241,53 @@ def test_the_default_settings_label_names_the_tasks_default_decoding():
     assert systems.DEFAULT_DECODING == (config.decoding_sampler, config.decoding_steps)
     assert config.decoding_early_stopping is None  # a quarter of the steps, as the label says
     assert "--decoding-steps" not in systems.SETTINGS_BY_NAME["difformer_default"].args
+
+
+def diffssl_results(mode="full"):
+    def runs(*accuracies):
+        return {str(seed): {"accuracy": a, "updates": 900, "minutes": 4,
+                            "command": f"fairseq-train x --arch difformer_fusion --head h --seed {seed}"}
+                for seed, a in enumerate(accuracies, 1)}
+
+    return {"mode": mode, "machine": {"description": "2 cores"},
+            "grid": {"layers": [0, 1, 2], "timesteps": [0, 100], "accuracy": [[70.0, 71.0], [75.0, 74.0], [73.0, 60.0]],
+                     "best": "1@0"},
+            "heads": {"linear": runs(70.0, 71.0, 72.0), "attention": runs(75.0, 76.0, 74.0),
+                      "fusion": runs(80.0, 81.0, 82.0), "feedback": runs(81.0, 82.0, 83.0),
+                      "scratch": runs(78.0, 79.0, 80.0)},
+            "labels": {"fusion": {"0.01": {"accuracy": 70.0}, "0.1": {"accuracy": 76.0}},
+                       "feedback": {"0.01": {"accuracy": 71.0}, "0.1": {"accuracy": 77.0}},
+                       "scratch": {"0.01": {"accuracy": 60.0}, "0.1": {"accuracy": 77.5}}}}
+
+
+def test_diffssl_targets_compare_the_means_of_the_seeds():
+    rows = {row[0]: row[1:] for row in diffssl_report.targets(diffssl_results())}
+    assert rows["DifFormer > attention head > linear probe (means of the seeds)"] == ["81.00 / 75.00 / 71.00", "yes"]
+    assert rows["DifFeed ≥ DifFormer"] == ["82.00 / 81.00", "yes"]
+    assert rows["DifFormer beats the scratch encoder with 1% of the labels"][1] == "yes"
+    assert rows["DifFormer beats the scratch encoder with 10% of the labels"] == ["76.00 / 77.50", "**no**"]
+    assert rows["best head's dev accuracy ≥ 82 %"] == ["82.00", "yes"]
+    results = diffssl_results()
+    results["heads"]["attention"] = {}
+    del results["labels"]
+    rows = {row[0]: row[2] for row in diffssl_report.targets(results)}
+    assert rows["DifFormer > attention head > linear probe (means of the seeds)"] == "not measured"
+    assert rows["DifFormer beats the scratch encoder with 1% of the labels"] == "not measured"
+
+
+def test_diffssl_report_has_its_sections_plots_and_findings_of_a_full_run_only(tmp_path, monkeypatch):
+    findings = tmp_path / "diffssl-findings.md"
+    findings.write_text("The grid peaks at layer 1.\n")
+    monkeypatch.setattr(diffssl_report, "FINDINGS", findings)
+    text = diffssl_report.write(diffssl_results(), tmp_path / "full").read_text()
+    assert "## Findings\n\nThe grid peaks at layer 1." in text
+    assert "| (d) DifFeed (feedback) | 82.00 ± 1.00 (n = 3) | 81.00, 82.00, 83.00 |" in text
+    assert "Best: layer 1 at t = 0." in text
+    for plot in ("grid", "labels"):
+        png = tmp_path / "full" / "diffssl" / f"{plot}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG" and f"diffssl/{plot}.png" in text
+    quick = diffssl_report.write(diffssl_results("quick"), tmp_path / "quick").read_text()
+    assert "Quick check" in quick and "## Findings" not in quick
+    empty = diffssl_report.write({"mode": "full"}, tmp_path / "empty").read_text()
+    for part in ("grid", "heads", "labels"):
+        assert f"Not measured yet (`--part {part}`" in empty
