@@ -27,18 +27,17 @@ regenerated after every part. Run with nothing else busy on the machine.
 """
 
 import argparse
-import datetime
 import json
+import logging
 import re
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks import measure  # noqa: E402
-from benchmarks.run import Results, _shell, say  # noqa: E402
+from benchmarks.run import Results, _shell, run_parts, say  # noqa: E402
 from difformer_cli import user_dir  # noqa: E402
 from difformer_cli.commands import run_logged  # noqa: E402
 from difformer_cli.recipes import OPTIMISATION, train_args  # noqa: E402
@@ -260,16 +259,9 @@ def main(argv=None):
     bench.results.set("machine", measure.machine_description())
     from benchmarks import diffssl_report
 
-    for part in [p for p in PARTS if p in (args.part or PARTS)]:
-        if part != "report":
-            started = time.time()
-            say(f"part {part}")
-            getattr(bench, part)()
-            bench.results.set("parts", part, {
-                "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "minutes": round((time.time() - started) / 60, 1)})
-        path = diffssl_report.write(bench.results.data, args.docs)
-        say(f"results in {args.results}, report in {path}")
+    logging.getLogger().setLevel(logging.WARNING)  # importing fairseq turned the root logger on
+    run_parts(bench, [p for p in PARTS if p in (args.part or PARTS)],
+              lambda: diffssl_report.write(bench.results.data, args.docs), args.results)
 
 
 if __name__ == "__main__":

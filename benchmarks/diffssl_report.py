@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Dict, List
 
-from benchmarks.report import _fmt, _table
+from benchmarks.report import _fmt, _table, pyplot, write_report
 
 HEAD_NAMES = {
     "linear": "(a) linear probe",
@@ -156,14 +156,7 @@ def _section_labels(results, plots):
 
 
 def make_plots(results: Dict, directory: Path, prefix: str) -> Dict[str, str]:
-    import logging
-
-    import matplotlib
-
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     directory.mkdir(parents=True, exist_ok=True)
     made = {}
     grid = results.get("grid")
@@ -206,9 +199,4 @@ def make_plots(results: Dict, directory: Path, prefix: str) -> Dict[str, str]:
 
 
 def write(results: Dict, docs: Path) -> Path:
-    docs.mkdir(parents=True, exist_ok=True)
-    plots = make_plots(results, docs / "diffssl", "diffssl")
-    path = docs / "diffssl.md"
-    findings = FINDINGS.read_text(encoding="utf-8") if FINDINGS.exists() else ""
-    path.write_text(render(results, plots, findings), encoding="utf-8")
-    return path
+    return write_report(results, docs, "diffssl", make_plots, render, FINDINGS)

@@ -381,8 +381,8 @@ def _section_commands(results):
     return ("## Commands\n\nExactly what ran (paths relative to the repository).\n\n```\n" + body + "\n```\n")
 
 
-def make_plots(results: Dict, directory: Path, prefix: str) -> Dict[str, str]:
-    """PNG plots next to the report; returns {plot: path relative to the report}."""
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, its logger quiet."""
     import logging
 
     import matplotlib
@@ -391,6 +391,12 @@ def make_plots(results: Dict, directory: Path, prefix: str) -> Dict[str, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def make_plots(results: Dict, directory: Path, prefix: str) -> Dict[str, str]:
+    """PNG plots next to the report; returns {plot: path relative to the report}."""
+    plt = pyplot()
     directory.mkdir(parents=True, exist_ok=True)
     made = {}
     bleu = results.get("bleu", {})
@@ -481,10 +487,16 @@ def make_plots(results: Dict, directory: Path, prefix: str) -> Dict[str, str]:
     return made
 
 
-def write(results: Dict, docs: Path) -> Path:
+def write_report(results: Dict, docs: Path, name: str, make_plots, render, findings: Path) -> Path:
+    """``docs/NAME.md`` from ``render(results, plots, findings)``, its plots in ``docs/NAME/``;
+    the findings file is the hand-written reading of a full run (optional)."""
     docs.mkdir(parents=True, exist_ok=True)
-    plots = make_plots(results, docs / "benchmarks", "benchmarks")
-    path = docs / "benchmarks.md"
-    findings = FINDINGS.read_text(encoding="utf-8") if FINDINGS.exists() else ""
-    path.write_text(render(results, plots, findings), encoding="utf-8")
+    plots = make_plots(results, docs / name, name)
+    path = docs / f"{name}.md"
+    text = findings.read_text(encoding="utf-8") if findings.exists() else ""
+    path.write_text(render(results, plots, text), encoding="utf-8")
     return path
+
+
+def write(results: Dict, docs: Path) -> Path:
+    return write_report(results, docs, "benchmarks", make_plots, render, FINDINGS)

@@ -517,6 +517,12 @@ def main(argv=None):
     bench.results.set("machine", measure.machine_description())
     bench.results.set("device", args.device)
     logging.getLogger().setLevel(logging.WARNING)  # importing fairseq turned the root logger on
+    run_parts(bench, parts, lambda: report.write(bench.results.data, args.docs), args.results)
+
+
+def run_parts(bench, parts, write_report, results_path):
+    """Run each named part (a method of ``bench``) in order, stamp its finish time and minutes in
+    the results, and rewrite the report after each (``report`` only rewrites it)."""
     for part in parts:
         if part != "report":
             started = time.time()
@@ -527,13 +533,12 @@ def main(argv=None):
                 "minutes": round((time.time() - started) / 60, 1),
             })
         try:
-            report.write(bench.results.data, args.docs)
+            path = write_report()
         except ImportError as exc:  # a GPU machine may lack matplotlib: the results file is complete
-            say(f"results in {args.results}; no report ({exc.name} missing): run this again with "
+            say(f"results in {results_path}; no report ({exc.name} missing): run this again with "
                 f"--part report where it is installed")
             continue
-        say(f"results in {args.results}, report in {args.docs / 'benchmarks.md'}")
-
+        say(f"results in {results_path}, report in {path}")
 
 if __name__ == "__main__":
     main()

@@ -125,15 +125,19 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    """Console entry point: bad input ends with ``difformer-prepare: error: …`` and exit 2."""
-    options = parse_args(argv)
+    run_preparation(PROG, prepare, parse_args(argv))
+
+
+def run_preparation(prog, build, options):
+    """A console entry point's body: ``build(options)``; bad input ends with ``PROG: error: …`` and
+    exit 2, Ctrl-C with exit 130 (the build folder is removed on the way out)."""
     try:
-        prepare(options)
+        return build(options)
     except DifformerError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; the unfinished build was removed", file=sys.stderr)
+        print(f"{prog}: interrupted; the unfinished build was removed", file=sys.stderr)
         sys.exit(130)
 
 

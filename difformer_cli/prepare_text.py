@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .commands import CommandFailed, run_logged
 from .errors import DifformerError
-from .prepare import bpe, hash_and_count_lines, moses, read_lines
+from .prepare import bpe, hash_and_count_lines, moses, read_lines, run_preparation
 
 PROG = "difformer-prepare-text"
 
@@ -248,12 +248,7 @@ def prepare(options) -> Path:
 
 
 def main(argv=None):
-    options = parse_args(argv)
-    try:
-        prepare(options)
-    except DifformerError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_preparation(PROG, prepare, parse_args(argv))
 
 
 if __name__ == "__main__":
