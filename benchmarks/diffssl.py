@@ -14,6 +14,8 @@ Parts, in this order:
             (difformer_small, F = 4), --lm-minutes of training
   grid      linear-probe dev accuracy of every decoder layer × noise level t: features extracted
             once (mean over the sentence), a logistic regression per cell
+  control   the same probes at t = 0 on the untrained denoiser (the checkpoint's architecture,
+            fresh weights): what the text model's training added to its features
   heads     linear probe, attention head, DifFormer (fusion) and DifFeed (feedback), each placed
             by the grid's best cell, 3 seeds, fairseq-train --task sentence_prediction for
             --head-minutes each
@@ -43,7 +45,7 @@ from difformer_cli.commands import run_logged  # noqa: E402
 from difformer_cli.recipes import OPTIMISATION, train_args  # noqa: E402
 
 USER_DIR = user_dir()
-PARTS = ("prepare", "lm", "grid", "heads", "scratch", "labels", "report")
+PARTS = ("prepare", "lm", "grid", "control", "heads", "scratch", "labels", "report")
 SHARED = REPO.parent / "shared" / "data"
 SEEDS = (1, 2, 3)
 FRACTIONS = (1.0, 0.1, 0.01)
@@ -167,6 +169,13 @@ class DiffSSLBenchmark:
         say(f"  best linear probe: layer {best.split('@')[0]} at t = {best.split('@')[1]}, {cells[best]:.2f} %")
         self.results.set("grid", {"layers": layers, "timesteps": list(GRID_TIMESTEPS), "accuracy": accuracy,
                                   "best": best})
+
+    def control(self):
+        from benchmarks.diffssl_probe import probe_grid
+
+        say("probing the untrained denoiser's layers at t = 0")
+        layers, accuracy = probe_grid(self.lm_checkpoint, self.sst2_dir(1.0), (0,), trained=False)
+        self.results.set("control", {"layers": layers, "timesteps": [0], "accuracy": accuracy})
 
     def placement(self):
         """The grid's best layer and t, and the fusion's neighbourhood around them."""

@@ -13,8 +13,9 @@ from typing import List, Sequence, Tuple
 import torch
 
 
-def load(checkpoint, databin, timesteps: Sequence[int]):
-    """The task over ``databin`` and a fusion model reading every layer at ``timesteps``."""
+def load(checkpoint, databin, timesteps: Sequence[int], trained: bool = True):
+    """The task over ``databin`` and a fusion model reading every layer at ``timesteps``; with
+    ``trained=False`` the checkpoint's architecture with fresh weights (torch seed 1)."""
     import fairseq_difformer  # noqa: F401  (registration)
     from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
     from fairseq_difformer.models.difformer_fusion import (DifformerFusionModel, base_architecture,
@@ -23,7 +24,8 @@ def load(checkpoint, databin, timesteps: Sequence[int]):
     cfg = SentencePredictionConfig(data=str(databin), num_classes=2, regression_target=False,
                                    classification_head_name="probe", seed=1)
     task = SentencePredictionTask.setup_task(cfg)
-    difformer = load_difformer(str(checkpoint), task_dictionary(task))
+    torch.manual_seed(1)
+    difformer = load_difformer(str(checkpoint), task_dictionary(task), weights=trained)
     layers = list(range(len(difformer.decoder.layers) + 1))
     args = Namespace(difformer_checkpoint=str(checkpoint), head="fusion", feature_layers=",".join(map(str, layers)),
                      feature_timesteps=",".join(map(str, timesteps)))
@@ -73,9 +75,10 @@ def probe_accuracy(train_x, train_y, dev_x, dev_y, l2=1e-4, steps=100) -> float:
         return 100.0 * (linear(dev_x).argmax(-1) == dev_y).float().mean().item()
 
 
-def probe_grid(checkpoint, databin, timesteps: Sequence[int]) -> Tuple[List[int], List[List[float]]]:
-    """(layers, accuracy[layer][t]) of a linear probe on every layer × t."""
-    task, model, layers = load(checkpoint, databin, timesteps)
+def probe_grid(checkpoint, databin, timesteps: Sequence[int], trained: bool = True) -> Tuple[List[int], List[List[float]]]:
+    """(layers, accuracy[layer][t]) of a linear probe on every layer × t (of the untrained
+    denoiser with ``trained=False``)."""
+    task, model, layers = load(checkpoint, databin, timesteps, trained)
     train_x, train_y = pooled_features(task, model, "train")
     dev_x, dev_y = pooled_features(task, model, "valid")
     accuracy = [[round(probe_accuracy(train_x[k, j], train_y, dev_x[k, j], dev_y), 2)

@@ -10,7 +10,7 @@ from argparse import Namespace
 
 import pytest
 import torch
-from conftest import TRAIN_COMMON, USER_DIR, run_cli
+from conftest import REPO, TRAIN_COMMON, USER_DIR, run_cli
 
 import fairseq_difformer  # noqa: F401
 from fairseq.data import Dictionary
@@ -145,6 +145,24 @@ def test_features_are_deterministic_and_independent_of_the_batch(labelled_bin, t
     other, _ = build(labelled_bin, checkpoint, head="fusion", feature_layers="1,2", feature_timesteps="50,150",
                      feature_seed=2)
     assert not torch.allclose(other.extract_features(batch(task, "red blue"))[0][0], alone[0][0])
+
+
+def test_the_untrained_control_has_the_checkpoints_shape_and_fresh_weights(labelled_bin, text_model):
+    """benchmarks/diffssl.py's control probes the checkpoint's architecture with fresh weights."""
+    import sys
+    sys.path.insert(0, str(REPO))
+    from benchmarks.diffssl_probe import probe_grid
+    from fairseq_difformer.models.difformer_fusion import load_difformer
+
+    _, checkpoint = text_model
+    dictionary = Dictionary.load(str(labelled_bin / "input0" / "dict.txt"))
+    trained = load_difformer(str(checkpoint), dictionary).state_dict()
+    fresh = load_difformer(str(checkpoint), dictionary, weights=False).state_dict()
+    assert trained.keys() == fresh.keys() and all(trained[k].shape == fresh[k].shape for k in trained)
+    assert not torch.equal(trained["decoder.layers.0.fc1.weight"], fresh["decoder.layers.0.fc1.weight"])
+    layers, accuracy = probe_grid(checkpoint, labelled_bin, (0,), trained=False)
+    assert layers == [0, 1, 2] and [len(row) for row in accuracy] == [1, 1, 1]
+    assert all(0 <= row[0] <= 100 for row in accuracy)
 
 
 def test_feedback_changes_the_second_pass_from_its_layer_on(labelled_bin, text_model):

@@ -222,8 +222,9 @@ def task_dictionary(task) -> Dictionary:
     return dictionary
 
 
-def load_difformer(path, dictionary: Dictionary) -> DifformerModel:
-    """The Difformer of checkpoint ``path``, its weights loaded, checked against ``dictionary``."""
+def load_difformer(path, dictionary: Dictionary, weights: bool = True) -> DifformerModel:
+    """The Difformer of checkpoint ``path``, its weights loaded, checked against ``dictionary``;
+    ``weights=False`` keeps the freshly initialised weights (an untrained control of the same shape)."""
     if not os.path.isfile(path):
         raise DifformerError(f"--difformer-checkpoint {path}: no such file")
     try:
@@ -252,7 +253,8 @@ def load_difformer(path, dictionary: Dictionary) -> DifformerModel:
     task = argparse.Namespace(source_dictionary=dictionary, target_dictionary=dictionary,
                               cfg=argparse.Namespace(data=path))
     model = DifformerModel.build_model(model_args, task)
-    model.load_state_dict(state["model"], strict=True)
+    if weights:
+        model.load_state_dict(state["model"], strict=True)
     return model
 
 
