@@ -25,7 +25,8 @@ Parts, in this order:
   report    docs/diffssl.md and its plots
 
 Each finished measurement is merged into benchmarks/results-diffssl.json at once; the report is
-regenerated after every part. Run with nothing else busy on the machine.
+regenerated after every part. A rerun keeps the classifiers already measured with the same minutes
+and feature placement (--redo trains them again). Run with nothing else busy on the machine.
 """
 
 import argparse
@@ -39,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks import measure  # noqa: E402
+from benchmarks.diffssl_report import _options as feature_placement  # noqa: E402
 from benchmarks.run import Results, _shell, run_parts, say  # noqa: E402
 from difformer_cli import user_dir  # noqa: E402
 from difformer_cli.commands import run_logged  # noqa: E402
@@ -202,14 +204,15 @@ class DiffSSLBenchmark:
 
     # -- heads, scratch, labels ------------------------------------------------------------------
 
+    def model_args(self, system):
+        if system == "scratch":
+            return SCRATCH_ARCH
+        return ["--arch", "difformer_fusion", "--difformer-checkpoint", self.lm_checkpoint, *self.head_options(system)]
+
     def train_classifier(self, name, system, fraction, seed):
         """fairseq-train --task sentence_prediction for --head-minutes; the dev accuracy of the
         last checkpoint (validated once, when the time is up)."""
-        if system == "scratch":
-            model = SCRATCH_ARCH
-        else:
-            model = ["--arch", "difformer_fusion", "--difformer-checkpoint", self.lm_checkpoint,
-                     *self.head_options(system)]
+        model = self.model_args(system)
         save_dir = self.work / "checkpoints" / name
         cmd = ["fairseq-train", self.sst2_dir(fraction), "--user-dir", USER_DIR, "--task", "sentence_prediction",
                "--num-classes", 2, "--criterion", "sentence_prediction", *model, *HEAD_OPTIMISATION,
@@ -228,20 +231,31 @@ class DiffSSLBenchmark:
         return {"accuracy": accuracy, "updates": updates, "minutes": self.args.head_minutes,
                 "command": _shell(cmd)}
 
+    def measure_classifier(self, keys, name, system, fraction, seed):
+        """Train and record one classifier under ``keys`` in the results, unless a run with the
+        same minutes and the same placement is already there (``--redo`` trains it again)."""
+        done = self.results.get(*keys)
+        if done and not self.args.redo and done["minutes"] == self.args.head_minutes and \
+                feature_placement(done["command"]) == feature_placement(_shell(self.model_args(system))):
+            say(f"{name}: kept from {self.args.results.name} ({done['accuracy']:.2f} %); --redo trains it again")
+            return
+        self.results.set(*keys, self.train_classifier(name, system, fraction, seed))
+
     def heads(self):
         for head in ("linear", "attention", "fusion", "feedback"):
             for seed in SEEDS:
-                self.results.set("heads", head, str(seed), self.train_classifier(f"{head}-s{seed}", head, 1.0, seed))
+                self.measure_classifier(("heads", head, str(seed)), f"{head}-s{seed}", head, 1.0, seed)
 
     def scratch(self):
         for seed in SEEDS:
-            self.results.set("heads", "scratch", str(seed), self.train_classifier(f"scratch-s{seed}", "scratch", 1.0, seed))
+            self.measure_classifier(("heads", "scratch", str(seed)), f"scratch-s{seed}", "scratch", 1.0, seed)
 
     def labels(self):
         for fraction in FRACTIONS[1:]:
             for system in ("fusion", "feedback", "scratch"):
-                entry = self.train_classifier(f"{system}-labels{fraction:g}", system, fraction, 1)
-                self.results.set("labels", system, f"{fraction:g}", entry)
+                self.measure_classifier(("labels", system, f"{fraction:g}"), f"{system}-labels{fraction:g}",
+                                        system, fraction, 1)
+
 
 
 def main(argv=None):
@@ -253,6 +267,9 @@ def main(argv=None):
     p.add_argument("--lm-minutes", type=float, default=None, help="the text model's training (default 30; quick 1)")
     p.add_argument("--head-minutes", type=float, default=None,
                    help="each classifier's training (default 5; quick 0.3)")
+    p.add_argument("--redo", action="store_true",
+                   help="train every classifier again (default: keep those already in the results with the same "
+                        "--head-minutes and feature placement)")
     p.add_argument("--workdir", type=Path, default=None, help="default work/diffssl[-quick]")
     p.add_argument("--results", type=Path, default=None, help="default benchmarks/results-diffssl.json (quick: the work folder's results.json)")
     p.add_argument("--docs", type=Path, default=None,

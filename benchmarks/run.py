@@ -540,5 +540,6 @@ def run_parts(bench, parts, write_report, results_path):
             continue
         say(f"results in {results_path}, report in {path}")
 
+
 if __name__ == "__main__":
     main()

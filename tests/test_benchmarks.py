@@ -294,3 +294,41 @@ def test_diffssl_report_has_its_sections_plots_and_findings_of_a_full_run_only(t
     empty = diffssl_report.write({"mode": "full"}, tmp_path / "empty").read_text()
     for part in ("grid", "heads", "labels"):
         assert f"Not measured yet (`--part {part}`" in empty
+
+
+def test_diffssl_keeps_measured_classifiers_unless_their_setting_changed(tmp_path, monkeypatch):
+    from argparse import Namespace
+
+    from benchmarks import diffssl
+    from benchmarks.run import _shell
+
+    args = Namespace(quick=False, workdir=tmp_path, results=tmp_path / "r.json", head_minutes=4, redo=False)
+    bench = diffssl.DiffSSLBenchmark(args)
+    bench.results.set("grid", {"layers": [0, 1, 2, 3], "timesteps": [0], "accuracy": [[60.0]] * 4, "best": "2@0"})
+    trained = []
+
+    def train(name, system, fraction, seed):
+        trained.append(name)
+        return {"accuracy": 60.0, "updates": 10, "minutes": args.head_minutes,
+                "command": _shell(["fairseq-train", "data", *bench.model_args(system), "--seed", seed])}
+
+    monkeypatch.setattr(bench, "train_classifier", train)
+    bench.heads()
+    assert len(trained) == 12
+    trained.clear()
+    bench.heads()
+    bench.scratch()
+    assert trained == ["scratch-s1", "scratch-s2", "scratch-s3"]
+    trained.clear()
+    bench.results.set("grid", "best", "1@0")  # the grid moved: every head reads other features
+    bench.heads()
+    bench.scratch()
+    assert len(trained) == 12
+    trained.clear()
+    args.head_minutes = 5                      # another budget
+    bench.scratch()
+    assert len(trained) == 3
+    trained.clear()
+    args.redo = True
+    bench.scratch()
+    assert len(trained) == 3
