@@ -126,6 +126,12 @@ DECODING_SETTINGS: List[DecodingSetting] = [
                     ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr", "--decoding-bf16",
                      "--seed", "1"),
                     f"Difformer, default ({DEFAULT_LABEL}), 3×2, AR reranker, --decoding-bf16", reranker=True),
+    DecodingSetting("difformer_default_int8", "difformer", ("--decoding-int8", "--seed", "1"),
+                    f"Difformer, default ({DEFAULT_LABEL}), 1×1, --decoding-int8"),
+    DecodingSetting("difformer_default_3x2_rerank_int8", "difformer",
+                    ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr", "--decoding-int8",
+                     "--seed", "1"),
+                    f"Difformer, default ({DEFAULT_LABEL}), 3×2, AR reranker, --decoding-int8", reranker=True),
 ]
 SETTINGS_BY_NAME = {s.name: s for s in DECODING_SETTINGS}
 

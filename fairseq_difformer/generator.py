@@ -21,6 +21,7 @@ import torch
 from .batching import GROUP_CALL_COST, length_groups
 from .diffusion import SAMPLERS, GaussianDiffusion, build_sampler, check_rescaling_factor
 from .errors import DifformerError
+from .quantization import QuantizedCopy
 from .selection import ARReranker, bleu_mbr, candidate_strings, mean_log_prob
 
 
@@ -36,6 +37,7 @@ class DecodingConfig:
     sampler: str = "ddpm"  # a key of diffusion.samplers.SAMPLERS
     eta: Optional[float] = None  # DDIM's η; None: 0
     bf16: bool = False  # encoder, denoiser and reranker under torch.autocast(bfloat16)
+    int8: bool = False  # their dense layers as dynamic int8 layers (CPU; quantization.py)
     clamping: bool = False
     remove_repeats: bool = True  # collapse each run of one word to its first, before scoring
     length_offset: int = 0  # added to the predicted (or reference) length
@@ -70,6 +72,11 @@ class DecodingConfig:
             raise DifformerError(
                 f"--decoding-eta must be in [0, 1] (got {self.eta}): 0 is deterministic DDIM, "
                 f"1 samples from the DDPM posterior"
+            )
+        if self.bf16 and self.int8:
+            raise DifformerError(
+                "--decoding-bf16 and --decoding-int8 are two precisions for the same matrix products: "
+                "use one"
             )
         if self.length_beam < 1 or self.noise_beam < 1:
             raise DifformerError(
@@ -126,7 +133,10 @@ class DifformerGenerator:
         self.tgt_dict = tgt_dict
         self.eos = tgt_dict.eos()  # fairseq-generate strips it from the printed hypotheses
         self.pad = tgt_dict.pad()
-        self.reranker = ARReranker(reranker, tgt_dict) if config.selection == "reranker" else None
+        self.reranker = (
+            ARReranker(reranker, tgt_dict, int8=config.int8) if config.selection == "reranker" else None
+        )
+        self.int8_model = QuantizedCopy() if config.int8 else None
         process = GaussianDiffusion.from_schedule(
             config.noise_schedule or args.noise_schedule,
             args.diffusion_steps,
@@ -162,7 +172,7 @@ class DifformerGenerator:
                 "Difformer decoding supports neither --prefix-size nor --constraints: "
                 "drop the flag (every position is denoised at once)"
             )
-        model = models[0]
+        model = self.int8_model(models[0]) if self.int8_model else models[0]
         # One bfloat16 context for the whole batch (with bf16): autocast casts each weight once
         # and reuses the cast in every call, where a context per call would cast it each time.
         with self.autocast(model):

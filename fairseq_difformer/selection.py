@@ -10,6 +10,7 @@ from sacrebleu.metrics import BLEU
 
 from .batching import length_groups
 from .errors import DifformerError
+from .quantization import QuantizedCopy
 
 
 def mean_log_prob(positional_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -24,7 +25,7 @@ class ARReranker:
     token ids, ending in </s>, exactly as the reranker was trained on them.
     """
 
-    def __init__(self, model, tgt_dict):
+    def __init__(self, model, tgt_dict, int8=False):
         if not hasattr(model, "encoder") or not hasattr(model.decoder, "output_layer"):
             raise DifformerError(
                 "the second --path checkpoint must be an autoregressive fairseq Transformer "
@@ -36,6 +37,7 @@ class ARReranker:
                 "rerank with a Transformer that has a full output layer"
             )
         self.model = model
+        self.int8_model = QuantizedCopy() if int8 else None  # --decoding-int8
         self.pad, self.eos = tgt_dict.pad(), tgt_dict.eos()
 
     @torch.no_grad()
@@ -46,7 +48,7 @@ class ARReranker:
         length (:func:`~fairseq_difformer.batching.length_groups`), and only their real tokens go
         through the output layer: log p(y_i) = y_i's logit − logsumexp of the logits, i.e.
         −cross_entropy(logits_i, y_i)."""
-        model = self.model
+        model = self.int8_model(self.model) if self.int8_model else self.model
         encoder_out = model.encoder(src_tokens, src_lengths=src_lengths)
         source_of = torch.arange(src_tokens.size(0), device=tokens.device).repeat_interleave(
             candidates_per_source

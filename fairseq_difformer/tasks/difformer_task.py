@@ -76,6 +76,13 @@ class DifformerConfig(TranslationConfig):
                           "(torch.autocast; CPUs with AVX512-BF16 or AMX, recent GPUs); the latents, "
                           "the sampler and the final rounding stay float32"},
     )
+    decoding_int8: bool = field(
+        default=False,
+        metadata={"help": "CPU decoding with the denoiser's dense layers and every feed-forward layer "
+                          "(encoder, AR reranker) as dynamically quantized int8 layers "
+                          "(torch.ao.quantization.quantize_dynamic, on a copy of the model); embeddings, "
+                          "the sampler and the rounding stay float32"},
+    )
     clamping: bool = field(
         default=False, metadata={"help": "replace ẑ0 by the embedding of its argmax word at each step"}
     )
@@ -127,7 +134,7 @@ class DifformerConfig(TranslationConfig):
 # task: the keyword arguments of DifformerModel.from_pretrained(...).translate(...).
 DECODING_OPTIONS = (
     "decoding_steps", "decoding_early_stopping", "decoding_rescaling_factor", "decoding_vp_rf",
-    "decoding_noise_schedule", "decoding_sampler", "decoding_eta", "decoding_bf16", "clamping",
+    "decoding_noise_schedule", "decoding_sampler", "decoding_eta", "decoding_bf16", "decoding_int8", "clamping",
     "decoding_keep_repeats", "decoding_length_offset", "decoding_oracle_length", "length_beam_size",
     "noise_beam_size", "ppl_mbr", "bleu_mbr",
 )
@@ -311,6 +318,7 @@ class DifformerTask(TranslationTask):
             sampler=str(option("decoding_sampler")),
             eta=option("decoding_eta"),
             bf16=bool(option("decoding_bf16")),
+            int8=bool(option("decoding_int8")),
             clamping=option("clamping"),
             remove_repeats=not option("decoding_keep_repeats"),
             length_offset=option("decoding_length_offset"),

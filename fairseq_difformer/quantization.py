@@ -1,0 +1,119 @@
+"""--decoding-int8: CPU decoding with the dense layers as dynamically quantized int8 layers.
+
+Each chosen ``nn.Linear`` y = x Wᵀ + b becomes torch's dynamic int8 linear layer
+(``torch.ao.quantization.quantize_dynamic``): W is stored once as int8, W ≈ s_W · W_q with one
+scale per tensor; each call quantizes its input with the input's own range, x ≈ s_x · (x_q − z_x),
+multiplies in integers with int32 accumulation and returns float32,
+y ≈ s_x s_W (x_q − z_x) W_qᵀ + b.
+
+At batch 1 a denoiser call reads every weight of the decoder for a dozen target positions, and the
+weights no longer fit the cache: int8 weights are a quarter of the bytes to read. Quantized are
+
+* every dense layer of a Difformer's decoder layers (attention projections and feed-forward) and
+  of its latent input (the self-conditioning MLP); while decoding, these attention layers always
+  run fairseq's unfused attention path, which calls its projections as modules;
+* the feed-forward layers (fc1, fc2) of every other encoder or decoder layer: the Difformer
+  encoder's and an AR reranker's. Their attention may take PyTorch's fused path, which reads the
+  projections' float weights directly.
+
+The rest stays float32: embeddings and the rounding to words, positions, the length predictor,
+the timestep MLP (one row per call), the layer norms and the output projection to ẑ0.
+
+The model the user holds is not touched: decoding runs on a copy of its module tree (sharing the
+float parameters) with the int8 layers swapped in, made again whenever the model's parameters
+change (as between validations while training).
+"""
+
+import copy
+import warnings
+
+import torch
+from torch import nn
+
+from .errors import DifformerError
+
+
+def int8_linear_names(model: nn.Module):
+    """The qualified names of the ``nn.Linear`` modules of ``model`` that --decoding-int8
+    quantizes (see the module docstring)."""
+    # Imported here: the models package imports the task, whose generator imports this module.
+    from .models.difformer import DifformerDecoder
+
+    denoiser_parts = tuple(
+        f"{prefix}.{child}." if prefix else f"{child}."
+        for prefix, module in model.named_modules() if isinstance(module, DifformerDecoder)
+        for child in ("layers", "latent_input")
+    )
+    names = set()
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        parts = name.split(".")
+        feed_forward = len(parts) >= 3 and parts[-3] == "layers" and parts[-1] in ("fc1", "fc2")
+        if feed_forward or name.startswith(denoiser_parts):
+            names.add(name)
+    return names
+
+
+def quantize_for_decoding(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` (in eval mode) with :func:`int8_linear_names` as dynamic int8 layers."""
+    parameter = next(model.parameters())
+    if parameter.device.type != "cpu":
+        raise DifformerError(
+            f"--decoding-int8 quantizes for CPU decoding, but the model is on {parameter.device}: "
+            f"drop --decoding-int8 (on a GPU, decode with --fp16 or --decoding-bf16)"
+        )
+    if parameter.dtype != torch.float32:
+        raise DifformerError(
+            f"--decoding-int8 quantizes a float32 model, but this model is in {parameter.dtype}: "
+            f"drop --fp16 / --bf16 (or --decoding-int8)"
+        )
+    if "x86" not in torch.backends.quantized.supported_engines and "fbgemm" not in torch.backends.quantized.supported_engines:
+        raise DifformerError(
+            "--decoding-int8 needs PyTorch's x86 int8 kernels (fbgemm), which this PyTorch build "
+            f"lacks (engines: {', '.join(torch.backends.quantized.supported_engines)}): drop --decoding-int8"
+        )
+    names = int8_linear_names(model)
+    quantized = module_tree_copy(model)
+    quantized.eval()  # not chained: after fairseq-generate's make_generation_fast_, train() returns None
+    with warnings.catch_warnings():
+        # torch 2.13 marks eager-mode quantization as deprecated in favour of torchao, whose CPU
+        # int8 path needs torch.compile; the eager kernels are the ones used here, once per model.
+        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
+        warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*deprecated")
+        return torch.ao.quantization.quantize_dynamic(quantized, names, dtype=torch.qint8, inplace=True)
+
+
+def module_tree_copy(module: nn.Module, memo=None) -> nn.Module:
+    """A copy of the module tree that shares the parameters and buffers: each module is a shallow
+    copy with its own table of children, so that swapping a child in the copy (as quantization
+    does) leaves the original alone. A module reached twice (a shared embedding) is copied once."""
+    memo = {} if memo is None else memo
+    if id(module) not in memo:
+        clone = copy.copy(module)
+        memo[id(module)] = clone
+        clone._parameters = dict(module._parameters)
+        clone._buffers = dict(module._buffers)
+        clone._modules = {
+            name: None if child is None else module_tree_copy(child, memo)
+            for name, child in module._modules.items()
+        }
+    return memo[id(module)]
+
+
+class QuantizedCopy:
+    """Holds the int8 copy of one model, made again when the model or its parameters change
+    (every in-place update of a parameter, an optimizer step or ``load_state_dict``, advances
+    the tensor's version counter)."""
+
+    def __init__(self):
+        self.source = None
+        self.versions = None
+        self.copy = None
+
+    def __call__(self, model: nn.Module) -> nn.Module:
+        versions = tuple(p._version for p in model.parameters())
+        if model is not self.source or versions != self.versions:
+            self.copy = quantize_for_decoding(model)
+            self.source, self.versions = model, versions
+        return self.copy
