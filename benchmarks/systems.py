@@ -120,18 +120,22 @@ DECODING_SETTINGS: List[DecodingSetting] = [
                     reranker=True),
     DecodingSetting("difformer_default_oracle_length", "difformer", ("--decoding-oracle-length", "--seed", "1"),
                     f"Difformer, default ({DEFAULT_LABEL}), 1×1, at the reference's length"),
-    DecodingSetting("difformer_default_bf16", "difformer", ("--decoding-bf16", "--seed", "1"),
-                    f"Difformer, default ({DEFAULT_LABEL}), 1×1, --decoding-bf16"),
+    # The precision of the matrix products: the default (auto: int8 on the CPU, the model's own
+    # precision on a GPU) against the model's own float32 weights and bfloat16 autocast.
+    DecodingSetting("difformer_default_model", "difformer", ("--decoding-precision", "model", "--seed", "1"),
+                    f"Difformer, default ({DEFAULT_LABEL}), 1×1, --decoding-precision model"),
+    DecodingSetting("difformer_default_3x2_rerank_model", "difformer",
+                    ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr",
+                     "--decoding-precision", "model", "--seed", "1"),
+                    f"Difformer, default ({DEFAULT_LABEL}), 3×2, AR reranker, --decoding-precision model",
+                    reranker=True),
+    DecodingSetting("difformer_default_bf16", "difformer", ("--decoding-precision", "bf16", "--seed", "1"),
+                    f"Difformer, default ({DEFAULT_LABEL}), 1×1, --decoding-precision bf16"),
     DecodingSetting("difformer_default_3x2_rerank_bf16", "difformer",
-                    ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr", "--decoding-bf16",
-                     "--seed", "1"),
-                    f"Difformer, default ({DEFAULT_LABEL}), 3×2, AR reranker, --decoding-bf16", reranker=True),
-    DecodingSetting("difformer_default_int8", "difformer", ("--decoding-int8", "--seed", "1"),
-                    f"Difformer, default ({DEFAULT_LABEL}), 1×1, --decoding-int8"),
-    DecodingSetting("difformer_default_3x2_rerank_int8", "difformer",
-                    ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr", "--decoding-int8",
-                     "--seed", "1"),
-                    f"Difformer, default ({DEFAULT_LABEL}), 3×2, AR reranker, --decoding-int8", reranker=True),
+                    ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr",
+                     "--decoding-precision", "bf16", "--seed", "1"),
+                    f"Difformer, default ({DEFAULT_LABEL}), 3×2, AR reranker, --decoding-precision bf16",
+                    reranker=True),
 ]
 SETTINGS_BY_NAME = {s.name: s for s in DECODING_SETTINGS}
 

@@ -21,8 +21,17 @@ import torch
 from .batching import GROUP_CALL_COST, length_groups
 from .diffusion import SAMPLERS, GaussianDiffusion, build_sampler, check_rescaling_factor
 from .errors import DifformerError
-from .quantization import QuantizedCopy
+from .quantization import QuantizedCopy, int8_applies
 from .selection import ARReranker, bleu_mbr, candidate_strings, mean_log_prob
+
+
+#: --decoding-precision: how the encoder's, the denoiser's and the AR reranker's matrix products run.
+PRECISIONS = {
+    "auto": "int8 for a float32 model on the CPU (where PyTorch has the int8 kernels), else model",
+    "model": "the model's own weights and dtype (float32, or float16 when loaded with --fp16)",
+    "bf16": "torch.autocast(bfloat16), one context per batch",
+    "int8": "dynamic int8 layers on a copy of the model (quantization.py; CPU only)",
+}
 
 
 @dataclass
@@ -36,8 +45,7 @@ class DecodingConfig:
     noise_schedule: Optional[str] = None  # None: the schedule the model was trained with
     sampler: str = "ddpm"  # a key of diffusion.samplers.SAMPLERS
     eta: Optional[float] = None  # DDIM's η; None: 0
-    bf16: bool = False  # encoder, denoiser and reranker under torch.autocast(bfloat16)
-    int8: bool = False  # their dense layers as dynamic int8 layers (CPU; quantization.py)
+    precision: str = "auto"  # a key of PRECISIONS
     clamping: bool = False
     remove_repeats: bool = True  # collapse each run of one word to its first, before scoring
     length_offset: int = 0  # added to the predicted (or reference) length
@@ -73,10 +81,9 @@ class DecodingConfig:
                 f"--decoding-eta must be in [0, 1] (got {self.eta}): 0 is deterministic DDIM, "
                 f"1 samples from the DDPM posterior"
             )
-        if self.bf16 and self.int8:
+        if self.precision not in PRECISIONS:
             raise DifformerError(
-                "--decoding-bf16 and --decoding-int8 are two precisions for the same matrix products: "
-                "use one"
+                f"--decoding-precision {self.precision!r} is not one of {', '.join(PRECISIONS)}"
             )
         if self.length_beam < 1 or self.noise_beam < 1:
             raise DifformerError(
@@ -133,10 +140,8 @@ class DifformerGenerator:
         self.tgt_dict = tgt_dict
         self.eos = tgt_dict.eos()  # fairseq-generate strips it from the printed hypotheses
         self.pad = tgt_dict.pad()
-        self.reranker = (
-            ARReranker(reranker, tgt_dict, int8=config.int8) if config.selection == "reranker" else None
-        )
-        self.int8_model = QuantizedCopy() if config.int8 else None
+        self.reranker = ARReranker(reranker, tgt_dict) if config.selection == "reranker" else None
+        self.int8_model = QuantizedCopy()
         process = GaussianDiffusion.from_schedule(
             config.noise_schedule or args.noise_schedule,
             args.diffusion_steps,
@@ -172,17 +177,27 @@ class DifformerGenerator:
                 "Difformer decoding supports neither --prefix-size nor --constraints: "
                 "drop the flag (every position is denoised at once)"
             )
-        model = self.int8_model(models[0]) if self.int8_model else models[0]
+        model = models[0]
+        precision = self.precision(model)
+        if precision == "int8":
+            model = self.int8_model(model)
         # One bfloat16 context for the whole batch (with bf16): autocast casts each weight once
         # and reuses the cast in every call, where a context per call would cast it each time.
-        with self.autocast(model):
-            return self.decode_batch(model, sample)
+        with self.autocast(model, precision):
+            return self.decode_batch(model, sample, precision)
 
-    def decode_batch(self, model, sample):
+    def precision(self, model):
+        """The precision this batch decodes in: --decoding-precision, with ``auto`` resolved for
+        the model as it is now (its device and dtype)."""
+        if self.config.precision != "auto":
+            return self.config.precision
+        return "int8" if int8_applies(model) else "model"
+
+    def decode_batch(self, model, sample, precision="model"):
         src_tokens = sample["net_input"]["src_tokens"]
         src_lengths = sample["net_input"]["src_lengths"]
         bsz, k = src_tokens.size(0), self.candidates_per_source
-        float32 = self.float32(model)
+        float32 = self.float32(model, precision)
         # The sampler follows the model's device (it may have been built before the model moved).
         sampler = self.sampler.to(next(model.parameters()).device)
 
@@ -221,7 +236,7 @@ class DifformerGenerator:
             padding_mask = tokens.eq(self.pad)
         keep = (~padding_mask).type_as(positional_scores)
         scores = mean_log_prob(positional_scores, keep)
-        selection = self.selection_scores(src_tokens, src_lengths, tokens, scores, lengths)
+        selection = self.selection_scores(src_tokens, src_lengths, tokens, scores, lengths, precision)
         return self.hypotheses(tokens, positional_scores, scores, selection, lengths,
                                history, history_lengths, bsz)
 
@@ -238,23 +253,24 @@ class DifformerGenerator:
             )
         return sample["target"].ne(self.pad).sum(1) + self.config.length_offset
 
-    def autocast(self, model):
-        """With ``bf16``: torch.autocast(bfloat16) on the model's device, under which the
-        encoder's, the denoiser's and the AR reranker's matrix products run in bfloat16;
-        otherwise no change."""
-        if not self.config.bf16:
+    @staticmethod
+    def autocast(model, precision):
+        """With bf16: torch.autocast(bfloat16) on the model's device, under which the encoder's,
+        the denoiser's and the AR reranker's matrix products run in bfloat16; otherwise no change."""
+        if precision != "bf16":
             return contextlib.nullcontext()
         parameter = next(model.parameters())
         if parameter.dtype != torch.float32:
             raise DifformerError(
-                f"--decoding-bf16 runs a float32 model's matrix products in bfloat16, but this model "
-                f"is in {parameter.dtype}: drop --fp16 (or --decoding-bf16)"
+                f"--decoding-precision bf16 runs a float32 model's matrix products in bfloat16, but "
+                f"this model is in {parameter.dtype}: drop --fp16 (or --decoding-precision bf16)"
             )
         return torch.autocast(parameter.device.type, dtype=torch.bfloat16)
 
-    def float32(self, model):
+    @staticmethod
+    def float32(model, precision):
         """Inside :meth:`autocast`: the rounding and the sampler's step stay in float32."""
-        if not self.config.bf16:
+        if precision != "bf16":
             return contextlib.nullcontext()
         return torch.autocast(next(model.parameters()).device.type, enabled=False)
 
@@ -276,9 +292,10 @@ class DifformerGenerator:
             ).to(z_t.dtype)
         return z0_hat
 
-    def selection_scores(self, src_tokens, src_lengths, tokens, scores, lengths):
+    def selection_scores(self, src_tokens, src_lengths, tokens, scores, lengths, precision="model"):
         if self.config.selection == "reranker":
-            return self.reranker.score(src_tokens, src_lengths, tokens, self.candidates_per_source)
+            return self.reranker.score(src_tokens, src_lengths, tokens, self.candidates_per_source,
+                                       int8=precision == "int8")
         if self.config.selection == "bleu_mbr":
             words = candidate_strings(tokens, lengths, self.tgt_dict)
             return bleu_mbr(words, self.candidates_per_source).to(scores)

@@ -1,4 +1,4 @@
-"""--decoding-int8: CPU decoding with the dense layers as dynamically quantized int8 layers.
+"""Int8 decoding on the CPU (--decoding-precision int8, which ``auto``, the default, picks there).
 
 Each chosen ``nn.Linear`` y = x Wᵀ + b becomes torch's dynamic int8 linear layer
 (``torch.ao.quantization.quantize_dynamic``): W is stored once as int8, W ≈ s_W · W_q with one
@@ -7,7 +7,8 @@ multiplies in integers with int32 accumulation and returns float32,
 y ≈ s_x s_W (x_q − z_x) W_qᵀ + b.
 
 At batch 1 a denoiser call reads every weight of the decoder for a dozen target positions, and the
-weights no longer fit the cache: int8 weights are a quarter of the bytes to read. Quantized are
+weights no longer fit the cache: int8 weights are a quarter of the bytes to read. At batch 100 the
+int8 products themselves are faster. Quantized are
 
 * every dense layer of a Difformer's decoder layers (attention projections and feed-forward) and
   of its latent input (the self-conditioning MLP); while decoding, these attention layers always
@@ -34,7 +35,7 @@ from .errors import DifformerError
 
 
 def int8_linear_names(model: nn.Module):
-    """The qualified names of the ``nn.Linear`` modules of ``model`` that --decoding-int8
+    """The qualified names of the ``nn.Linear`` modules of ``model`` that int8 decoding
     quantizes (see the module docstring)."""
     # Imported here: the models package imports the task, whose generator imports this module.
     from .models.difformer import DifformerDecoder
@@ -55,23 +56,36 @@ def int8_linear_names(model: nn.Module):
     return names
 
 
+def int8_kernels_available() -> bool:
+    """Whether this PyTorch build has the x86 int8 kernels (fbgemm) dynamic quantization runs on."""
+    return bool({"x86", "fbgemm"} & set(torch.backends.quantized.supported_engines))
+
+
+def int8_applies(model: nn.Module) -> bool:
+    """What --decoding-precision auto picks int8 for: a float32 model on the CPU, where the
+    int8 kernels exist."""
+    parameter = next(model.parameters())
+    return parameter.device.type == "cpu" and parameter.dtype == torch.float32 and int8_kernels_available()
+
+
 def quantize_for_decoding(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (in eval mode) with :func:`int8_linear_names` as dynamic int8 layers."""
     parameter = next(model.parameters())
     if parameter.device.type != "cpu":
         raise DifformerError(
-            f"--decoding-int8 quantizes for CPU decoding, but the model is on {parameter.device}: "
-            f"drop --decoding-int8 (on a GPU, decode with --fp16 or --decoding-bf16)"
+            f"--decoding-precision int8 quantizes for CPU decoding, but the model is on "
+            f"{parameter.device}: decode with --decoding-precision auto, model or bf16"
         )
     if parameter.dtype != torch.float32:
         raise DifformerError(
-            f"--decoding-int8 quantizes a float32 model, but this model is in {parameter.dtype}: "
-            f"drop --fp16 / --bf16 (or --decoding-int8)"
+            f"--decoding-precision int8 quantizes a float32 model, but this model is in "
+            f"{parameter.dtype}: drop --fp16 / --bf16 (or decode with --decoding-precision model)"
         )
-    if "x86" not in torch.backends.quantized.supported_engines and "fbgemm" not in torch.backends.quantized.supported_engines:
+    if not int8_kernels_available():
         raise DifformerError(
-            "--decoding-int8 needs PyTorch's x86 int8 kernels (fbgemm), which this PyTorch build "
-            f"lacks (engines: {', '.join(torch.backends.quantized.supported_engines)}): drop --decoding-int8"
+            "--decoding-precision int8 needs PyTorch's x86 int8 kernels (fbgemm), which this PyTorch "
+            f"build lacks (engines: {', '.join(torch.backends.quantized.supported_engines)}): decode "
+            f"with --decoding-precision model"
         )
     names = int8_linear_names(model)
     quantized = module_tree_copy(model)
@@ -102,9 +116,9 @@ def module_tree_copy(module: nn.Module, memo=None) -> nn.Module:
 
 
 class QuantizedCopy:
-    """Holds the int8 copy of one model, made again when the model or its parameters change
-    (every in-place update of a parameter, an optimizer step or ``load_state_dict``, advances
-    the tensor's version counter)."""
+    """Holds the int8 copy of one model, made again when the model or its parameters change:
+    every in-place update of a parameter (an optimizer step, ``load_state_dict``) advances the
+    tensor's version counter, and moving the model gives it new storage."""
 
     def __init__(self):
         self.source = None
@@ -112,7 +126,7 @@ class QuantizedCopy:
         self.copy = None
 
     def __call__(self, model: nn.Module) -> nn.Module:
-        versions = tuple(p._version for p in model.parameters())
+        versions = tuple((p.data_ptr(), p._version) for p in model.parameters())
         if model is not self.source or versions != self.versions:
             self.copy = quantize_for_decoding(model)
             self.source, self.versions = model, versions

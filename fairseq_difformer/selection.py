@@ -25,7 +25,7 @@ class ARReranker:
     token ids, ending in </s>, exactly as the reranker was trained on them.
     """
 
-    def __init__(self, model, tgt_dict, int8=False):
+    def __init__(self, model, tgt_dict):
         if not hasattr(model, "encoder") or not hasattr(model.decoder, "output_layer"):
             raise DifformerError(
                 "the second --path checkpoint must be an autoregressive fairseq Transformer "
@@ -37,18 +37,19 @@ class ARReranker:
                 "rerank with a Transformer that has a full output layer"
             )
         self.model = model
-        self.int8_model = QuantizedCopy() if int8 else None  # --decoding-int8
+        self.int8_model = QuantizedCopy()  # --decoding-precision int8
         self.pad, self.eos = tgt_dict.pad(), tgt_dict.eos()
 
     @torch.no_grad()
-    def score(self, src_tokens, src_lengths, tokens, candidates_per_source):
+    def score(self, src_tokens, src_lengths, tokens, candidates_per_source, int8=False):
         """tokens: (B·K) × T right-padded candidates ending in eos → (B·K) mean log-probs.
 
         The sources are encoded once. The candidates are teacher-forced in groups of similar
         length (:func:`~fairseq_difformer.batching.length_groups`), and only their real tokens go
         through the output layer: log p(y_i) = y_i's logit − logsumexp of the logits, i.e.
-        −cross_entropy(logits_i, y_i)."""
-        model = self.int8_model(self.model) if self.int8_model else self.model
+        −cross_entropy(logits_i, y_i). With ``int8`` the reranker's feed-forward layers run as
+        dynamic int8 layers (:mod:`~fairseq_difformer.quantization`)."""
+        model = self.int8_model(self.model) if int8 else self.model
         encoder_out = model.encoder(src_tokens, src_lengths=src_lengths)
         source_of = torch.arange(src_tokens.size(0), device=tokens.device).repeat_interleave(
             candidates_per_source

@@ -2,8 +2,8 @@
 parsed by fairseq-generate's own parser, change the sampled latents as their formulas say: the
 first two denoiser inputs are checked against z_T = F ε₁ and one DDPM posterior step
 z_{t'} = μ(ẑ0, z_T) + σ ε₂ computed here from the schedule's definition. Candidates grouped by
-length: the least-cost cut against brute force, and the same hypotheses as one batch. --decoding-bf16:
-bfloat16 matrix products, float32 latents."""
+length: the least-cost cut against brute force, and the same hypotheses as one batch.
+--decoding-precision bf16: bfloat16 matrix products, float32 latents."""
 
 import math
 import random
@@ -188,7 +188,7 @@ def test_grouping_by_length_gives_the_hypotheses_of_one_batch(monkeypatch, confi
 # ---------------------------------------------------------------- bfloat16 matrix products
 
 def test_decoding_bf16_runs_the_matrix_products_in_bfloat16_and_the_sampler_in_float32(tmp_path):
-    """--decoding-bf16, parsed by fairseq-generate's parser: the encoder's and the denoiser's
+    """--decoding-precision bf16, parsed by fairseq-generate's parser: the encoder's and the denoiser's
     linear layers compute in bfloat16, while the latents the sampler moves, ẑ0 it is given and the
     scores stay float32; a model already in half precision is refused in one line."""
     def generator(*flags):
@@ -206,7 +206,8 @@ def test_decoding_bf16_runs_the_matrix_products_in_bfloat16_and_the_sampler_in_f
     sample = {"net_input": {"src_tokens": src_tokens, "src_lengths": src_lengths}}
 
     hypotheses = {}
-    for flags in ((), ("--decoding-bf16",)):
+    model_precision, bf16_precision = ("--decoding-precision", "model"), ("--decoding-precision", "bf16")
+    for flags in (model_precision, bf16_precision):
         gen = generator(*flags)
         moves = []
         step = gen.sampler.step
@@ -215,17 +216,17 @@ def test_decoding_bf16_runs_the_matrix_products_in_bfloat16_and_the_sampler_in_f
         linear_dtypes.clear()
         torch.manual_seed(0)
         hypotheses[flags] = gen.generate([model], sample)
-        expected = torch.bfloat16 if flags else torch.float32
+        expected = torch.bfloat16 if flags == bf16_precision else torch.float32
         assert all(dtypes == {expected} for dtypes in linear_dtypes.values()) and len(linear_dtypes) == 3
         assert set(moves) == {(torch.float32, torch.float32)} and len(moves) == 3
         assert {h["positional_scores"].dtype for hypos in hypotheses[flags] for h in hypos} == {torch.float32}
     # The same candidates (lengths from the same prediction), words from bfloat16 matrix products.
-    for fp32, bf16 in zip(hypotheses[()], hypotheses[("--decoding-bf16",)]):
+    for fp32, bf16 in zip(hypotheses[model_precision], hypotheses[bf16_precision]):
         assert sorted(len(h["tokens"]) for h in fp32) == sorted(len(h["tokens"]) for h in bf16)
 
     model.half()
-    with pytest.raises(DifformerError, match=r"--decoding-bf16 runs a float32 model's .* drop --fp16") as error:
-        generator("--decoding-bf16").generate([model], sample)
+    with pytest.raises(DifformerError, match=r"--decoding-precision bf16 runs a float32 model's .* drop --fp16") as error:
+        generator(*bf16_precision).generate([model], sample)
     assert "\n" not in str(error.value)
 
 

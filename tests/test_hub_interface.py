@@ -71,12 +71,12 @@ def test_decoding_options_reach_the_generator(hub, monkeypatch):
     built = spy(monkeypatch, hub.task, "build_generator")
     hub.translate(RAW)
     hub.translate(RAW, length_beam_size=3, noise_beam_size=2, decoding_steps=6, decoding_early_stopping=2,
-                  clamping=True, decoding_sampler="ddim", decoding_eta=0.5)
+                  clamping=True, decoding_sampler="ddim", decoding_eta=0.5, decoding_precision="bf16")
     default, chosen = (generator.config for _, _, generator in built)
-    assert (default.steps, default.noise_beam, default.length_beam, default.sampler) == (
-        hub.task.cfg.decoding_steps, 1, 1, "ddpm")
+    assert (default.steps, default.noise_beam, default.length_beam, default.sampler, default.precision) == (
+        hub.task.cfg.decoding_steps, 1, 1, "ddpm", "auto")
     assert (chosen.steps, chosen.early_stopping, chosen.length_beam, chosen.noise_beam, chosen.clamping,
-            chosen.sampler, chosen.eta) == (6, 2, 3, 2, True, "ddim", 0.5)
+            chosen.sampler, chosen.eta, chosen.precision) == (6, 2, 3, 2, True, "ddim", 0.5, "bf16")
 
     candidates = hub.generate(hub.encode(RAW), length_beam_size=3, noise_beam_size=2, decoding_steps=6,
                               decoding_early_stopping=2)
@@ -107,6 +107,7 @@ def test_a_batch_gives_one_output_per_sentence_in_input_order(hub, monkeypatch):
     ({"decoding_steps": 4, "decoding_early_stopping": 4}, "--decoding-early-stopping (4) must be in [0, --decoding-steps)"),
     ({"decoding_noise_schedule": "edm"}, "decoding_noise_schedule='edm': choose one of sqrt, linear, cosine"),
     ({"decoding_sampler": "euler"}, "decoding_sampler='euler': choose one of ddpm, ddim, dpm-solver++"),
+    ({"decoding_precision": "fp16"}, "decoding_precision='fp16': choose one of auto, model, bf16, int8"),
     ({"decoding_eta": 0.5}, "--decoding-eta is an option of --decoding-sampler ddim, not of ddpm"),
     ({"decoding_sampler": "ddim", "decoding_eta": -1.0}, "--decoding-eta must be in [0, 1] (got -1.0)"),
     ({"ppl_mbr": True}, "from_pretrained(..., reranker=PATH)"),

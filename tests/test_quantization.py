@@ -1,6 +1,7 @@
-"""--decoding-int8: which layers become dynamic int8 layers, on a copy that leaves the user's
-model alone and is made again when the model changes; the denoiser's and the reranker's outputs
-stay close to float32; bad combinations stop in one line."""
+"""--decoding-precision int8 (and auto, the default, which picks it for a float32 model on the
+CPU): which layers become dynamic int8 layers, on a copy that leaves the user's model alone and is
+made again when the model changes; the denoiser's and the reranker's outputs stay close to
+float32; bad input stops in one line."""
 
 import pytest
 import torch
@@ -88,27 +89,42 @@ def test_int8_copy_is_reused_until_the_parameters_change():
     assert copies(other) is not second
 
 
-def test_decoding_int8_through_fairseq_generate_flags(tmp_path):
-    """--decoding-int8, parsed by fairseq-generate's parser, decodes on the int8 copy (after
-    fairseq-generate's make_generation_fast_, whose train() returns None) with float32 latents and
-    scores; the user's model keeps its float layers."""
+@pytest.mark.parametrize("flags, int8", [((), True), (("--decoding-precision", "int8"), True),
+                                         (("--decoding-precision", "model"), False)])
+def test_decoding_precision_through_fairseq_generate_flags(tmp_path, flags, int8):
+    """Parsed by fairseq-generate's parser: auto (no flag) and int8 decode a float32 CPU model on
+    the int8 copy (also after fairseq-generate's make_generation_fast_, whose train() returns
+    None), model on the model itself; latents and scores stay float32, and the user's model keeps
+    its float layers."""
     model = build(diffusion_steps=100)
     model.make_generation_fast_()
-    cfg, task = generation_flags(tmp_path, "--decoding-int8", "--length-beam-size", "2")
+    cfg, task = generation_flags(tmp_path, "--length-beam-size", "2", *flags)
     generator = task.build_generator([model], cfg.generation)
-    assert generator.config.int8
+    assert generator.config.precision == (flags[1] if flags else "auto")
     seen = []
-    model.decoder.forward_length_prediction = lambda *args, **kwargs: torch.tensor([6, 4])
     hook = INT8_LINEAR.forward
     INT8_LINEAR.forward = lambda self, x: (seen.append(x.dtype), hook(self, x))[1]
     try:
         hypos = decode(generator, model)
     finally:
         INT8_LINEAR.forward = hook
-    assert seen and set(seen) == {torch.float32}
+    assert set(seen) == ({torch.float32} if int8 else set())
     assert len(hypos) == 2 and all(len(h) == 2 for h in hypos)
     assert {h["positional_scores"].dtype for hs in hypos for h in hs} == {torch.float32}
     assert not int8_names(model)
+
+
+def test_auto_precision_leaves_a_half_precision_model_as_it_is():
+    """auto picks int8 only for a float32 model on the CPU: a model loaded with --fp16 decodes in
+    its own precision, where int8 given by name stops in one line."""
+    model = build().half()
+    generator = DifformerGenerator(model, DICT, DecodingConfig(steps=4))
+    assert generator.precision(model) == "model"
+    assert generator.precision(build()) == "int8"
+    with pytest.raises(DifformerError, match=r"--decoding-precision int8 quantizes a float32 model.*drop --fp16") as error:
+        DifformerGenerator(model, DICT, DecodingConfig(steps=4, precision="int8")).generate(
+            [model], {"net_input": dict(zip(("src_tokens", "src_lengths"), batch()[:2]))})
+    assert "\n" not in str(error.value)
 
 
 def test_int8_reranker_scores_stay_close_to_float32():
@@ -117,9 +133,9 @@ def test_int8_reranker_scores_stay_close_to_float32():
     reranker = ar_model()
     src_tokens, src_lengths, _ = batch()
     candidates = torch.tensor([[11, 12, 2], [13, 2, 1], [14, 15, 2], [17, 2, 1]])
-    fp32 = ARReranker(reranker, DICT).score(src_tokens, src_lengths, candidates, 2)
-    scorer = ARReranker(reranker, DICT, int8=True)
-    int8 = scorer.score(src_tokens, src_lengths, candidates, 2)
+    scorer = ARReranker(reranker, DICT)
+    fp32 = scorer.score(src_tokens, src_lengths, candidates, 2)
+    int8 = scorer.score(src_tokens, src_lengths, candidates, 2, int8=True)
     assert int8_names(scorer.int8_model(reranker)) == {
         "encoder.layers.0.fc1", "encoder.layers.0.fc2",
         "decoder.layers.0.fc1", "decoder.layers.0.fc2", "decoder.layers.1.fc1", "decoder.layers.1.fc2"}
@@ -127,11 +143,6 @@ def test_int8_reranker_scores_stay_close_to_float32():
     torch.testing.assert_close(int8, fp32, atol=0.05, rtol=0)
 
 
-def test_int8_bad_combinations_stop_in_one_line():
-    model = build()
-    with pytest.raises(DifformerError, match=r"--decoding-bf16 and --decoding-int8 .* use one") as error:
-        DifformerGenerator(model, DICT, DecodingConfig(steps=4, bf16=True, int8=True))
-    assert "\n" not in str(error.value)
-    with pytest.raises(DifformerError, match=r"--decoding-int8 quantizes a float32 model.*drop --fp16") as error:
-        quantize_for_decoding(build().half())
-    assert "\n" not in str(error.value)
+def test_unknown_precision_stops_in_one_line():
+    with pytest.raises(DifformerError, match=r"--decoding-precision 'fp8' is not one of auto, model, bf16, int8"):
+        DifformerGenerator(build(), DICT, DecodingConfig(steps=4, precision="fp8"))

@@ -106,7 +106,8 @@ def test_decoding_bf16_runs_the_rerankers_matrix_products_in_bfloat16():
         reranker.get_submodule(name).register_forward_hook(lambda m, i, output: dtypes.add(output.dtype))
     for bf16 in (False, True):
         dtypes.clear()
-        config = DecodingConfig(steps=4, length_beam=3, noise_beam=2, selection="reranker", bf16=bf16)
+        config = DecodingConfig(steps=4, length_beam=3, noise_beam=2, selection="reranker",
+                                precision="bf16" if bf16 else "model")
         hypos = decode(DifformerGenerator(model, DICT, config, reranker=reranker), model)
         assert dtypes == {torch.bfloat16 if bf16 else torch.float32}
         assert {h["selection_score"].dtype for hs in hypos for h in hs} == {torch.float32}
@@ -123,7 +124,8 @@ def test_decoding_bf16_runs_the_rerankers_matrix_products_in_bfloat16():
 def test_generator_puts_the_rerankers_choice_first():
     model, reranker = build(), ar_model()
     src_tokens, src_lengths, _ = batch()
-    config = DecodingConfig(steps=4, length_beam=3, noise_beam=2, selection="reranker")
+    # The model's own float32 products: the scores are compared with teacher forcing in float64.
+    config = DecodingConfig(steps=4, length_beam=3, noise_beam=2, selection="reranker", precision="model")
     hypos = decode(DifformerGenerator(model, DICT, config, reranker=reranker), model)
     for source, candidates in zip(src_tokens, hypos):
         source = source[source.ne(DICT.pad())].tolist()

@@ -25,11 +25,13 @@ from omegaconf import open_dict
 
 from ..diffusion import NOISE_SCHEDULES, SAMPLERS
 from ..errors import DifformerError
+from ..generator import PRECISIONS
 from ..tasks.difformer_task import DECODING_OPTIONS, DifformerConfig
 
 # Keyword arguments of translate / sample / generate: the task's decoding options and the
 # generation flag build_generator reads.
 GENERATION_OPTIONS = DECODING_OPTIONS + ("retain_iter_history",)
+CHOICES = {"decoding_sampler": SAMPLERS, "decoding_precision": PRECISIONS}  # options taking one of a few names
 
 # Code files fairseq's from_pretrained takes from the model folder itself (as bpe_codes).
 FAIRSEQ_CODE_FILES = ("code", "bpecodes")
@@ -95,9 +97,9 @@ def check_decoding_options(options):
                     f"(None: the model's)"
                 )
             continue
-        if name == "decoding_sampler":
-            if not isinstance(value, str) or value not in SAMPLERS:
-                raise DifformerError(f"decoding_sampler={value!r}: choose one of {', '.join(SAMPLERS)}")
+        if name in CHOICES:
+            if not isinstance(value, str) or value not in CHOICES[name]:
+                raise DifformerError(f"{name}={value!r}: choose one of {', '.join(CHOICES[name])}")
             continue
         # The option's declared type: Optional[X] accepts None (the task's default).
         declared = DifformerConfig.__dataclass_fields__[name].type if name in DECODING_OPTIONS else bool

@@ -29,7 +29,7 @@ from difformer_cli.rouge import ROUGE_TYPES, rouge_f1_sums
 from ..criterions.difformer_loss import DifformerCriterion
 from ..diffusion import NOISE_SCHEDULES, SAMPLERS
 from ..errors import DifformerError
-from ..generator import DecodingConfig, DifformerGenerator
+from ..generator import PRECISIONS, DecodingConfig, DifformerGenerator
 from ..models.difformer import DifformerModel
 
 logger = logging.getLogger(__name__)
@@ -69,19 +69,14 @@ class DifformerConfig(TranslationConfig):
         metadata={"help": "DDIM's η in [0, 1] (--decoding-sampler ddim only; default 0): 0 is "
                           "deterministic, 1 samples from the DDPM posterior"},
     )
-    decoding_bf16: bool = field(
-        default=False,
-        metadata={"help": "run the encoder's, the denoiser's and the AR reranker's (--ppl-mbr) matrix "
-                          "products in bfloat16 "
-                          "(torch.autocast; CPUs with AVX512-BF16 or AMX, recent GPUs); the latents, "
-                          "the sampler and the final rounding stay float32"},
-    )
-    decoding_int8: bool = field(
-        default=False,
-        metadata={"help": "CPU decoding with the denoiser's dense layers and every feed-forward layer "
-                          "(encoder, AR reranker) as dynamically quantized int8 layers "
-                          "(torch.ao.quantization.quantize_dynamic, on a copy of the model); embeddings, "
-                          "the sampler and the rounding stay float32"},
+    decoding_precision: ChoiceEnum(list(PRECISIONS)) = field(
+        default="auto",
+        metadata={"help": "the precision of the matrix products while decoding: int8 (the denoiser's "
+                          "dense layers and every feed-forward layer, the encoder's and the AR "
+                          "reranker's, as dynamic int8 layers; CPU only), bf16 (torch.autocast; CPUs "
+                          "with AVX512-BF16 or AMX, recent GPUs), model (the model's own weights, "
+                          "float32 or --fp16's float16), auto (int8 for a float32 model on the CPU, "
+                          "else model). The latents, the sampler and the rounding stay float32"},
     )
     clamping: bool = field(
         default=False, metadata={"help": "replace ẑ0 by the embedding of its argmax word at each step"}
@@ -134,7 +129,7 @@ class DifformerConfig(TranslationConfig):
 # task: the keyword arguments of DifformerModel.from_pretrained(...).translate(...).
 DECODING_OPTIONS = (
     "decoding_steps", "decoding_early_stopping", "decoding_rescaling_factor", "decoding_vp_rf",
-    "decoding_noise_schedule", "decoding_sampler", "decoding_eta", "decoding_bf16", "decoding_int8", "clamping",
+    "decoding_noise_schedule", "decoding_sampler", "decoding_eta", "decoding_precision", "clamping",
     "decoding_keep_repeats", "decoding_length_offset", "decoding_oracle_length", "length_beam_size",
     "noise_beam_size", "ppl_mbr", "bleu_mbr",
 )
@@ -317,8 +312,7 @@ class DifformerTask(TranslationTask):
             noise_schedule=option("decoding_noise_schedule"),
             sampler=str(option("decoding_sampler")),
             eta=option("decoding_eta"),
-            bf16=bool(option("decoding_bf16")),
-            int8=bool(option("decoding_int8")),
+            precision=str(option("decoding_precision")),
             clamping=option("clamping"),
             remove_repeats=not option("decoding_keep_repeats"),
             length_offset=option("decoding_length_offset"),
