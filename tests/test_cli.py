@@ -81,7 +81,8 @@ def test_each_selection_outputs_its_own_choice(databin, difformer_checkpoint, re
     """Each option prints first the candidate that is best by its own score, computed here from
     the printed candidates; the two MBR options, given the same 3 × 2 candidates, choose
     differently on some sentences. (Loading a second checkpoint draws from the random generator,
-    so the MBR runs both load the reranker to decode the same candidates; --bleu-mbr ignores it.)"""
+    so the MBR runs both load the reranker to decode the same candidates; --bleu-mbr ignores it.
+    The model's float32 weights: the reranker's scores are recomputed here in float32.)"""
     from fairseq import checkpoint_utils
 
     runs = {}
@@ -91,7 +92,7 @@ def test_each_selection_outputs_its_own_choice(databin, difformer_checkpoint, re
         out = run_cli("fairseq-generate", databin, "--user-dir", USER_DIR, "--task", "difformer", "--path", path,
                       "--gen-subset", "test", "--batch-size", "16", "--cpu", "--seed", "1", "--nbest", "6",
                       "--length-beam-size", "3", "--noise-beam-size", "2", "--decoding-steps", "6",
-                      "--decoding-early-stopping", "2", *flags).stdout
+                      "--decoding-early-stopping", "2", "--decoding-precision", "model", *flags).stdout
         runs[selection] = candidates_by_sentence(out)
     for sentences in runs.values():
         assert sorted(sentences) == list(range(40)) and {len(c) for _, c in sentences.values()} == {6}
