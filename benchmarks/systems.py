@@ -86,6 +86,16 @@ def _difformer(name, label, steps, early_stopping=0, lengths=1, noises=1, rerank
 DEFAULT_DECODING = ("ddpm", 5)
 DEFAULT_LABEL = f"{DEFAULT_DECODING[0]}, {DEFAULT_DECODING[1]} steps, early stop {DEFAULT_DECODING[1] // 4}"
 
+
+def _default(suffix, what, *flags, reranked=False):
+    """The task's default decoding with ``flags`` added, 1×1 (``difformer_default{suffix}``) or
+    3×2 with the AR reranker (``difformer_default_3x2_rerank{suffix}``); ``what`` ends the label."""
+    beams = ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr") if reranked else ()
+    candidates = "3×2, AR reranker" if reranked else "1×1"
+    label = f"Difformer, default ({DEFAULT_LABEL}), {candidates}" + (f", {what}" if what else "")
+    return DecodingSetting(f"difformer_default{'_3x2_rerank' if reranked else ''}{suffix}", "difformer",
+                           (*beams, *flags, "--seed", "1"), label, reranker=reranked)
+
 DECODING_SETTINGS: List[DecodingSetting] = [
     DecodingSetting("ar_beam1", "ar", ("--beam", "1"), "AR Transformer, greedy"),
     DecodingSetting("ar_beam5", "ar", ("--beam", "5"), "AR Transformer, beam 5"),
@@ -100,42 +110,20 @@ DECODING_SETTINGS: List[DecodingSetting] = [
     _difformer("difformer_20_3x2_rerank", "Difformer, 20 steps, early stop 5, 3×2, AR reranker",
                20, 5, 3, 2, reranker=True),
     # The task's default decoding (no decoding flag given), alone and as 3×2 with the AR reranker.
-    DecodingSetting("difformer_default", "difformer", ("--seed", "1"),
-                    f"Difformer, default ({DEFAULT_LABEL}), 1×1"),
-    DecodingSetting("difformer_default_3x2_rerank", "difformer",
-                    ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr", "--seed", "1"),
-                    f"Difformer, default ({DEFAULT_LABEL}), 3×2, AR reranker", reranker=True),
+    _default("", ""),
+    _default("", "", reranked=True),
     # What length and repeated tokens cost: the default keeping repeated tokens, and at the
     # reference's length (the ceiling of length prediction).
-    DecodingSetting("difformer_default_keep_repeats", "difformer", ("--decoding-keep-repeats", "--seed", "1"),
-                    f"Difformer, default ({DEFAULT_LABEL}), 1×1, repeated tokens kept"),
-    DecodingSetting("difformer_default_length1", "difformer", ("--decoding-length-offset", "1", "--seed", "1"),
-                    f"Difformer, default ({DEFAULT_LABEL}), 1×1, --decoding-length-offset 1"),
-    DecodingSetting("difformer_default_length2", "difformer", ("--decoding-length-offset", "2", "--seed", "1"),
-                    f"Difformer, default ({DEFAULT_LABEL}), 1×1, --decoding-length-offset 2"),
-    DecodingSetting("difformer_default_3x2_rerank_length2", "difformer",
-                    ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr",
-                     "--decoding-length-offset", "2", "--seed", "1"),
-                    f"Difformer, default ({DEFAULT_LABEL}), 3×2, AR reranker, --decoding-length-offset 2",
-                    reranker=True),
-    DecodingSetting("difformer_default_oracle_length", "difformer", ("--decoding-oracle-length", "--seed", "1"),
-                    f"Difformer, default ({DEFAULT_LABEL}), 1×1, at the reference's length"),
+    _default("_keep_repeats", "repeated tokens kept", "--decoding-keep-repeats"),
+    _default("_length1", "--decoding-length-offset 1", "--decoding-length-offset", "1"),
+    _default("_length2", "--decoding-length-offset 2", "--decoding-length-offset", "2"),
+    _default("_length2", "--decoding-length-offset 2", "--decoding-length-offset", "2", reranked=True),
+    _default("_oracle_length", "at the reference's length", "--decoding-oracle-length"),
     # The precision of the matrix products: the default (auto: int8 on the CPU, the model's own
     # precision on a GPU) against the model's own float32 weights and bfloat16 autocast.
-    DecodingSetting("difformer_default_model", "difformer", ("--decoding-precision", "model", "--seed", "1"),
-                    f"Difformer, default ({DEFAULT_LABEL}), 1×1, --decoding-precision model"),
-    DecodingSetting("difformer_default_3x2_rerank_model", "difformer",
-                    ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr",
-                     "--decoding-precision", "model", "--seed", "1"),
-                    f"Difformer, default ({DEFAULT_LABEL}), 3×2, AR reranker, --decoding-precision model",
-                    reranker=True),
-    DecodingSetting("difformer_default_bf16", "difformer", ("--decoding-precision", "bf16", "--seed", "1"),
-                    f"Difformer, default ({DEFAULT_LABEL}), 1×1, --decoding-precision bf16"),
-    DecodingSetting("difformer_default_3x2_rerank_bf16", "difformer",
-                    ("--length-beam-size", "3", "--noise-beam-size", "2", "--ppl-mbr",
-                     "--decoding-precision", "bf16", "--seed", "1"),
-                    f"Difformer, default ({DEFAULT_LABEL}), 3×2, AR reranker, --decoding-precision bf16",
-                    reranker=True),
+    *(_default(f"_{precision}", f"--decoding-precision {precision}", "--decoding-precision", precision,
+               reranked=reranked)
+      for precision in ("model", "bf16") for reranked in (False, True)),
 ]
 SETTINGS_BY_NAME = {s.name: s for s in DECODING_SETTINGS}
 
