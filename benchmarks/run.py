@@ -21,6 +21,9 @@ in the work directory):
               for each --teacher-minutes T, an AR teacher trained T minutes, the training set
               translated with it, Difformer trained on that for the minutes left; against
               Difformer trained on the references for the whole budget
+  summarization  AESLC (email → subject line): the AR Transformer and Difformer of the same size
+              trained --summarization-minutes each with the summarization recipe, decoded on
+              the dev set: ROUGE-1/2/L and length ratio
   precision   the same checkpoints decoded in float32 and in fp16 (--fp16): BLEU of each and the
               difference (needs train)
   ablations   the paper's ablations, each trained --ablation-minutes: BLEU and embedding collapse
@@ -29,8 +32,9 @@ in the work directory):
 
 Each finished measurement is merged into the results file at once, so parts run in separate
 sessions add up to one results file; the report (docs/benchmarks.md and its PNG plots) is
-regenerated after every part. Quick-mode results never merge with full-run results: the first
-quick part starts a fresh file. Run with nothing else busy on the machine.
+regenerated after every part. Quick-mode results never merge with full-run results: a quick run
+writes its results and report into its work folder (work/benchmarks-quick), never over the
+committed ones. Run with nothing else busy on the machine.
 
 ``--device cuda`` measures the IWSLT-size systems (AR transformer_iwslt_de_en size, CMLM, Difformer
 difformer_iwslt_de_en) with --fp16, decoding at batch 100 and at --max-tokens 8192; it runs fairseq
@@ -53,10 +57,11 @@ sys.path.insert(0, str(REPO))
 from benchmarks import measure, report, systems  # noqa: E402
 from difformer_cli import user_dir  # noqa: E402
 from difformer_cli.commands import CommandFailed, run_logged  # noqa: E402
-from difformer_cli.recipes import recipe  # noqa: E402
+from difformer_cli.recipes import SUMMARIZATION_DECODE_ARGS, recipe, summarization_recipe  # noqa: E402
 
 USER_DIR = user_dir()
-PARTS = ("throughput", "train", "decode", "samplers", "distill", "precision", "ablations", "profile", "report")
+PARTS = ("throughput", "train", "decode", "samplers", "distill", "summarization", "precision", "ablations",
+         "profile", "report")
 
 
 def say(message):
@@ -141,14 +146,36 @@ class Benchmark:
         return self._databin
 
     @property
+    def aeslc_databin(self) -> Path:
+        """AESLC prepared by difformer-prepare from its JSON lines (bodies cut to 200 words, joint
+        BPE); dev is both the valid and the test split (AESLC's test set is not used here)."""
+        destdir = self.work / "aeslc"
+        if not (destdir / "bin" / "dict.subject.txt").exists():
+            train, dev = self.args.aeslc / "train.jsonl", self.args.aeslc / "dev.jsonl"
+            if self.scale.train_lines:
+                subset = self.work / "aeslc-subset"
+                subset.mkdir(parents=True, exist_ok=True)
+                for path, n in ((train, self.scale.train_lines), (dev, self.scale.eval_lines)):
+                    lines = path.read_text(encoding="utf-8").splitlines()[:n]
+                    (subset / path.name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+                train, dev = subset / train.name, subset / dev.name
+            cmd = ["difformer-prepare", "--train-jsonl", train, "--valid-jsonl", dev, "--test-jsonl", dev,
+                   "--source-field", "body", "--target-field", "subject", "--source-lang", "body",
+                   "--target-lang", "subject", "--max-source-words", 200, "--bpe-merges", self.scale.bpe_merges,
+                   "--destdir", destdir]
+            say(f"preparing AESLC ({destdir})")
+            run_logged(cmd, self.work / "logs" / "prepare-aeslc.log")
+            self.results.set("commands", "prepare aeslc", _shell(cmd))
+        return destdir / "bin"
+
+    @property
     def test_sentences(self) -> int:
-        from fairseq.data import data_utils
+        return count_sentences(self.databin)
 
-        return len(data_utils.load_indexed_dataset(str(self.databin / "test.de-en.en"), None))
-
-    def train_command(self, system, save_dir, extra=(), databin=None):
+    def train_command(self, system, save_dir, extra=(), databin=None, summarization=False):
         return [*self.tool("fairseq-train"), databin or self.databin, "--user-dir", USER_DIR,
-                *recipe(system, self.device), *extra, "--save-dir", save_dir]
+                *(summarization_recipe if summarization else recipe)(system, self.device), *extra,
+                "--save-dir", save_dir]
 
     # -- part 1: throughput ----------------------------------------------------------------------
 
@@ -172,12 +199,12 @@ class Benchmark:
 
     # -- part 2: equal-budget training -----------------------------------------------------------
 
-    def train_for_budget(self, name, system, minutes, extra=(), databin=None):
+    def train_for_budget(self, name, system, minutes, extra=(), databin=None, summarization=False):
         """Train until ``minutes`` of training time are spent (on ``databin``, default the
-        benchmark's); resumes an interrupted run and reuses a finished one with the same budget and
-        command."""
+        benchmark's; with the summarization recipe if ``summarization``); resumes an interrupted run
+        and reuses a finished one with the same budget and command."""
         save_dir = self.work / "checkpoints" / name
-        cmd = self.train_command(system, save_dir, databin=databin, extra=[
+        cmd = self.train_command(system, save_dir, databin=databin, summarization=summarization, extra=[
             *extra, "--stop-time-hours", minutes / 60, "--max-update", 10 ** 7,
             "--disable-validation", "--no-epoch-checkpoints", "--save-interval-updates", 500,
             "--keep-interval-updates", 1, "--log-format", "json", "--log-interval", self.scale.log_interval])
@@ -216,29 +243,33 @@ class Benchmark:
             sys.exit(f"benchmark: {name} is not trained yet ({path.parent}); run --part train first")
         return path
 
-    def generate_command(self, setting, batch_size, checkpoint=None, precision=None, reranker=None):
+    def generate_command(self, setting, batch_size, checkpoint=None, precision=None, reranker=None,
+                         databin=None, extra=()):
         path = str(checkpoint or self.checkpoint(setting.system))
         if setting.reranker:
             path += ":" + str(reranker or self.checkpoint("ar"))
         batching = (["--batch-size", batch_size] if batch_size
                     else ["--max-tokens", systems.DECODE_MAX_TOKENS])
-        return [*self.tool("fairseq-generate"), self.databin, "--user-dir", USER_DIR,
+        return [*self.tool("fairseq-generate"), databin or self.databin, "--user-dir", USER_DIR,
                 "--task", systems.GENERATE_TASK[setting.system], "--path", path, "--gen-subset", "test",
                 *batching, "--required-batch-size-multiple", 1,
                 *(systems.PRECISION_ARGS[self.device][precision] if precision
-                  else systems.DECODE_DEVICE_ARGS[self.device]), *setting.args]
+                  else systems.DECODE_DEVICE_ARGS[self.device]), *setting.args, *extra]
 
-    def generate(self, setting, batch_size, checkpoint=None, tag=None, precision=None, reranker=None):
+    def generate(self, setting, batch_size, checkpoint=None, tag=None, precision=None, reranker=None,
+                 databin=None, extra=()):
+        """Decode the test split of ``databin`` (default the benchmark's) with ``setting``, ``extra``
+        options added: the output file and the speed, peak memory and command."""
         tag = tag or setting.name
         out = self.work / "generate" / f"{tag}-b{batch_size}.txt"
-        cmd = self.generate_command(setting, batch_size, checkpoint, precision, reranker)
+        cmd = self.generate_command(setting, batch_size, checkpoint, precision, reranker, databin, extra)
         log = self.work / "logs" / f"generate-{tag}-b{batch_size}.log"
         usage = run_logged(cmd, log, stdout=out)
         # fairseq-generate's log lines go to stderr or stdout depending on who configured logging.
         speed = measure.generate_speed(log.read_text(encoding="utf-8") + out.read_text(encoding="utf-8"))
-        if speed["sentences"] != self.test_sentences:
-            raise CommandFailed(f"{out}: {speed['sentences']} sentences translated, "
-                                        f"the test set has {self.test_sentences}")
+        expected = count_sentences(databin) if databin else self.test_sentences
+        if speed["sentences"] != expected:
+            raise CommandFailed(f"{out}: {speed['sentences']} sentences decoded, the test set has {expected}")
         return out, {**speed, "peak_rss_mib": round(usage["peak_rss_mib"], 1), "command": _shell(cmd)}
 
     def score(self, generate_output):
@@ -368,6 +399,36 @@ class Benchmark:
             timing.write_text(json.dumps({"minutes": round(usage["wall_s"] / 60, 2), "command": _shell(cmd)}))
         return destdir / "bin", json.loads(timing.read_text())["minutes"]
 
+    # -- part: summarization ---------------------------------------------------------------------
+
+    def summarization(self):
+        """AESLC at an equal budget: the AR Transformer and Difformer, the same size, each trained
+        --summarization-minutes with the summarization recipe (sources cut to 64 tokens), decoded
+        on the dev set (batch 100; Difformer's 3×2 reranked by this AR model) and scored: ROUGE-1/2/L
+        F1 and the length ratio."""
+        databin, minutes = self.aeslc_databin, self.args.summarization_minutes
+        trained = {system: self.train_for_budget(f"aeslc-{system}", system, minutes, databin=databin,
+                                                 summarization=True)
+                   for system in ("ar", "difformer")}
+        batch = self.scale.decode_batch_sizes[0]
+        for name in systems.SUMMARIZATION_SETTINGS:
+            setting = systems.SETTINGS_BY_NAME[name]
+            say(f"decoding AESLC with {name}")
+            out, speed = self.generate(setting, batch, Path(trained[setting.system]["checkpoint"]),
+                                       tag=f"aeslc-{name}", reranker=Path(trained["ar"]["checkpoint"]),
+                                       databin=databin, extra=SUMMARIZATION_DECODE_ARGS)
+            scores = self.score(out)
+            say(f"  ROUGE-1/2/L {scores['rouge1']:.2f} / {scores['rouge2']:.2f} / {scores['rougeL']:.2f}")
+            self.results.set("summarization", "decoding", name, {
+                **{key: round(scores[key], 2) for key in ("rouge1", "rouge2", "rougeL")},
+                "length_ratio": round(scores["length_ratio"], 3), "label": setting.label,
+                "sentences_per_s": speed["sentences_per_s"], "command": speed["command"]})
+            if name == systems.BASELINE_SETTING:
+                self.results.set("summarization", "lead", lead_baseline(out, self.args.aeslc / "train.jsonl"))
+        self.results.set("summarization", "training", {system: {key: t[key] for key in ("minutes", "updates", "command")}
+                                                       for system, t in trained.items()})
+        self.results.set("summarization", "dev_sentences", count_sentences(databin))
+
     # -- part: precision -------------------------------------------------------------------------
 
     def precision(self):
@@ -439,6 +500,38 @@ def collapse_statistics(checkpoint: Path, rescaling_factor: float) -> dict:
     return stats
 
 
+def lead_baseline(generate_output: Path, train_jsonl: Path) -> dict:
+    """LEAD-k, the summarization baseline that needs no model: the first k words of each source
+    (as ``generate_output``'s S- lines hold it, BPE removed) as its summary, k the mean number of
+    words of the training summaries (``subject`` of ``train_jsonl``), rounded; scored like the
+    systems (ROUGE F1 and length ratio on Moses-detokenised text)."""
+    from fairseq.data.data_utils import post_process
+
+    from difformer_cli.generate_output import parse_generate_output
+    from difformer_cli.score import score
+
+    subjects = [json.loads(line)["subject"] for line in train_jsonl.read_text(encoding="utf-8").splitlines() if line]
+    k = max(1, round(sum(len(subject.split()) for subject in subjects) / len(subjects)))
+    entries = parse_generate_output(generate_output.read_text(encoding="utf-8").splitlines())
+    ids = sorted(entries)
+    leads = [" ".join(post_process(entries[i]["S"], "@@ ").split()[:k]) for i in ids]
+    refs = [post_process(entries[i]["T"], "@@ ") for i in ids]
+    scores = score(leads, refs, metrics=("rouge", "tok-bleu"), detok_lang="en")
+    return {"k": k, **{key: round(scores[key], 2) for key in ("rouge1", "rouge2", "rougeL")},
+            "length_ratio": round(scores["length_ratio"], 3)}
+
+
+def count_sentences(databin: Path, split: str = "test") -> int:
+    """The number of target sentences of ``split`` in a fairseq data-bin (one language pair)."""
+    from fairseq.data import data_utils
+
+    datasets = sorted(databin.glob(f"{split}.*-*.*.idx"))
+    if not datasets:
+        sys.exit(f"benchmark: {databin} has no {split} split")
+    source, target = datasets[0].name.split(".")[1].split("-")
+    return len(data_utils.load_indexed_dataset(str(databin / f"{split}.{source}-{target}.{target}"), None))
+
+
 def _cuda_available() -> bool:
     import torch
 
@@ -467,6 +560,11 @@ def main(argv=None):
     p.add_argument("--teacher-minutes", type=float, nargs="+", default=None,
                    help="the distill part's teacher shares of that budget (default 8 12: the AR recipe "
                         "warms up for 400 updates, about 5 minutes; quick 0.3)")
+    p.add_argument("--summarization-minutes", type=float, default=None,
+                   help="training minutes per system in the summarization part (default 20, as "
+                        "examples/aeslc/run.sh; quick 0.5)")
+    p.add_argument("--aeslc", type=Path, default=REPO.parent / "shared" / "data" / "aeslc",
+                   help="AESLC folder with train.jsonl and dev.jsonl (default ../shared/data/aeslc)")
     p.add_argument("--quick", action="store_true",
                    help="check every step in a few minutes: 2,000 training pairs, 60 test sentences, "
                         "short budgets; results are marked quick")
@@ -485,31 +583,37 @@ def main(argv=None):
     p.add_argument("--workdir", type=Path, default=None,
                    help="data, checkpoints, outputs, logs (default work/benchmarks[-quick|-cuda])")
     p.add_argument("--results", type=Path, default=None,
-                   help="default benchmarks/results.json (results-cuda.json with --device cuda)")
+                   help="default benchmarks/results.json (results-cuda.json with --device cuda; with "
+                        "--quick the work folder's results.json, so a check never touches the committed one)")
     p.add_argument("--docs", type=Path, default=None,
                    help="where benchmarks.md and the plots (benchmarks/*.png) are written "
-                        "(default docs/, docs/gpu/ with --device cuda)")
+                        "(default docs/, docs/gpu/ with --device cuda, the work folder's docs/ with --quick)")
     args = p.parse_args(argv)
     cuda = args.device == "cuda"
     if cuda and args.quick:
         p.error("--quick is a CPU check; with --device cuda shorten --budget-minutes instead")
-    args.results = args.results or REPO / "benchmarks" / ("results-cuda.json" if cuda else "results.json")
-    args.docs = args.docs or REPO / "docs" / ("gpu" if cuda else "")
     if args.budget_minutes is None:
         args.budget_minutes = 0.5 if args.quick else 20
     if args.ablation_minutes is None:
         args.ablation_minutes = 0.3 if args.quick else 8
     if args.distill_budget_minutes is None:
         args.distill_budget_minutes = 1.5 if args.quick else 30
+    if args.summarization_minutes is None:
+        args.summarization_minutes = 0.5 if args.quick else 20
     if args.teacher_minutes is None:
         args.teacher_minutes = [0.3] if args.quick else [8, 12]
     if args.workdir is None:
         args.workdir = REPO / "work" / ("benchmarks-quick" if args.quick else "benchmarks-cuda" if cuda else "benchmarks")
+    args.results = args.results or (args.workdir / "results.json" if args.quick
+                                    else REPO / "benchmarks" / ("results-cuda.json" if cuda else "results.json"))
+    args.docs = args.docs or (args.workdir / "docs" if args.quick else REPO / "docs" / ("gpu" if cuda else ""))
     if args.databin is not None and not (args.databin / "dict.en.txt").exists():
         p.error(f"--databin {args.databin}: no dict.en.txt there; give difformer-prepare's bin/ folder")
     if args.databin is None and not (args.data / "train.de").exists():
         p.error(f"--data {args.data}: no train.de there; give the Multi30k folder")
     parts = [part for part in PARTS if part in (args.part or PARTS)]
+    if "summarization" in parts and not (args.aeslc / "train.jsonl").exists():
+        p.error(f"--aeslc {args.aeslc}: no train.jsonl there; give the AESLC folder")
     if cuda and parts != ["report"] and not _cuda_available():
         p.error("--device cuda: torch sees no CUDA GPU here")
 

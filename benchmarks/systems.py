@@ -127,6 +127,10 @@ DECODING_SETTINGS: List[DecodingSetting] = [
 ]
 SETTINGS_BY_NAME = {s.name: s for s in DECODING_SETTINGS}
 
+#: the summarization part's decodings of AESLC's dev set: AR beam 5; Difformer by default, in the
+#: paper's 20 steps with 3×2 candidates (examples/aeslc/run.sh), and 3×2 chosen by the AR model
+SUMMARIZATION_SETTINGS = ("ar_beam5", "difformer_default", "difformer_20_3x2", "difformer_default_3x2_rerank")
+
 # The samplers part: every sampler × number of steps × early stopping × candidates (lengths ×
 # noises), against AR beam 5 decoded in the same run. Early stopping is given as the fraction of the
 # steps left out: 0, and the paper's 5 of 20 wherever it leaves out at least one step.

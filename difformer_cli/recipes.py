@@ -8,6 +8,13 @@ after 400 warm-up updates, dropout 0.1; 2,048-token batches in float32 on the CP
 batches with --fp16 on a GPU), so that the only difference between them is the model, its loss
 and its decoder. Chosen for a short CPU budget: a peak learning rate reached quickly and kept
 high, small batches for many updates, and the paper's F = 4 noise rescaling.
+
+Summarization (AESLC: emails of about 100 tokens, subject lines of about 6) changes two things
+(:func:`summarization_recipe`): sources are cut to their first 64 tokens, and batches are 4,096
+tokens (about 65 pairs, 450 target tokens) with 150 warm-up updates. With the translation
+recipe's 2,048-token batches and 256-token sources a batch holds about 200 target tokens and a
+20-minute run spends most of its updates warming up: neither the AR Transformer nor Difformer
+learns (ROUGE-L below 2 on dev after 8 minutes).
 """
 
 from typing import List
@@ -59,7 +66,24 @@ def train_args(system: str, size: str = "small") -> List[str]:
     }[system]
 
 
+#: summarization: the options replaced in :data:`OPTIMISATION` and the device's batch size …
+SUMMARIZATION_OVERRIDES = {"--max-tokens": "4096", "--warmup-updates": "150"}
+#: … and the options added: sources cut to their first 64 tokens (in training and decoding)
+SUMMARIZATION_ARGS = ["--truncate-source", "--max-source-positions", "64", "--max-target-positions", "64"]
+#: decoding a model trained with the summarization recipe: the same cut of the sources
+SUMMARIZATION_DECODE_ARGS = ["--truncate-source", "--max-source-positions", "64"]
+
+
 def recipe(system: str, device: str = "cpu") -> List[str]:
     """Everything ``fairseq-train`` needs for ``system`` on ``device`` but the data-bin, the
     save folder, the budget and the logging: model, loss, optimisation, batch and precision."""
     return [*train_args(system, DEVICE_SIZE[device]), *OPTIMISATION, *DEVICE_ARGS[device]]
+
+
+def summarization_recipe(system: str, device: str = "cpu") -> List[str]:
+    """:func:`recipe` for summarization: :data:`SUMMARIZATION_OVERRIDES` replace the values of
+    their options, and :data:`SUMMARIZATION_ARGS` are added."""
+    args = recipe(system, device)
+    for option, value in SUMMARIZATION_OVERRIDES.items():
+        args[args.index(option) + 1] = value
+    return [*args, *SUMMARIZATION_ARGS]

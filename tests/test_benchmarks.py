@@ -95,7 +95,8 @@ def synthetic_results():
 
 def test_targets_are_the_ratios_to_the_baselines():
     results = synthetic_results()
-    train, decode, quality, default, reranked, latency = report.targets(results)
+    train, decode, quality, default, reranked, latency, summarization = report.targets(results)
+    assert summarization["met"] is None and summarization["shown"] == "–"  # the part did not run
     assert train["value"] == pytest.approx(0.75) and train["met"] is False
     names = [s.name for s in systems.DECODING_SETTINGS]
     expected = (10.0 + names.index("difformer_20")) / (10.0 + names.index("ar_beam5"))
@@ -332,3 +333,91 @@ def test_diffssl_keeps_measured_classifiers_unless_their_setting_changed(tmp_pat
     args.redo = True
     bench.scratch()
     assert len(trained) == 3
+
+
+def test_summarization_part_trains_both_systems_with_the_summarization_recipe_and_scores_rouge(tmp_path,
+                                                                                             monkeypatch):
+    """The summarization part: the AR Transformer and Difformer trained with the summarization
+    recipe (short sources, larger batches) on the AESLC data-bin, each decoding cut the sources the
+    same way, Difformer's 3×2 reranked by this AR model; ROUGE and the target against AR in the report."""
+    from argparse import Namespace
+
+    from benchmarks.run import Benchmark
+
+    bench = Benchmark(Namespace(device="cpu", quick=True, workdir=tmp_path, databin=tmp_path / "bin",
+                                results=tmp_path / "results.json", summarization_minutes=0.5,
+                                aeslc=tmp_path / "aeslc"))
+    aeslc_bin = tmp_path / "aeslc" / "bin"
+    monkeypatch.setattr(Benchmark, "aeslc_databin", aeslc_bin)
+    monkeypatch.setattr("benchmarks.run.count_sentences", lambda databin: 12)
+    leads = []
+    monkeypatch.setattr("benchmarks.run.lead_baseline", lambda out, train: leads.append((out.stem, train)) or
+                        {"k": 4, "rouge1": 9.0, "rouge2": 3.0, "rougeL": 8.0, "length_ratio": 0.8})
+    trained, decoded = {}, {}
+
+    def fake_train(name, system, minutes, extra=(), databin=None, summarization=False):
+        cmd = [str(a) for a in bench.train_command(system, tmp_path / name, databin=databin,
+                                                   summarization=summarization)]
+        trained[system] = cmd
+        return {"minutes": minutes, "updates": 7, "command": " ".join(cmd), "checkpoint": str(tmp_path / f"{name}.pt")}
+
+    def fake_generate(setting, batch_size, checkpoint=None, tag=None, precision=None, reranker=None,
+                      databin=None, extra=()):
+        cmd = [str(a) for a in bench.generate_command(setting, batch_size, checkpoint, precision, reranker,
+                                                      databin, extra)]
+        decoded[setting.name] = cmd
+        return tmp_path / f"{setting.name}.txt", {"sentences_per_s": 30.0, "command": " ".join(cmd)}
+
+    rouge_l = {"ar_beam5": 20.0, "difformer_default": 14.0, "difformer_20_3x2": 15.0,
+               "difformer_default_3x2_rerank": 17.0}
+    monkeypatch.setattr(bench, "train_for_budget", fake_train)
+    monkeypatch.setattr(bench, "generate", fake_generate)
+    monkeypatch.setattr(bench, "score", lambda out: {"rouge1": 30.0, "rouge2": 10.0, "rougeL": rouge_l[out.stem],
+                                                     "length_ratio": 0.9})
+    bench.summarization()
+
+    assert set(trained) == {"ar", "difformer"}
+    for cmd in trained.values():
+        assert cmd[1] == str(aeslc_bin) and cmd.count("--max-tokens") == 1
+        assert cmd[cmd.index("--max-tokens") + 1] == "4096" and cmd[cmd.index("--warmup-updates") + 1] == "150"
+        assert "--truncate-source" in cmd and cmd[cmd.index("--max-source-positions") + 1] == "64"
+    assert set(decoded) == set(systems.SUMMARIZATION_SETTINGS)
+    for name, cmd in decoded.items():
+        assert cmd[1] == str(aeslc_bin) and "--truncate-source" in cmd
+        assert cmd[cmd.index("--max-source-positions") + 1] == "64"
+    reranked = decoded["difformer_default_3x2_rerank"]
+    assert reranked[reranked.index("--path") + 1] == f"{tmp_path / 'aeslc-difformer.pt'}:{tmp_path / 'aeslc-ar.pt'}"
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["summarization"]["decoding"]["difformer_20_3x2"]["rougeL"] == 15.0
+    assert results["summarization"]["training"]["ar"]["updates"] == 7
+    target = report.targets(results)[-1]
+    assert target["value"] == pytest.approx(17.0 / 20.0) and target["met"] is True
+    assert "`difformer_default_3x2_rerank` 17.00 vs 20.00" in target["shown"]
+    text = report.render(results, {})
+    assert "## Summarization (AESLC)" in text and "0.5 minutes" in text
+    assert "| AR Transformer, beam 5 | 7 | 30.00 | 10.00 | 20.00 | 1.00× | 0.900 | 30.00 |" in text
+    assert "summarization: train difformer" in text
+    # LEAD-k from the AR decoding's sources, shown in the table; an AR model below it voids the target.
+    assert leads == [("ar_beam5", tmp_path / "aeslc" / "train.jsonl")]
+    assert "| LEAD-4: the email's first 4 words (no model) | – | 9.00 | 3.00 | 8.00 | 0.40× | 0.800 | – |" in text
+    results["summarization"]["lead"]["rougeL"] = 20.0
+    target = report.targets(results)[-1]
+    assert target["met"] is False and "below LEAD-4 (20.00): no meaningful comparison" in target["shown"]
+
+
+def test_lead_baseline_takes_the_first_k_words_k_the_mean_training_summary_length(tmp_path):
+    from benchmarks.run import lead_baseline
+
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(json.dumps({"body": "b", "subject": s}) for s in ("one two", "one two three four"))
+                     + "\n")
+    generate = tmp_path / "generate.txt"
+    generate.write_text("S-1\tbudget me@@ eting today at noon\nT-1\tbudget me@@ eting\nH-1\t-1.0\tx\n"
+                        "S-0\tgas prices for may are up\nT-0\tmay gas prices\nH-0\t-1.0\ty\n")
+    lead = lead_baseline(generate, train)
+    # k = round(mean(2, 4)) = 3: "budget meeting today" against "budget meeting" (F1 = 0.8) and
+    # "gas prices for" against "may gas prices" (LCS "gas prices": F1 = 2/3).
+    assert lead["k"] == 3
+    assert lead["rougeL"] == pytest.approx(100 * (0.8 + 2 / 3) / 2, abs=0.01)
+    assert lead["length_ratio"] == pytest.approx(6 / 5)

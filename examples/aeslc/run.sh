@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Email → subject line summarization on AESLC (../shared/data/aeslc) with difformer_small on CPU.
-# Sources are cut to 200 words when preparing (and to --max-source-positions tokens when
-# training, --truncate-source); ROUGE-L on dev picks the best checkpoint; dev is decoded and scored.
+# Sources are cut to 200 words when preparing and to their first 64 tokens when training and
+# decoding (--truncate-source); ROUGE-L on dev picks the best checkpoint; dev is decoded and scored.
 # Usage: run.sh [WORK_DIR]   env: MINUTES (training budget, default 20), MAX_UPDATE, SUBSET (train records)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,11 +19,11 @@ difformer-prepare --train-jsonl "$train" --valid-jsonl "$dev" --test-jsonl "$dev
   --source-field body --target-field subject --source-lang body --target-lang subject \
   --max-source-words 200 --bpe-merges "${BPE_MERGES:-8000}" --workers 2 --destdir "$work/data"
 
-fairseq-train "$work/data/bin" --user-dir "$here/fairseq_difformer" --task difformer --criterion difformer \
-  --arch difformer_small --share-all-embeddings --rescaling-factor 4 --dropout 0.1 \
-  --truncate-source --max-source-positions 256 --max-target-positions 64 \
-  --optimizer adam --adam-betas '(0.9,0.98)' --lr 1e-3 --lr-scheduler inverse_sqrt --warmup-updates 400 \
-  --warmup-init-lr 1e-7 --weight-decay 0.01 --clip-norm 1 --max-tokens 4096 --cpu --num-workers 0 \
+# The project's summarization recipe (difformer_cli/recipes.py): the translation recipe with sources
+# cut to their first 64 tokens, 4,096-token batches and 150 warm-up updates.
+recipe=$(cd "$here" && python3 -c "from difformer_cli.recipes import summarization_recipe; print(' '.join(summarization_recipe('difformer')))")
+# shellcheck disable=SC2086  # the recipe is a list of options
+fairseq-train "$work/data/bin" --user-dir "$here/fairseq_difformer" $recipe \
   --eval-rouge --eval-bleu-detok moses --eval-bleu-remove-bpe --eval-bleu-args '{"decoding_steps": 10}' \
   --best-checkpoint-metric rougeL --maximize-best-checkpoint-metric --max-valid-steps "${MAX_VALID_STEPS:-20}" \
   --validate-interval-updates "${VALIDATE_EVERY:-300}" --save-interval-updates "${VALIDATE_EVERY:-300}" \
@@ -33,6 +33,6 @@ fairseq-train "$work/data/bin" --user-dir "$here/fairseq_difformer" --task diffo
 
 fairseq-generate "$work/data/bin" --user-dir "$here/fairseq_difformer" --task difformer --cpu \
   --path "$work/checkpoints/checkpoint_best.pt" --gen-subset test --batch-size 100 --remove-bpe \
-  --truncate-source --max-source-positions 256 \
+  --truncate-source --max-source-positions 64 \
   --decoding-steps 20 --length-beam-size 3 --noise-beam-size 2 > "$work/generate-dev.txt"
 difformer-score --generate-output "$work/generate-dev.txt" --detok en --metrics rouge,bleu
