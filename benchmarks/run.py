@@ -132,8 +132,7 @@ class Benchmark:
                 for name, n in (("train", self.scale.train_lines), ("val", self.scale.eval_lines),
                                 ("test_2016_flickr", self.scale.eval_lines)):
                     for lang in ("de", "en"):
-                        lines = (self.args.data / f"{name}.{lang}").read_text(encoding="utf-8").splitlines()
-                        (source / f"{name}.{lang}").write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
+                        write_head(self.args.data / f"{name}.{lang}", n, source / f"{name}.{lang}")
             destdir = self.work / "data"
             cmd = ["difformer-prepare", "--source-lang", "de", "--target-lang", "en", "--no-tokenize",
                    "--trainpref", source / "train", "--validpref", source / "val",
@@ -156,8 +155,7 @@ class Benchmark:
                 subset = self.work / "aeslc-subset"
                 subset.mkdir(parents=True, exist_ok=True)
                 for path, n in ((train, self.scale.train_lines), (dev, self.scale.eval_lines)):
-                    lines = path.read_text(encoding="utf-8").splitlines()[:n]
-                    (subset / path.name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+                    write_head(path, n, subset / path.name)
                 train, dev = subset / train.name, subset / dev.name
             cmd = ["difformer-prepare", "--train-jsonl", train, "--valid-jsonl", dev, "--test-jsonl", dev,
                    "--source-field", "body", "--target-field", "subject", "--source-lang", "body",
@@ -498,6 +496,12 @@ def collapse_statistics(checkpoint: Path, rescaling_factor: float) -> dict:
     stats = embedding_collapse_stats(z0, decoder.dictionary.nspecial)
     stats["distance_over_noise_scale"] = stats["mean_distance"] / rescaling_factor
     return stats
+
+
+def write_head(source: Path, n: int, destination: Path):
+    """The first ``n`` lines of ``source`` into ``destination`` (the quick check's subsets)."""
+    lines = source.read_text(encoding="utf-8").splitlines()[:n]
+    destination.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def lead_baseline(generate_output: Path, train_jsonl: Path) -> dict:
