@@ -57,11 +57,11 @@ sys.path.insert(0, str(REPO))
 from benchmarks import measure, report, systems  # noqa: E402
 from difformer_cli import user_dir  # noqa: E402
 from difformer_cli.commands import CommandFailed, run_logged  # noqa: E402
-from difformer_cli.recipes import SUMMARIZATION_DECODE_ARGS, recipe, summarization_recipe  # noqa: E402
+from difformer_cli.recipes import SUMMARIZATION_DECODE_ARGS, recipe, summarization_recipe, with_options  # noqa: E402
 
 USER_DIR = user_dir()
 PARTS = ("throughput", "train", "decode", "samplers", "distill", "summarization", "precision", "ablations",
-         "profile", "report")
+         "sweep", "profile", "report")
 
 
 def say(message):
@@ -166,14 +166,13 @@ class Benchmark:
             self.results.set("commands", "prepare aeslc", _shell(cmd))
         return destdir / "bin"
 
-    @property
-    def test_sentences(self) -> int:
-        return count_sentences(self.databin)
-
-    def train_command(self, system, save_dir, extra=(), databin=None, summarization=False):
+    def train_command(self, system, save_dir, extra=(), databin=None, summarization=False, options=None):
+        """fairseq-train with ``system``'s recipe (the summarization one if ``summarization``),
+        its options' values replaced by ``options`` (:func:`~difformer_cli.recipes.with_options`),
+        then ``extra``."""
+        system_recipe = (summarization_recipe if summarization else recipe)(system, self.device)
         return [*self.tool("fairseq-train"), databin or self.databin, "--user-dir", USER_DIR,
-                *(summarization_recipe if summarization else recipe)(system, self.device), *extra,
-                "--save-dir", save_dir]
+                *with_options(system_recipe, options or {}), *extra, "--save-dir", save_dir]
 
     # -- part 1: throughput ----------------------------------------------------------------------
 
@@ -197,12 +196,13 @@ class Benchmark:
 
     # -- part 2: equal-budget training -----------------------------------------------------------
 
-    def train_for_budget(self, name, system, minutes, extra=(), databin=None, summarization=False):
+    def train_for_budget(self, name, system, minutes, extra=(), databin=None, summarization=False, options=None):
         """Train until ``minutes`` of training time are spent (on ``databin``, default the
-        benchmark's; with the summarization recipe if ``summarization``); resumes an interrupted run
-        and reuses a finished one with the same budget and command."""
+        benchmark's; with the summarization recipe if ``summarization``; the recipe's ``options``
+        replaced); resumes an interrupted run and reuses a finished one with the same budget and
+        command."""
         save_dir = self.work / "checkpoints" / name
-        cmd = self.train_command(system, save_dir, databin=databin, summarization=summarization, extra=[
+        cmd = self.train_command(system, save_dir, databin=databin, summarization=summarization, options=options, extra=[
             *extra, "--stop-time-hours", minutes / 60, "--max-update", 10 ** 7,
             "--disable-validation", "--no-epoch-checkpoints", "--save-interval-updates", 500,
             "--keep-interval-updates", 1, "--log-format", "json", "--log-interval", self.scale.log_interval])
@@ -242,30 +242,30 @@ class Benchmark:
         return path
 
     def generate_command(self, setting, batch_size, checkpoint=None, precision=None, reranker=None,
-                         databin=None, extra=()):
+                         databin=None, extra=(), subset="test"):
         path = str(checkpoint or self.checkpoint(setting.system))
         if setting.reranker:
             path += ":" + str(reranker or self.checkpoint("ar"))
         batching = (["--batch-size", batch_size] if batch_size
                     else ["--max-tokens", systems.DECODE_MAX_TOKENS])
         return [*self.tool("fairseq-generate"), databin or self.databin, "--user-dir", USER_DIR,
-                "--task", systems.GENERATE_TASK[setting.system], "--path", path, "--gen-subset", "test",
+                "--task", systems.GENERATE_TASK[setting.system], "--path", path, "--gen-subset", subset,
                 *batching, "--required-batch-size-multiple", 1,
                 *(systems.PRECISION_ARGS[self.device][precision] if precision
                   else systems.DECODE_DEVICE_ARGS[self.device]), *setting.args, *extra]
 
     def generate(self, setting, batch_size, checkpoint=None, tag=None, precision=None, reranker=None,
-                 databin=None, extra=()):
-        """Decode the test split of ``databin`` (default the benchmark's) with ``setting``, ``extra``
-        options added: the output file and the speed, peak memory and command."""
+                 databin=None, extra=(), subset="test"):
+        """Decode ``subset`` of ``databin`` (default the benchmark's test split) with ``setting``,
+        ``extra`` options added: the output file and the speed, peak memory and command."""
         tag = tag or setting.name
         out = self.work / "generate" / f"{tag}-b{batch_size}.txt"
-        cmd = self.generate_command(setting, batch_size, checkpoint, precision, reranker, databin, extra)
+        cmd = self.generate_command(setting, batch_size, checkpoint, precision, reranker, databin, extra, subset)
         log = self.work / "logs" / f"generate-{tag}-b{batch_size}.log"
         usage = run_logged(cmd, log, stdout=out)
         # fairseq-generate's log lines go to stderr or stdout depending on who configured logging.
         speed = measure.generate_speed(log.read_text(encoding="utf-8") + out.read_text(encoding="utf-8"))
-        expected = count_sentences(databin) if databin else self.test_sentences
+        expected = count_sentences(databin or self.databin, subset)
         if speed["sentences"] != expected:
             raise CommandFailed(f"{out}: {speed['sentences']} sentences decoded, the test set has {expected}")
         return out, {**speed, "peak_rss_mib": round(usage["peak_rss_mib"], 1), "command": _shell(cmd)}
@@ -472,6 +472,29 @@ class Benchmark:
                 "command": summary["command"],
             })
 
+    # -- the recipe sweep ------------------------------------------------------------------------
+
+    def sweep(self):
+        """Each recipe variant (``systems.SWEEP``) trained from each seed for --sweep-minutes and
+        decoded with the default decoding on the validation set (which decides what is kept) and
+        on test2016."""
+        minutes = self.args.sweep_minutes
+        setting = systems.SETTINGS_BY_NAME["difformer_default"]
+        batch_size = self.scale.decode_batch_sizes[0]
+        for variant in self.args.sweep_variants or list(systems.SWEEP):
+            self.results.set("sweep", variant, "description", systems.SWEEP_DESCRIPTIONS[variant])
+            for seed in self.scale.sweep_seeds:
+                name = f"sweep-{variant}-seed{seed}"
+                summary = self.train_for_budget(name, "difformer", minutes,
+                                                options={**systems.SWEEP[variant], "--seed": str(seed)})
+                run = {"minutes": minutes, "updates": summary["updates"], "command": summary["command"]}
+                for subset in ("valid", "test"):
+                    out, _ = self.generate(setting, batch_size, Path(summary["checkpoint"]),
+                                           tag=f"{name}-{subset}", subset=subset)
+                    run[f"{subset}_bleu"] = round(self.score(out)["sacrebleu"], 2)
+                say(f"  {name}: SacreBLEU valid {run['valid_bleu']:.2f}, test {run['test_bleu']:.2f}")
+                self.results.set("sweep", variant, "seeds", str(seed), run)
+
     # -- part 5: profile -------------------------------------------------------------------------
 
     def profile(self):
@@ -558,6 +581,11 @@ def main(argv=None):
                    help="training minutes per system in the train part (default 20; quick 0.5)")
     p.add_argument("--ablation-minutes", type=float, default=None,
                    help="training minutes per ablation variant (default 8; quick 0.3)")
+    p.add_argument("--sweep-minutes", type=float, default=None,
+                   help="training minutes per recipe variant and seed in the sweep part (default 8, "
+                        "the ablations' budget; quick 0.3)")
+    p.add_argument("--sweep-variants", nargs="+", choices=list(systems.SWEEP),
+                   help="run only these recipe variants in the sweep part (the others keep their results)")
     p.add_argument("--distill-budget-minutes", type=float, default=None,
                    help="the distill part's total budget per arm: teacher, translation and Difformer "
                         "(default 30; quick 1.5)")
@@ -600,6 +628,8 @@ def main(argv=None):
         args.budget_minutes = 0.5 if args.quick else 20
     if args.ablation_minutes is None:
         args.ablation_minutes = 0.3 if args.quick else 8
+    if args.sweep_minutes is None:
+        args.sweep_minutes = 0.3 if args.quick else 8
     if args.distill_budget_minutes is None:
         args.distill_budget_minutes = 1.5 if args.quick else 30
     if args.summarization_minutes is None:

@@ -54,6 +54,33 @@ ABLATION_DESCRIPTIONS = {
     "difformer_seed3": "the reference, seed 3",
 }
 
+# The small-budget recipe sweep: each variant replaces options of the Difformer recipe
+# (difformer_cli.recipes), one change at a time, and is trained from every seed of Scale.sweep_seeds.
+SWEEP = {
+    "reference": {},
+    "warmup_200": {"--warmup-updates": "200"},
+    "spaced_timesteps": {"--spaced-timestep-prob": "0.5"},
+    "batch_1024": {"--max-tokens": "1024"},
+    "lr_2e-3": {"--lr": "2e-3"},
+    "self_cond_0.25": {"--self-cond-prob": "0.25"},
+    "deeper_narrower": {"--encoder-layers": "4", "--decoder-layers": "4", "--model-dim": "224",
+                        "--encoder-ffn-embed-dim": "896", "--decoder-ffn-embed-dim": "896"},
+    "shallower_wider": {"--encoder-layers": "2", "--decoder-layers": "2", "--model-dim": "320",
+                        "--encoder-ffn-embed-dim": "1280", "--decoder-ffn-embed-dim": "1280"},
+}
+SWEEP_DESCRIPTIONS = {
+    "reference": "the benchmark's Difformer recipe (peak lr 1e-3 after 400 warm-up updates, 2,048-token "
+                 "batches, F = 4, self-conditioning rate 0.5, t uniform, 3+3 layers of width 256)",
+    "warmup_200": "200 warm-up updates instead of 400",
+    "spaced_timesteps": "half the sentences trained at the 5 timesteps the default decoding visits "
+                        "(--spaced-timestep-prob 0.5)",
+    "batch_1024": "1,024-token batches instead of 2,048 (twice the updates)",
+    "lr_2e-3": "peak learning rate 2e-3 instead of 1e-3",
+    "self_cond_0.25": "self-conditioning rate 0.25 instead of 0.5",
+    "deeper_narrower": "4+4 layers of width 224 (FFN 896): about the same parameters, deeper",
+    "shallower_wider": "2+2 layers of width 320 (FFN 1,280): about the same parameters, shallower",
+}
+
 
 def rescaling_factor(variant: str) -> float:
     args = train_args("difformer") + ABLATIONS[variant]
@@ -187,11 +214,12 @@ class Scale:
     log_interval: int
     decode_batch_sizes: Tuple[int, ...] = (100, 1)   # 0: batches of --max-tokens 8192 instead
     sampler_steps: Tuple[int, ...] = (1, 2, 4, 5, 8, 10, 20)   # the samplers part's step counts
+    sweep_seeds: Tuple[int, ...] = (1, 2, 3)   # the seeds each recipe variant of the sweep trains from
 
 
 FULL = Scale(train_lines=None, eval_lines=None, bpe_merges=8000, throughput_updates=300, log_interval=50)
 QUICK = Scale(train_lines=2000, eval_lines=60, bpe_merges=1000, throughput_updates=20, log_interval=5,
-              sampler_steps=(1, 4))
+              sampler_steps=(1, 4), sweep_seeds=(1,))
 # One lent GPU for a few minutes: fewer throughput updates, decoding at batch 100 and --max-tokens.
 CUDA = Scale(train_lines=None, eval_lines=None, bpe_merges=8000, throughput_updates=100, log_interval=25,
              decode_batch_sizes=(100, 0))

@@ -17,7 +17,7 @@ up. This recipe gives 2.4 times the updates, but 20 minutes on 2 CPU cores are s
 for either system to condition on the email (the benchmark report's summarization section).
 """
 
-from typing import List
+from typing import Dict, List
 
 SYSTEMS = ("ar", "cmlm", "difformer")
 
@@ -83,7 +83,17 @@ def recipe(system: str, device: str = "cpu") -> List[str]:
 def summarization_recipe(system: str, device: str = "cpu") -> List[str]:
     """:func:`recipe` for summarization: :data:`SUMMARIZATION_OVERRIDES` replace the values of
     their options, and :data:`SUMMARIZATION_ARGS` are added."""
-    args = recipe(system, device)
-    for option, value in SUMMARIZATION_OVERRIDES.items():
-        args[args.index(option) + 1] = value
-    return [*args, *SUMMARIZATION_ARGS]
+    return [*with_options(recipe(system, device), SUMMARIZATION_OVERRIDES), *SUMMARIZATION_ARGS]
+
+
+def with_options(args: List[str], options: Dict[str, str]) -> List[str]:
+    """``args`` with each option of ``options`` set to its value: an option already in ``args``
+    has its value replaced where it stands, a new one is added at the end, so that every option
+    appears once."""
+    args = list(args)
+    for option, value in options.items():
+        if option in args:
+            args[args.index(option) + 1] = value
+        else:
+            args += [option, value]
+    return args

@@ -260,6 +260,40 @@ def test_self_conditioning_probability_is_an_option():
         build(self_cond_prob=1.5)
 
 
+def test_training_timesteps_are_uniform_or_on_the_decoding_grid():
+    # diffusion_steps = 100: a 5-step decoding visits 0, 25, 50, 74, 99 (round(k · 99 / 4)).
+    grid = {0, 25, 50, 74, 99}
+    torch.manual_seed(0)
+    uniform = build().sample_timesteps(20000, torch.device("cpu"))
+    assert int(uniform.min()) == 0 and int(uniform.max()) == 99
+    assert abs(float(torch.isin(uniform, torch.tensor(sorted(grid))).float().mean()) - 0.05) < 0.01
+
+    on_grid = build(spaced_timestep_prob=1.0).sample_timesteps(20000, torch.device("cpu"))
+    assert set(on_grid.tolist()) == grid
+    counts = torch.bincount(on_grid, minlength=100)[sorted(grid)].float() / 20000
+    assert torch.allclose(counts, torch.full((5,), 0.2), atol=0.015)
+
+    # p = 1/2: P(t ∈ grid) = 1/2 + 1/2 · 5/100; 3 steps visit 0, 50 (rounded 49.5 → 50), 99.
+    mixed = build(spaced_timestep_prob=0.5).sample_timesteps(20000, torch.device("cpu"))
+    assert abs(float(torch.isin(mixed, torch.tensor(sorted(grid))).float().mean()) - 0.525) < 0.015
+    three = build(spaced_timestep_prob=1.0, spaced_timestep_steps=3).sample_timesteps(300, torch.device("cpu"))
+    assert set(three.tolist()) == {0, 50, 99}
+    # The training forward draws its t from it when none is given.
+    model = build(spaced_timestep_prob=1.0).train()
+    seen, q_sample = [], model.diffusion.q_sample
+    model.diffusion.q_sample = lambda z0, t, noise=None: seen.extend(t.tolist()) or q_sample(z0, t, noise)
+    for _ in range(10):
+        model(*batch()[:2], None, batch()[2])
+    assert len(seen) == 20 and set(seen) <= grid
+
+    with pytest.raises(DifformerError, match="--spaced-timestep-prob must be in"):
+        build(spaced_timestep_prob=-0.1)
+    with pytest.raises(DifformerError, match="--spaced-timestep-steps must be between 1 and --diffusion-steps"):
+        build(spaced_timestep_steps=0)
+    with pytest.raises(DifformerError, match="--spaced-timestep-steps must be between 1 and --diffusion-steps"):
+        build(spaced_timestep_steps=101)
+
+
 def test_bad_model_options_raise_clear_errors():
     with pytest.raises(DifformerError, match="--rescaling-factor must be ≥ 1"):
         build(rescaling_factor=0.5)

@@ -26,7 +26,7 @@ from fairseq.modules import LayerNorm
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from torch import nn
 
-from ..diffusion import NOISE_SCHEDULES, GaussianDiffusion, check_rescaling_factor
+from ..diffusion import NOISE_SCHEDULES, GaussianDiffusion, check_rescaling_factor, spaced_timesteps
 from ..errors import DifformerError
 from .difformer_layers import ScaledLatentEmbedding, TimestepEmbedding, build_latent_input
 
@@ -80,6 +80,13 @@ class DifformerModel(FairseqNATModel):
                             help="probability that a training batch is self-conditioned (default 0.5)")
         parser.add_argument("--self-cond-before-proj", **flag,
                             help="concatenate [z_t; ẑ0_prev] before the projection instead of after")
+        parser.add_argument("--spaced-timestep-prob", type=float, metavar="P",
+                            help="probability that a sentence's training timestep is one of the "
+                                 "--spaced-timestep-steps timesteps an N-step decoding visits, "
+                                 "instead of uniform over 0..T-1 (default 0: uniform, the paper's)")
+        parser.add_argument("--spaced-timestep-steps", type=int, metavar="N",
+                            help="the decoding steps N whose timesteps --spaced-timestep-prob "
+                                 "draws from (default 5, the default decoding's)")
         parser.add_argument("--rescale-timesteps", **flag,
                             help="feed t' = t · 1000 / T to the time embedding (default on)")
         parser.add_argument("--pred-length-offset", **flag,
@@ -154,7 +161,7 @@ class DifformerModel(FairseqNATModel):
         padding_mask = tgt_tokens.eq(self.pad)                                   # B × T
         z0 = self.decoder.embed_latent(tgt_tokens)                               # B × T × d_lat
         if t is None:
-            t = torch.randint(0, self.diffusion.num_timesteps, (z0.size(0),), device=z0.device)
+            t = self.sample_timesteps(z0.size(0), z0.device)
         z_t = self.diffusion.q_sample(z0, t, noise)
 
         z0_prev = torch.zeros_like(z_t)
@@ -171,6 +178,21 @@ class DifformerModel(FairseqNATModel):
             "length_out": length_out,
             "length_tgt": length_tgt,
         }
+
+    def sample_timesteps(self, n, device):
+        """n training timesteps: t ~ Uniform{0 … T−1}, except that with probability p
+        (--spaced-timestep-prob) a sentence's t is s_k, k ~ Uniform{0 … N−1}, one of the N
+        timesteps an N-step decoding visits (--spaced-timestep-steps; s_k as in
+        :func:`~fairseq_difformer.diffusion.gaussian_diffusion.spaced_timesteps`). p = 0 is the
+        paper's uniform sampling; p > 0 spends part of the training on the noise levels a short
+        decoding meets."""
+        t = torch.randint(0, self.diffusion.num_timesteps, (n,), device=device)
+        p = self.args.spaced_timestep_prob
+        if p > 0:
+            grid = spaced_timesteps(self.diffusion.num_timesteps, self.args.spaced_timestep_steps).to(device)
+            on_grid = torch.rand(n, device=device) < p
+            t = torch.where(on_grid, grid[torch.randint(0, len(grid), (n,), device=device)], t)
+        return t
 
     # The steps of decoding the generator drives (as fairseq's IterativeRefinementGenerator drives
     # a NAT model through initialize_output_tokens and forward_decoder); the move from z_t to the
@@ -332,6 +354,13 @@ def validate_model_args(args):
         raise DifformerError("--latent-dim and --model-dim must be positive")
     if not 0 <= args.self_cond_prob <= 1:
         raise DifformerError(f"--self-cond-prob must be in [0, 1] (got {args.self_cond_prob})")
+    if not 0 <= args.spaced_timestep_prob <= 1:
+        raise DifformerError(f"--spaced-timestep-prob must be in [0, 1] (got {args.spaced_timestep_prob})")
+    if not 1 <= args.spaced_timestep_steps <= args.diffusion_steps:
+        raise DifformerError(
+            f"--spaced-timestep-steps must be between 1 and --diffusion-steps ({args.diffusion_steps}); "
+            f"got {args.spaced_timestep_steps}"
+        )
     if getattr(args, "no_scale_embedding", False):
         raise DifformerError(
             "--no-scale-embedding is not supported: the diffusion runs on z0 = √d_latent · E[w] "
@@ -384,6 +413,10 @@ def base_architecture(args):
     args.self_cond_prob = getattr(args, "self_cond_prob", None)
     if args.self_cond_prob is None:
         args.self_cond_prob = 0.5
+    if getattr(args, "spaced_timestep_prob", None) is None:
+        args.spaced_timestep_prob = 0.0
+    if getattr(args, "spaced_timestep_steps", None) is None:
+        args.spaced_timestep_steps = 5
     args.rescale_timesteps = bool(getattr(args, "rescale_timesteps", True))
 
     args.pred_length_offset = bool(getattr(args, "pred_length_offset", False))
