@@ -135,6 +135,7 @@ def render(results: Dict, plots: Dict[str, str], findings: str = "") -> str:
     out.append(_section_summarization(results))
     out.append(_section_precision(results))
     out.append(_section_ablations(results, plots))
+    out.append(_section_sweep(results))
     out.append(_section_profile(results))
     out.append(_section_commands(results))
     return "\n".join(out)
@@ -397,6 +398,54 @@ def _section_ablations(results, plots):
     return text
 
 
+def sweep_verdict(bleus: List[float], reference: List[float]) -> str:
+    """Whether a recipe change beats the run-to-run band: "better" when its lowest validation
+    BLEU over the seeds is above the reference's highest, "worse" when its highest is below the
+    reference's lowest, otherwise "within the band" (not resolved by these seeds)."""
+    if min(bleus) > max(reference):
+        return "better"
+    if max(bleus) < min(reference):
+        return "worse"
+    return "within the band"
+
+
+def _mean(values):
+    return sum(values) / len(values)
+
+
+def _section_sweep(results):
+    sweep = {v: r for v, r in results.get("sweep", {}).items() if r.get("seeds")}
+    if not sweep:
+        return "## Recipe sweep\n\nNot measured yet (`--part sweep`).\n"
+    reference = sweep.get("reference")
+    reference_valid = [r["valid_bleu"] for r in reference["seeds"].values()] if reference else None
+    rows, minutes = [], set()
+    for variant in [v for v in systems.SWEEP if v in sweep] + [v for v in sweep if v not in systems.SWEEP]:
+        runs = sorted(sweep[variant]["seeds"].items(), key=lambda item: int(item[0]))
+        valid = [r["valid_bleu"] for _, r in runs]
+        test = [r["test_bleu"] for _, r in runs]
+        minutes.update(r["minutes"] for _, r in runs)
+        compared = variant != "reference" and reference_valid
+        rows.append([
+            f"`{variant}`", sweep[variant]["description"], ", ".join(seed for seed, _ in runs),
+            f"{_mean([r['updates'] for _, r in runs]):,.0f}",
+            " / ".join(f"{b:.2f}" for b in valid), _mean(valid),
+            f"{_mean(valid) - _mean(reference_valid):+.2f}" if compared else "–",
+            _mean(test),
+            sweep_verdict(valid, reference_valid) if compared else "–",
+        ])
+    budget = " and ".join(f"{m:g}" for m in sorted(minutes))
+    return ("## Recipe sweep\n\n"
+            f"Each variant changes the Difformer recipe in one way (`benchmarks/systems.py`, `SWEEP`) and is "
+            f"trained from each seed for {budget} minutes, then decoded with the default decoding (1×1, "
+            "seed 1) on the validation set (val 2016, 1,014 sentences), which decides, and on test2016. "
+            "A change is **better** only when its lowest validation SacreBLEU over the seeds is above "
+            "the reference's highest (it beats the run-to-run band), **worse** when its highest is below "
+            "the reference's lowest; otherwise it is within the band.\n\n"
+            + _table(["variant", "change", "seeds", "updates (mean)", "valid SacreBLEU per seed", "valid mean",
+                      "Δ valid mean", "test mean", "against the reference"], rows))
+
+
 def _section_profile(results):
     profile = results.get("profile")
     if not profile:
@@ -429,6 +478,9 @@ def _section_commands(results):
                 commands.append((f"decode {name} {batch}", d[batch]["command"]))
     for variant, a in results.get("ablations", {}).items():
         commands.append((f"ablation {variant}", a["command"]))
+    for variant, v in results.get("sweep", {}).items():
+        for seed, run in sorted(v.get("seeds", {}).items()):
+            commands.append((f"sweep {variant} seed {seed}", run["command"]))
     summary = results.get("summarization", {})
     for system, t in summary.get("training", {}).items():
         commands.append((f"summarization: train {system}", t["command"]))

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Difformer against fairseq's AR Transformer and CMLM on Multi30k de→en, and the paper's ablations.
 
-    python benchmarks/run.py                       # everything (about 3 hours on 2 CPU cores)
+    python benchmarks/run.py                       # everything (about 10 hours on 2 CPU cores)
     python benchmarks/run.py --part throughput --part train --part decode     # about 105 minutes
     python benchmarks/run.py --part ablations --part profile                  # about 90 minutes
+    python benchmarks/run.py --part sweep --sweep-variants reference warmup_200   # about 55 minutes
     python benchmarks/run.py --quick               # every step on a small subset, a few minutes
     python benchmarks/run.py --device cuda --databin BIN --budget-minutes 1 \
         --part throughput --part train --part decode --part precision   # IWSLT size, --fp16, on a GPU
@@ -27,6 +28,9 @@ in the work directory):
   precision   the same checkpoints decoded in float32 and in fp16 (--fp16): BLEU of each and the
               difference (needs train)
   ablations   the paper's ablations, each trained --ablation-minutes: BLEU and embedding collapse
+  sweep       the small-budget recipe sweep: each recipe variant (systems.SWEEP) trained
+              --sweep-minutes from 3 seeds, the default decoding's SacreBLEU on valid and test2016,
+              each variant against the reference's seed band
   profile     torch profiler on one training step and one decoding batch (needs train)
   report      only regenerate the report from the results file
 

@@ -63,6 +63,7 @@ SWEEP = {
     "batch_1024": {"--max-tokens": "1024"},
     "lr_2e-3": {"--lr": "2e-3"},
     "self_cond_0.25": {"--self-cond-prob": "0.25"},
+    "length_offset": {"--pred-length-offset": None},
     "deeper_narrower": {"--encoder-layers": "4", "--decoder-layers": "4", "--model-dim": "224",
                         "--encoder-ffn-embed-dim": "896", "--decoder-ffn-embed-dim": "896"},
     "shallower_wider": {"--encoder-layers": "2", "--decoder-layers": "2", "--model-dim": "320",
@@ -77,6 +78,7 @@ SWEEP_DESCRIPTIONS = {
     "batch_1024": "1,024-token batches instead of 2,048 (twice the updates)",
     "lr_2e-3": "peak learning rate 2e-3 instead of 1e-3",
     "self_cond_0.25": "self-conditioning rate 0.25 instead of 0.5",
+    "length_offset": "the length predictor predicts target − source length (--pred-length-offset)",
     "deeper_narrower": "4+4 layers of width 224 (FFN 896): about the same parameters, deeper",
     "shallower_wider": "2+2 layers of width 320 (FFN 1,280): about the same parameters, shallower",
 }

@@ -17,7 +17,7 @@ up. This recipe gives 2.4 times the updates, but 20 minutes on 2 CPU cores are s
 for either system to condition on the email (the benchmark report's summarization section).
 """
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 SYSTEMS = ("ar", "cmlm", "difformer")
 
@@ -86,14 +86,15 @@ def summarization_recipe(system: str, device: str = "cpu") -> List[str]:
     return [*with_options(recipe(system, device), SUMMARIZATION_OVERRIDES), *SUMMARIZATION_ARGS]
 
 
-def with_options(args: List[str], options: Dict[str, str]) -> List[str]:
-    """``args`` with each option of ``options`` set to its value: an option already in ``args``
-    has its value replaced where it stands, a new one is added at the end, so that every option
-    appears once."""
+def with_options(args: List[str], options: Dict[str, Optional[str]]) -> List[str]:
+    """``args`` with each option of ``options`` set to its value (None: a flag, which takes no
+    value): an option already in ``args`` has its value replaced where it stands, a new one is
+    added at the end, so that every option appears once."""
     args = list(args)
     for option, value in options.items():
         if option in args:
-            args[args.index(option) + 1] = value
+            if value is not None:
+                args[args.index(option) + 1] = value
         else:
-            args += [option, value]
+            args += [option] if value is None else [option, value]
     return args

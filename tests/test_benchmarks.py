@@ -421,3 +421,85 @@ def test_lead_baseline_takes_the_first_k_words_k_the_mean_training_summary_lengt
     assert lead["k"] == 3
     assert lead["rougeL"] == pytest.approx(100 * (0.8 + 2 / 3) / 2, abs=0.01)
     assert lead["length_ratio"] == pytest.approx(6 / 5)
+
+
+def test_sweep_part_trains_each_variant_from_each_seed_and_decodes_valid_and_test(tmp_path, monkeypatch):
+    """The sweep part: each recipe variant's options replace the recipe's own (every option once,
+    the seed included), each run decoded with the default decoding on valid and test; the report
+    compares each variant's validation BLEU with the reference's seed band."""
+    from argparse import Namespace
+
+    from benchmarks.run import Benchmark
+
+    bench = Benchmark(Namespace(device="cpu", quick=False, workdir=tmp_path, databin=tmp_path / "bin",
+                                results=tmp_path / "results.json", sweep_minutes=8.0,
+                                sweep_variants=["reference", "warmup_200", "batch_1024"]))
+    trained, decoded = {}, []
+
+    def fake_train(name, system, minutes, extra=(), databin=None, summarization=False, options=None):
+        cmd = [str(a) for a in bench.train_command(system, tmp_path / name, options=options)]
+        trained[name] = cmd
+        return {"minutes": minutes, "updates": 500 + len(trained), "command": " ".join(cmd),
+                "checkpoint": str(tmp_path / f"{name}.pt")}
+
+    def fake_generate(setting, batch_size, checkpoint=None, tag=None, precision=None, reranker=None,
+                      databin=None, extra=(), subset="test"):
+        cmd = [str(a) for a in bench.generate_command(setting, batch_size, checkpoint, subset=subset)]
+        decoded.append(cmd)
+        return tmp_path / f"{tag}.txt", {"sentences_per_s": 1.0, "command": " ".join(cmd)}
+
+    valid = {"reference": {"1": 8.0, "2": 8.5, "3": 9.0}, "warmup_200": {"1": 9.5, "2": 9.1, "3": 9.8},
+             "batch_1024": {"1": 8.9, "2": 9.6, "3": 8.2}}
+
+    def fake_score(out):  # out: sweep-VARIANT-seedS-SUBSET.txt
+        _, variant, seed, subset = out.stem.split("-")
+        bleu = valid[variant][seed[len("seed"):]]
+        return {"sacrebleu": bleu if subset == "valid" else bleu + 1.0}
+
+    monkeypatch.setattr(bench, "train_for_budget", fake_train)
+    monkeypatch.setattr(bench, "generate", fake_generate)
+    monkeypatch.setattr(bench, "score", fake_score)
+    bench.sweep()
+
+    assert sorted(trained) == sorted(f"sweep-{v}-seed{s}" for v in valid for s in (1, 2, 3))
+    for name, cmd in trained.items():
+        for option in ("--seed", "--warmup-updates", "--max-tokens", "--lr"):
+            assert cmd.count(option) == 1, (name, option)
+        assert cmd[cmd.index("--seed") + 1] == name[-1]
+    warm = trained["sweep-warmup_200-seed2"]
+    assert warm[warm.index("--warmup-updates") + 1] == "200" and warm[warm.index("--max-tokens") + 1] == "2048"
+    small = trained["sweep-batch_1024-seed1"]
+    assert small[small.index("--max-tokens") + 1] == "1024" and small[small.index("--warmup-updates") + 1] == "400"
+    assert len(decoded) == 18
+    assert sorted(c[c.index("--gen-subset") + 1] for c in decoded) == ["test"] * 9 + ["valid"] * 9
+    assert all("--decoding-steps" not in c and "--length-beam-size" not in c for c in decoded)  # the default
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    run = results["sweep"]["warmup_200"]["seeds"]["3"]
+    assert run["valid_bleu"] == 9.8 and run["test_bleu"] == 10.8 and run["minutes"] == 8.0
+    text = report.render(results, {})
+    assert "## Recipe sweep" in text and "for 8 minutes" in text
+    # warm-up 200: lowest 9.1 > the reference's highest 9.0; batch 1024 overlaps the band.
+    assert "| 8.00 / 8.50 / 9.00 | 8.50 | – | 9.50 | – |" in text
+    assert "| 9.50 / 9.10 / 9.80 | 9.47 | +0.97 | 10.47 | better |" in text
+    assert "| 8.90 / 9.60 / 8.20 | 8.90 | +0.40 | 9.90 | within the band |" in text
+    assert "# sweep batch_1024 seed 2\n" in text
+    assert "Not measured yet (`--part sweep`)" in report.render({}, {})
+
+
+def test_sweep_verdict_needs_the_whole_seed_band_cleared():
+    assert report.sweep_verdict([9.1, 9.5], [8.0, 9.0]) == "better"
+    assert report.sweep_verdict([7.0, 7.9], [8.0, 9.0]) == "worse"
+    assert report.sweep_verdict([8.5, 9.5], [8.0, 9.0]) == "within the band"
+    assert report.sweep_verdict([9.0, 9.5], [8.0, 9.0]) == "within the band"  # a tie is not a win
+
+
+def test_recipe_options_are_replaced_where_they_stand_and_new_ones_added_once():
+    from difformer_cli.recipes import with_options
+
+    args = ["--lr", "1e-3", "--no-embed-norm", "--seed", "1"]
+    assert with_options(args, {"--seed": "3", "--lr": "2e-3"}) == ["--lr", "2e-3", "--no-embed-norm", "--seed", "3"]
+    assert with_options(args, {"--max-tokens": "1024", "--pred-length-offset": None}) == [
+        *args, "--max-tokens", "1024", "--pred-length-offset"]
+    assert with_options(args, {"--no-embed-norm": None}) == args  # a flag already given stays once
+    assert args == ["--lr", "1e-3", "--no-embed-norm", "--seed", "1"]  # the recipe itself is untouched
