@@ -413,6 +413,16 @@ def _mean(values):
     return sum(values) / len(values)
 
 
+def _sweep_lengths(lengths):
+    """Length ratio, exact-length share and mean |hypothesis − reference| length, each averaged
+    over the seeds' validation decodings (– where a run did not record them)."""
+    if not all(lengths):
+        return ["–", "–", "–"]
+    ratio, exact, diff = (_mean([l[key] for l in lengths])
+                          for key in ("length_ratio", "exact_length", "mean_abs_length_diff"))
+    return [f"{ratio:.3f}", f"{100 * exact:.1f} %", f"{diff:.2f}"]
+
+
 def _section_sweep(results):
     sweep = {v: r for v, r in results.get("sweep", {}).items() if r.get("seeds")}
     if not sweep:
@@ -433,6 +443,7 @@ def _section_sweep(results):
             f"{_mean(valid) - _mean(reference_valid):+.2f}" if compared else "–",
             _mean(test),
             sweep_verdict(valid, reference_valid) if compared else "–",
+            *_sweep_lengths([r.get("valid_lengths") for _, r in runs]),
         ])
     budget = " and ".join(f"{m:g}" for m in sorted(minutes))
     return ("## Recipe sweep\n\n"
@@ -441,9 +452,12 @@ def _section_sweep(results):
             "seed 1) on the validation set (val 2016, 1,014 sentences), which decides, and on test2016. "
             "A change is **better** only when its lowest validation SacreBLEU over the seeds is above "
             "the reference's highest (it beats the run-to-run band), **worse** when its highest is below "
-            "the reference's lowest; otherwise it is within the band.\n\n"
+            "the reference's lowest; otherwise it is within the band. The length columns are the "
+            "validation hypotheses' (means over the seeds, BPE tokens for exact length and mean "
+            "difference; the length ratio is on words).\n\n"
             + _table(["variant", "change", "seeds", "updates (mean)", "valid SacreBLEU per seed", "valid mean",
-                      "Δ valid mean", "test mean", "against the reference"], rows))
+                      "Δ valid mean", "test mean", "against the reference", "length ratio", "exact length",
+                      "mean length difference"], rows))
 
 
 def _section_profile(results):

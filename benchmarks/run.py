@@ -495,7 +495,10 @@ class Benchmark:
                 for subset in ("valid", "test"):
                     out, _ = self.generate(setting, batch_size, Path(summary["checkpoint"]),
                                            tag=f"{name}-{subset}", subset=subset)
-                    run[f"{subset}_bleu"] = round(self.score(out)["sacrebleu"], 2)
+                    scores = self.score(out)
+                    run[f"{subset}_bleu"] = round(scores["sacrebleu"], 2)
+                    run[f"{subset}_lengths"] = {key: round(scores[key], 4) for key in
+                                                ("length_ratio", "exact_length", "mean_abs_length_diff")}
                 say(f"  {name}: SacreBLEU valid {run['valid_bleu']:.2f}, test {run['test_bleu']:.2f}")
                 self.results.set("sweep", variant, "seeds", str(seed), run)
 

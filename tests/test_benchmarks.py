@@ -454,7 +454,8 @@ def test_sweep_part_trains_each_variant_from_each_seed_and_decodes_valid_and_tes
     def fake_score(out):  # out: sweep-VARIANT-seedS-SUBSET.txt
         _, variant, seed, subset = out.stem.split("-")
         bleu = valid[variant][seed[len("seed"):]]
-        return {"sacrebleu": bleu if subset == "valid" else bleu + 1.0}
+        return {"sacrebleu": bleu if subset == "valid" else bleu + 1.0, "length_ratio": bleu / 10,
+                "exact_length": 0.125, "mean_abs_length_diff": 3.0}
 
     monkeypatch.setattr(bench, "train_for_budget", fake_train)
     monkeypatch.setattr(bench, "generate", fake_generate)
@@ -477,12 +478,13 @@ def test_sweep_part_trains_each_variant_from_each_seed_and_decodes_valid_and_tes
     results = json.loads((tmp_path / "results.json").read_text())
     run = results["sweep"]["warmup_200"]["seeds"]["3"]
     assert run["valid_bleu"] == 9.8 and run["test_bleu"] == 10.8 and run["minutes"] == 8.0
+    assert run["valid_lengths"] == {"length_ratio": 0.98, "exact_length": 0.125, "mean_abs_length_diff": 3.0}
     text = report.render(results, {})
     assert "## Recipe sweep" in text and "for 8 minutes" in text
     # warm-up 200: lowest 9.1 > the reference's highest 9.0; batch 1024 overlaps the band.
-    assert "| 8.00 / 8.50 / 9.00 | 8.50 | – | 9.50 | – |" in text
-    assert "| 9.50 / 9.10 / 9.80 | 9.47 | +0.97 | 10.47 | better |" in text
-    assert "| 8.90 / 9.60 / 8.20 | 8.90 | +0.40 | 9.90 | within the band |" in text
+    assert "| 8.00 / 8.50 / 9.00 | 8.50 | – | 9.50 | – | 0.850 | 12.5 % | 3.00 |" in text
+    assert "| 9.50 / 9.10 / 9.80 | 9.47 | +0.97 | 10.47 | better | 0.947 | 12.5 % | 3.00 |" in text
+    assert "| 8.90 / 9.60 / 8.20 | 8.90 | +0.40 | 9.90 | within the band | 0.890 | 12.5 % | 3.00 |" in text
     assert "# sweep batch_1024 seed 2\n" in text
     assert "Not measured yet (`--part sweep`)" in report.render({}, {})
 
