@@ -423,12 +423,22 @@ def _sweep_lengths(lengths):
     return [f"{ratio:.3f}", f"{100 * exact:.1f} %", f"{diff:.2f}"]
 
 
+def _paired_differences(runs, reference_by_seed) -> str:
+    """Validation SacreBLEU minus the reference's from the same seed (same initialisation and
+    batch order), per seed, and their mean."""
+    deltas = [r["valid_bleu"] - reference_by_seed[seed] for seed, r in runs if seed in reference_by_seed]
+    if not deltas:
+        return "–"
+    return " / ".join(f"{d:+.2f}" for d in deltas) + f" (mean {_mean(deltas):+.2f})"
+
+
 def _section_sweep(results):
     sweep = {v: r for v, r in results.get("sweep", {}).items() if r.get("seeds")}
     if not sweep:
         return "## Recipe sweep\n\nNot measured yet (`--part sweep`).\n"
     reference = sweep.get("reference")
-    reference_valid = [r["valid_bleu"] for r in reference["seeds"].values()] if reference else None
+    reference_by_seed = {seed: r["valid_bleu"] for seed, r in reference["seeds"].items()} if reference else {}
+    reference_valid = list(reference_by_seed.values())
     rows, minutes = [], set()
     for variant in [v for v in systems.SWEEP if v in sweep] + [v for v in sweep if v not in systems.SWEEP]:
         runs = sorted(sweep[variant]["seeds"].items(), key=lambda item: int(item[0]))
@@ -440,7 +450,7 @@ def _section_sweep(results):
             f"`{variant}`", sweep[variant]["description"], ", ".join(seed for seed, _ in runs),
             f"{_mean([r['updates'] for _, r in runs]):,.0f}",
             " / ".join(f"{b:.2f}" for b in valid), _mean(valid),
-            f"{_mean(valid) - _mean(reference_valid):+.2f}" if compared else "–",
+            _paired_differences(runs, reference_by_seed) if compared else "–",
             _mean(test),
             sweep_verdict(valid, reference_valid) if compared else "–",
             *_sweep_lengths([r.get("valid_lengths") for _, r in runs]),
@@ -452,11 +462,12 @@ def _section_sweep(results):
             "seed 1) on the validation set (val 2016, 1,014 sentences), which decides, and on test2016. "
             "A change is **better** only when its lowest validation SacreBLEU over the seeds is above "
             "the reference's highest (it beats the run-to-run band), **worse** when its highest is below "
-            "the reference's lowest; otherwise it is within the band. The length columns are the "
+            "the reference's lowest; otherwise it is within the band. The differences to the reference "
+            "are paired by seed (the same seed gives the same initialisation and batch order). The length columns are the "
             "validation hypotheses' (means over the seeds, BPE tokens for exact length and mean "
             "difference; the length ratio is on words).\n\n"
             + _table(["variant", "change", "seeds", "updates (mean)", "valid SacreBLEU per seed", "valid mean",
-                      "Δ valid mean", "test mean", "against the reference", "length ratio", "exact length",
+                      "Δ valid, same seed", "test mean", "against the reference", "length ratio", "exact length",
                       "mean length difference"], rows))
 
 

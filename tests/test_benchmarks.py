@@ -483,8 +483,9 @@ def test_sweep_part_trains_each_variant_from_each_seed_and_decodes_valid_and_tes
     assert "## Recipe sweep" in text and "for 8 minutes" in text
     # warm-up 200: lowest 9.1 > the reference's highest 9.0; batch 1024 overlaps the band.
     assert "| 8.00 / 8.50 / 9.00 | 8.50 | – | 9.50 | – | 0.850 | 12.5 % | 3.00 |" in text
-    assert "| 9.50 / 9.10 / 9.80 | 9.47 | +0.97 | 10.47 | better | 0.947 | 12.5 % | 3.00 |" in text
-    assert "| 8.90 / 9.60 / 8.20 | 8.90 | +0.40 | 9.90 | within the band | 0.890 | 12.5 % | 3.00 |" in text
+    assert "| 9.50 / 9.10 / 9.80 | 9.47 | +1.50 / +0.60 / +0.80 (mean +0.97) | 10.47 | better | 0.947 | 12.5 % | 3.00 |" in text
+    assert ("| 8.90 / 9.60 / 8.20 | 8.90 | +0.90 / +1.10 / -0.80 (mean +0.40) | 9.90 | within the band | 0.890 | "
+            "12.5 % | 3.00 |") in text
     assert "# sweep batch_1024 seed 2\n" in text
     assert "Not measured yet (`--part sweep`)" in report.render({}, {})
 
