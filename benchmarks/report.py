@@ -424,8 +424,8 @@ def _sweep_lengths(lengths):
 
 
 def _paired_differences(runs, reference_by_seed) -> str:
-    """Validation SacreBLEU minus the reference's from the same seed (same initialisation and
-    batch order), per seed, and their mean."""
+    """Validation SacreBLEU minus the reference's from the same seed (same initialisation), per
+    seed, and their mean."""
     deltas = [r["valid_bleu"] - reference_by_seed[seed] for seed, r in runs if seed in reference_by_seed]
     if not deltas:
         return "–"
@@ -463,7 +463,8 @@ def _section_sweep(results):
             "A change is **better** only when its lowest validation SacreBLEU over the seeds is above "
             "the reference's highest (it beats the run-to-run band), **worse** when its highest is below "
             "the reference's lowest; otherwise it is within the band. The differences to the reference "
-            "are paired by seed (the same seed gives the same initialisation and batch order). The length columns are the "
+            "are paired by seed (the same seed gives the same initialisation, and the same batch order where the "
+            "batch size is unchanged). The length columns are the "
             "validation hypotheses' (means over the seeds, BPE tokens for exact length and mean "
             "difference; the length ratio is on words).\n\n"
             + _table(["variant", "change", "seeds", "updates (mean)", "valid SacreBLEU per seed", "valid mean",
