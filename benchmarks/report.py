@@ -6,6 +6,7 @@ the targets; quick-mode reports leave it out.
 """
 
 from pathlib import Path
+from statistics import fmean
 from typing import Dict, List
 
 from benchmarks import systems
@@ -409,16 +410,12 @@ def sweep_verdict(bleus: List[float], reference: List[float]) -> str:
     return "within the band"
 
 
-def _mean(values):
-    return sum(values) / len(values)
-
-
 def _sweep_lengths(lengths):
     """Length ratio, exact-length share and mean |hypothesis − reference| length, each averaged
     over the seeds' validation decodings (– where a run did not record them)."""
     if not all(lengths):
         return ["–", "–", "–"]
-    ratio, exact, diff = (_mean([l[key] for l in lengths])
+    ratio, exact, diff = (fmean([l[key] for l in lengths])
                           for key in ("length_ratio", "exact_length", "mean_abs_length_diff"))
     return [f"{ratio:.3f}", f"{100 * exact:.1f} %", f"{diff:.2f}"]
 
@@ -429,7 +426,7 @@ def _paired_differences(runs, reference_by_seed) -> str:
     deltas = [r["valid_bleu"] - reference_by_seed[seed] for seed, r in runs if seed in reference_by_seed]
     if not deltas:
         return "–"
-    return " / ".join(f"{d:+.2f}" for d in deltas) + f" (mean {_mean(deltas):+.2f})"
+    return " / ".join(f"{d:+.2f}" for d in deltas) + f" (mean {fmean(deltas):+.2f})"
 
 
 def _section_sweep(results):
@@ -448,10 +445,10 @@ def _section_sweep(results):
         compared = variant != "reference" and reference_valid
         rows.append([
             f"`{variant}`", sweep[variant]["description"], ", ".join(seed for seed, _ in runs),
-            f"{_mean([r['updates'] for _, r in runs]):,.0f}",
-            " / ".join(f"{b:.2f}" for b in valid), _mean(valid),
+            f"{fmean([r['updates'] for _, r in runs]):,.0f}",
+            " / ".join(f"{b:.2f}" for b in valid), fmean(valid),
             _paired_differences(runs, reference_by_seed) if compared else "–",
-            _mean(test),
+            fmean(test),
             sweep_verdict(valid, reference_valid) if compared else "–",
             *_sweep_lengths([r.get("valid_lengths") for _, r in runs]),
         ])
