@@ -5,11 +5,13 @@ hand-written part is ``benchmarks/findings.md`` (the reading of a full run's fig
 the targets; quick-mode reports leave it out.
 """
 
+import shlex
 from pathlib import Path
 from statistics import fmean
 from typing import Dict, List
 
 from benchmarks import systems
+from difformer_cli.recipes import BATCH_ARGS
 
 SYSTEM_NAMES = {"ar": "AR Transformer", "cmlm": "CMLM", "difformer": "Difformer"}
 TARGET_TRAIN = 0.8      # Difformer words/s ÷ CMLM words/s
@@ -152,7 +154,8 @@ def _setup(results):
     else:
         size = ("Every system is 3+3 layers, d_model 256, FFN 1024, 4 heads, one shared embedding table, "
                 "trained with the same optimiser settings (Adam, inverse square root schedule, peak lr 1e-3 "
-                "after 400 warm-up updates, 2,048-token batches, dropout 0.1) on the CPU with 2 threads. ")
+                f"after 400 warm-up updates, {_training_batch(results)} batches, dropout 0.1) on the CPU "
+                "with 2 threads. ")
     return ("Multi30k German→English (29k training pairs, lowercased and tokenised "
             "release), joint BPE with 8k merges by `difformer-prepare`, test2016 (1,000 sentences). "
             + size +
@@ -161,6 +164,15 @@ def _setup(results):
             "On this release the two agree to within a few hundredths: 13a re-tokenising the "
             "detokenised text gives back nearly the same tokens. "
             "Words/s is fairseq's `wps`: target tokens (BPE units and end-of-sentence) per second.")
+
+
+def _training_batch(results) -> str:
+    """The training batch of the train part's runs, as "N-token" (from their commands; the
+    recipe's where none ran yet)."""
+    commands = [shlex.split(t["command"]) for t in results.get("training", {}).values()]
+    sizes = {c[c.index("--max-tokens") + 1] for c in commands if "--max-tokens" in c}
+    sizes = sizes or {BATCH_ARGS["cpu"][1]}
+    return " and ".join(f"{int(n):,}-token" for n in sorted(sizes, key=int))
 
 
 def _second_batch(results):
@@ -420,6 +432,12 @@ def _sweep_lengths(lengths):
     return [f"{ratio:.3f}", f"{100 * exact:.1f} %", f"{diff:.2f}"]
 
 
+def _sweep_speed(runs) -> str:
+    """The seeds' mean training words/s (– where a run did not record it)."""
+    speeds = [r.get("words_per_s") for _, r in runs]
+    return f"{fmean(speeds):,.0f}" if all(speeds) else "–"
+
+
 def _paired_differences(runs, reference_by_seed) -> str:
     """Validation SacreBLEU minus the reference's from the same seed (same initialisation), per
     seed, and their mean."""
@@ -433,23 +451,26 @@ def _section_sweep(results):
     sweep = {v: r for v, r in results.get("sweep", {}).items() if r.get("seeds")}
     if not sweep:
         return "## Recipe sweep\n\nNot measured yet (`--part sweep`).\n"
-    reference = sweep.get("reference")
-    reference_by_seed = {seed: r["valid_bleu"] for seed, r in reference["seeds"].items()} if reference else {}
-    reference_valid = list(reference_by_seed.values())
+
+    def valid_by_seed(variant):
+        return {seed: r["valid_bleu"] for seed, r in sweep.get(variant, {}).get("seeds", {}).items()}
+
     rows, minutes = [], set()
     for variant in [v for v in systems.SWEEP if v in sweep] + [v for v in sweep if v not in systems.SWEEP]:
         runs = sorted(sweep[variant]["seeds"].items(), key=lambda item: int(item[0]))
         valid = [r["valid_bleu"] for _, r in runs]
         test = [r["test_bleu"] for _, r in runs]
         minutes.update(r["minutes"] for _, r in runs)
-        compared = variant != "reference" and reference_valid
+        baseline = systems.SWEEP_BASELINES.get(variant, "reference")
+        baseline_by_seed = valid_by_seed(baseline) if variant != "reference" else {}
         rows.append([
             f"`{variant}`", sweep[variant]["description"], ", ".join(seed for seed, _ in runs),
-            f"{fmean([r['updates'] for _, r in runs]):,.0f}",
+            f"{fmean([r['updates'] for _, r in runs]):,.0f}", _sweep_speed(runs),
             " / ".join(f"{b:.2f}" for b in valid), fmean(valid),
-            _paired_differences(runs, reference_by_seed) if compared else "–",
+            f"`{baseline}`" if baseline_by_seed else "–",
+            _paired_differences(runs, baseline_by_seed) if baseline_by_seed else "–",
             fmean(test),
-            sweep_verdict(valid, reference_valid) if compared else "–",
+            sweep_verdict(valid, list(baseline_by_seed.values())) if baseline_by_seed else "–",
             *_sweep_lengths([r.get("valid_lengths") for _, r in runs]),
         ])
     budget = " and ".join(f"{m:g}" for m in sorted(minutes))
@@ -457,15 +478,19 @@ def _section_sweep(results):
             f"Each variant changes the Difformer recipe in one way (`benchmarks/systems.py`, `SWEEP`) and is "
             f"trained from each seed for {budget} minutes, then decoded with the default decoding (1×1, "
             "seed 1) on the validation set (val 2016, 1,014 sentences), which decides, and on test2016. "
+            "Each variant is compared with its baseline: the reference, or for the first round's "
+            "variants (run on the recipe's earlier 2,048-token batches) `batch_2048`. "
             "A change is **better** only when its lowest validation SacreBLEU over the seeds is above "
-            "the reference's highest (it beats the run-to-run band), **worse** when its highest is below "
-            "the reference's lowest; otherwise it is within the band. The differences to the reference "
+            "the baseline's highest (it beats the run-to-run band), **worse** when its highest is below "
+            "the baseline's lowest; otherwise it is within the band. The differences to the baseline "
             "are paired by seed (the same seed gives the same initialisation, and the same batch order where the "
-            "batch size is unchanged). The length columns are the "
+            "batch size is unchanged). Words/s is fairseq's training speed: a budget in minutes buys "
+            "fewer updates on a slower machine, so only runs trained at about the same speed compare "
+            "(– where a run predates its recording). The length columns are the "
             "validation hypotheses' (means over the seeds, BPE tokens for exact length and mean "
             "difference; the length ratio is on words).\n\n"
-            + _table(["variant", "change", "seeds", "updates (mean)", "valid SacreBLEU per seed", "valid mean",
-                      "Δ valid, same seed", "test mean", "against the reference", "length ratio", "exact length",
+            + _table(["variant", "change", "seeds", "updates (mean)", "words/s (mean)", "valid SacreBLEU per seed", "valid mean",
+                      "baseline", "Δ valid, same seed", "test mean", "against the baseline", "length ratio", "exact length",
                       "mean length difference"], rows))
 
 

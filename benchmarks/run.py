@@ -29,8 +29,9 @@ in the work directory):
               difference (needs train)
   ablations   the paper's ablations, each trained --ablation-minutes: BLEU and embedding collapse
   sweep       the small-budget recipe sweep: each recipe variant (systems.SWEEP) trained
-              --sweep-minutes from 3 seeds, the default decoding's SacreBLEU on valid and test2016,
-              each variant against the reference's seed band
+              --sweep-minutes from 3 seeds (--sweep-seeds), the default decoding's SacreBLEU on
+              valid and test2016, each variant against its baseline's seed band; a run already in
+              the results file with the same command is not trained again
   profile     torch profiler on one training step and one decoding batch (needs train)
   report      only regenerate the report from the results file
 
@@ -54,6 +55,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -200,16 +202,23 @@ class Benchmark:
 
     # -- part 2: equal-budget training -----------------------------------------------------------
 
+    def budget_command(self, name, system, minutes, extra=(), databin=None, summarization=False, options=None):
+        """The fairseq-train command of :meth:`train_for_budget`: ``minutes`` of training, the
+        checkpoints in checkpoints/``name``."""
+        return self.train_command(
+            system, self.work / "checkpoints" / name, databin=databin, summarization=summarization,
+            options=options, extra=[
+                *extra, "--stop-time-hours", minutes / 60, "--max-update", 10 ** 7,
+                "--disable-validation", "--no-epoch-checkpoints", "--save-interval-updates", 500,
+                "--keep-interval-updates", 1, "--log-format", "json", "--log-interval", self.scale.log_interval])
+
     def train_for_budget(self, name, system, minutes, extra=(), databin=None, summarization=False, options=None):
         """Train until ``minutes`` of training time are spent (on ``databin``, default the
         benchmark's; with the summarization recipe if ``summarization``; the recipe's ``options``
         replaced); resumes an interrupted run and reuses a finished one with the same budget and
         command."""
         save_dir = self.work / "checkpoints" / name
-        cmd = self.train_command(system, save_dir, databin=databin, summarization=summarization, options=options, extra=[
-            *extra, "--stop-time-hours", minutes / 60, "--max-update", 10 ** 7,
-            "--disable-validation", "--no-epoch-checkpoints", "--save-interval-updates", 500,
-            "--keep-interval-updates", 1, "--log-format", "json", "--log-interval", self.scale.log_interval])
+        cmd = self.budget_command(name, system, minutes, extra, databin, summarization, options)
         done = save_dir / "training.json"
         if done.exists() and json.loads(done.read_text())["command"] == _shell(cmd):
             say(f"{name}: already trained for {minutes:g} min ({save_dir})")
@@ -222,6 +231,7 @@ class Benchmark:
         summary = {
             "minutes": minutes,
             "updates": measure.final_updates(log.read_text()),
+            "words_per_s": training_words_per_s(log.read_text()),
             "wall_s": round(usage["wall_s"], 1),
             "peak_rss_mib": round(usage["peak_rss_mib"], 1),
             "checkpoint": str(save_dir / "checkpoint_last.pt"),
@@ -487,11 +497,17 @@ class Benchmark:
         batch_size = self.scale.decode_batch_sizes[0]
         for variant in self.args.sweep_variants or list(systems.SWEEP):
             self.results.set("sweep", variant, "description", systems.SWEEP_DESCRIPTIONS[variant])
-            for seed in self.scale.sweep_seeds:
+            for seed in self.args.sweep_seeds or self.scale.sweep_seeds:
                 name = f"sweep-{variant}-seed{seed}"
-                summary = self.train_for_budget(name, "difformer", minutes,
-                                                options={**systems.SWEEP[variant], "--seed": str(seed)})
-                run = {"minutes": minutes, "updates": summary["updates"], "command": summary["command"]}
+                options = {**systems.SWEEP[variant], "--seed": str(seed)}
+                measured = self.results.get("sweep", variant, "seeds", str(seed))
+                if measured and measured["command"] == _shell(
+                        self.budget_command(name, "difformer", minutes, options=options)):
+                    say(f"{name}: already measured (valid {measured['valid_bleu']:.2f})")
+                    continue
+                summary = self.train_for_budget(name, "difformer", minutes, options=options)
+                run = {"minutes": minutes, "updates": summary["updates"], "command": summary["command"],
+                       "words_per_s": summary.get("words_per_s")}
                 for subset in ("valid", "test"):
                     out, _ = self.generate(setting, batch_size, Path(summary["checkpoint"]),
                                            tag=f"{name}-{subset}", subset=subset)
@@ -508,6 +524,16 @@ class Benchmark:
         from benchmarks import profiling
 
         self.results.set("profile", profiling.profile_all(self, steps=2 if self.args.quick else 5))
+
+
+def training_words_per_s(log_text: str) -> Optional[float]:
+    """fairseq's training words/s over a run's logged intervals after the first (None for a run
+    too short to log two intervals): how fast this machine trained, which budgets in minutes
+    depend on."""
+    try:
+        return round(measure.steady_words_per_second(measure.training_log_records(log_text))["words_per_s"], 1)
+    except ValueError:
+        return None
 
 
 def collapse_statistics(checkpoint: Path, rescaling_factor: float) -> dict:
@@ -591,6 +617,8 @@ def main(argv=None):
     p.add_argument("--sweep-minutes", type=float, default=None,
                    help="training minutes per recipe variant and seed in the sweep part (default 8, "
                         "the ablations' budget; quick 0.3)")
+    p.add_argument("--sweep-seeds", type=int, nargs="+",
+                   help="train the sweep's variants from these seeds (default 1 2 3; --quick 1)")
     p.add_argument("--sweep-variants", nargs="+", choices=list(systems.SWEEP),
                    help="run only these recipe variants in the sweep part (the others keep their results)")
     p.add_argument("--distill-budget-minutes", type=float, default=None,

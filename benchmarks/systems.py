@@ -56,11 +56,12 @@ ABLATION_DESCRIPTIONS = {
 
 # The small-budget recipe sweep: each variant replaces options of the Difformer recipe
 # (difformer_cli.recipes), one change at a time, and is trained from every seed of Scale.sweep_seeds.
+# The recipe took 1,024-token batches from the sweep's first round, run on 2,048-token batches: the
+# `batch_2048` variants are that round, with its own reference (SWEEP_BASELINES).
 SWEEP = {
     "reference": {},
     "warmup_200": {"--warmup-updates": "200"},
     "spaced_timesteps": {"--spaced-timestep-prob": "0.5"},
-    "batch_1024": {"--max-tokens": "1024"},
     "lr_2e-3": {"--lr": "2e-3"},
     "self_cond_0.25": {"--self-cond-prob": "0.25"},
     "length_offset": {"--pred-length-offset": None},
@@ -68,19 +69,27 @@ SWEEP = {
                         "--encoder-ffn-embed-dim": "896", "--decoder-ffn-embed-dim": "896"},
     "shallower_wider": {"--encoder-layers": "2", "--decoder-layers": "2", "--model-dim": "320",
                         "--encoder-ffn-embed-dim": "1280", "--decoder-ffn-embed-dim": "1280"},
+    "batch_2048": {"--max-tokens": "2048"},
+    "batch_2048_warmup_200": {"--max-tokens": "2048", "--warmup-updates": "200"},
+    "batch_2048_spaced_timesteps": {"--max-tokens": "2048", "--spaced-timestep-prob": "0.5"},
 }
+#: the variant each sweep variant is compared with, where it is not the reference
+SWEEP_BASELINES = {"batch_2048_warmup_200": "batch_2048", "batch_2048_spaced_timesteps": "batch_2048"}
 SWEEP_DESCRIPTIONS = {
-    "reference": "the benchmark's Difformer recipe (peak lr 1e-3 after 400 warm-up updates, 2,048-token "
+    "reference": "the benchmark's Difformer recipe (peak lr 1e-3 after 400 warm-up updates, 1,024-token "
                  "batches, F = 4, self-conditioning rate 0.5, t uniform, 3+3 layers of width 256)",
     "warmup_200": "200 warm-up updates instead of 400",
     "spaced_timesteps": "half the sentences trained at the 5 timesteps the default decoding visits "
                         "(--spaced-timestep-prob 0.5)",
-    "batch_1024": "1,024-token batches instead of 2,048 (twice the updates)",
     "lr_2e-3": "peak learning rate 2e-3 instead of 1e-3",
     "self_cond_0.25": "self-conditioning rate 0.25 instead of 0.5",
     "length_offset": "the length predictor predicts target − source length (--pred-length-offset)",
     "deeper_narrower": "4+4 layers of width 224 (FFN 896): about the same parameters, deeper",
     "shallower_wider": "2+2 layers of width 320 (FFN 1,280): about the same parameters, shallower",
+    "batch_2048": "2,048-token batches instead of 1,024 (half the updates; the recipe before the sweep)",
+    "batch_2048_warmup_200": "2,048-token batches and 200 warm-up updates",
+    "batch_2048_spaced_timesteps": "2,048-token batches and half the sentences at the default decoding's "
+                                   "5 timesteps",
 }
 
 

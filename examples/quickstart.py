@@ -17,6 +17,7 @@ tokenised BLEU on the tokenised text (the paper's protocol).
 import argparse
 import json
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ TRAIN_ARGS = [
 ]
 DECODE_ARGS = [
     "--decoding-steps", "20", "--decoding-early-stopping", "5",
-    "--length-beam-size", "3", "--noise-beam-size", "2",
+    "--length-beam-size", "3", "--noise-beam-size", "2", "--decoding-length-offset", "2",
 ]
 
 
@@ -116,13 +117,21 @@ def train(databin: Path, save_dir: Path, minutes: float, max_update):
 
 
 def decode_and_score(databin: Path, checkpoint: Path, out: Path):
-    if not out.exists() or out.stat().st_mtime < checkpoint.stat().st_mtime:
-        say("translating test2016: 20 steps, early stopping 5, 3 lengths × 2 noises")
+    """Translate test2016 into ``out`` unless it holds this checkpoint's translation with this
+    command already (the command is kept beside it), then score it."""
+    cmd = ["fairseq-generate", databin, "--user-dir", user_dir(), "--task", "difformer",
+           "--path", checkpoint, "--gen-subset", "test", "--batch-size", "100",
+           "--remove-bpe", "--cpu", "--seed", "1", *DECODE_ARGS]
+    command_file = out.with_suffix(".command")
+    command = shlex.join(str(a) for a in cmd)
+    if (not out.exists() or out.stat().st_mtime < checkpoint.stat().st_mtime
+            or not command_file.exists() or command_file.read_text() != command):
+        say("translating test2016: 20 steps, early stopping 5, 3 lengths × 2 noises centred 2 tokens "
+            "above the predicted length")
         partial = out.with_suffix(".partial")
-        run(["fairseq-generate", databin, "--user-dir", user_dir(), "--task", "difformer",
-             "--path", checkpoint, "--gen-subset", "test", "--batch-size", "100",
-             "--remove-bpe", "--cpu", "--seed", "1", *DECODE_ARGS], out.with_suffix(".log"), stdout=partial)
+        run(cmd, out.with_suffix(".log"), stdout=partial)
         partial.rename(out)
+        command_file.write_text(command)
     scores = out.with_suffix(".scores.json")
     run(["difformer-score", "--generate-output", out, "--detok", "en", "--json"], out.with_suffix(".log"),
         stdout=scores, append=True)

@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks import diffssl_report, measure, report, systems  # noqa: E402
-from benchmarks.run import Results  # noqa: E402
+from benchmarks.run import Results, _shell  # noqa: E402
 
 
 def train_inner(updates, wpb, wps):
@@ -423,23 +423,22 @@ def test_lead_baseline_takes_the_first_k_words_k_the_mean_training_summary_lengt
     assert lead["length_ratio"] == pytest.approx(6 / 5)
 
 
-def test_sweep_part_trains_each_variant_from_each_seed_and_decodes_valid_and_test(tmp_path, monkeypatch):
-    """The sweep part: each recipe variant's options replace the recipe's own (every option once,
-    the seed included), each run decoded with the default decoding on valid and test; the report
-    compares each variant's validation BLEU with the reference's seed band."""
+def _sweep_bench(tmp_path, monkeypatch, variants, valid, seeds=None):
+    """A Benchmark whose sweep part trains, decodes and scores nothing: the training and decoding
+    commands are recorded, and a run scores ``valid[variant][seed]`` on valid, one more on test."""
     from argparse import Namespace
 
     from benchmarks.run import Benchmark
 
     bench = Benchmark(Namespace(device="cpu", quick=False, workdir=tmp_path, databin=tmp_path / "bin",
                                 results=tmp_path / "results.json", sweep_minutes=8.0,
-                                sweep_variants=["reference", "warmup_200", "batch_1024"]))
+                                sweep_variants=variants, sweep_seeds=seeds))
     trained, decoded = {}, []
 
     def fake_train(name, system, minutes, extra=(), databin=None, summarization=False, options=None):
-        cmd = [str(a) for a in bench.train_command(system, tmp_path / name, options=options)]
-        trained[name] = cmd
-        return {"minutes": minutes, "updates": 500 + len(trained), "command": " ".join(cmd),
+        cmd = bench.budget_command(name, system, minutes, options=options)
+        trained[name] = [str(a) for a in cmd]
+        return {"minutes": minutes, "updates": 500 + len(trained), "command": _shell(cmd), "words_per_s": 2000.0,
                 "checkpoint": str(tmp_path / f"{name}.pt")}
 
     def fake_generate(setting, batch_size, checkpoint=None, tag=None, precision=None, reranker=None,
@@ -447,9 +446,6 @@ def test_sweep_part_trains_each_variant_from_each_seed_and_decodes_valid_and_tes
         cmd = [str(a) for a in bench.generate_command(setting, batch_size, checkpoint, subset=subset)]
         decoded.append(cmd)
         return tmp_path / f"{tag}.txt", {"sentences_per_s": 1.0, "command": " ".join(cmd)}
-
-    valid = {"reference": {"1": 8.0, "2": 8.5, "3": 9.0}, "warmup_200": {"1": 9.5, "2": 9.1, "3": 9.8},
-             "batch_1024": {"1": 8.9, "2": 9.6, "3": 8.2}}
 
     def fake_score(out):  # out: sweep-VARIANT-seedS-SUBSET.txt
         _, variant, seed, subset = out.stem.split("-")
@@ -460,6 +456,17 @@ def test_sweep_part_trains_each_variant_from_each_seed_and_decodes_valid_and_tes
     monkeypatch.setattr(bench, "train_for_budget", fake_train)
     monkeypatch.setattr(bench, "generate", fake_generate)
     monkeypatch.setattr(bench, "score", fake_score)
+    return bench, trained, decoded
+
+
+def test_sweep_part_trains_each_variant_from_each_seed_and_decodes_valid_and_test(tmp_path, monkeypatch):
+    """The sweep part: each recipe variant's options replace the recipe's own (every option once,
+    the seed included), each run decoded with the default decoding on valid and test; the report
+    compares each variant's validation BLEU with its baseline's seed band."""
+    valid = {"reference": {"1": 8.0, "2": 8.5, "3": 9.0}, "warmup_200": {"1": 9.5, "2": 9.1, "3": 9.8},
+             "batch_2048": {"1": 6.9, "2": 7.6, "3": 7.2},
+             "batch_2048_warmup_200": {"1": 7.9, "2": 7.0, "3": 7.5}}
+    bench, trained, decoded = _sweep_bench(tmp_path, monkeypatch, list(valid), valid)
     bench.sweep()
 
     assert sorted(trained) == sorted(f"sweep-{v}-seed{s}" for v in valid for s in (1, 2, 3))
@@ -468,26 +475,61 @@ def test_sweep_part_trains_each_variant_from_each_seed_and_decodes_valid_and_tes
             assert cmd.count(option) == 1, (name, option)
         assert cmd[cmd.index("--seed") + 1] == name[-1]
     warm = trained["sweep-warmup_200-seed2"]
-    assert warm[warm.index("--warmup-updates") + 1] == "200" and warm[warm.index("--max-tokens") + 1] == "2048"
-    small = trained["sweep-batch_1024-seed1"]
-    assert small[small.index("--max-tokens") + 1] == "1024" and small[small.index("--warmup-updates") + 1] == "400"
-    assert len(decoded) == 18
-    assert sorted(c[c.index("--gen-subset") + 1] for c in decoded) == ["test"] * 9 + ["valid"] * 9
+    assert warm[warm.index("--warmup-updates") + 1] == "200" and warm[warm.index("--max-tokens") + 1] == "1024"
+    large = trained["sweep-batch_2048_warmup_200-seed1"]
+    assert large[large.index("--max-tokens") + 1] == "2048" and large[large.index("--warmup-updates") + 1] == "200"
+    assert len(decoded) == 24
+    assert sorted(c[c.index("--gen-subset") + 1] for c in decoded) == ["test"] * 12 + ["valid"] * 12
     assert all("--decoding-steps" not in c and "--length-beam-size" not in c for c in decoded)  # the default
 
     results = json.loads((tmp_path / "results.json").read_text())
     run = results["sweep"]["warmup_200"]["seeds"]["3"]
     assert run["valid_bleu"] == 9.8 and run["test_bleu"] == 10.8 and run["minutes"] == 8.0
     assert run["valid_lengths"] == {"length_ratio": 0.98, "exact_length": 0.125, "mean_abs_length_diff": 3.0}
+    assert run["words_per_s"] == 2000.0
     text = report.render(results, {})
     assert "## Recipe sweep" in text and "for 8 minutes" in text
-    # warm-up 200: lowest 9.1 > the reference's highest 9.0; batch 1024 overlaps the band.
-    assert "| 8.00 / 8.50 / 9.00 | 8.50 | – | 9.50 | – | 0.850 | 12.5 % | 3.00 |" in text
-    assert "| 9.50 / 9.10 / 9.80 | 9.47 | +1.50 / +0.60 / +0.80 (mean +0.97) | 10.47 | better | 0.947 | 12.5 % | 3.00 |" in text
-    assert ("| 8.90 / 9.60 / 8.20 | 8.90 | +0.90 / +1.10 / -0.80 (mean +0.40) | 9.90 | within the band | 0.890 | "
-            "12.5 % | 3.00 |") in text
-    assert "# sweep batch_1024 seed 2\n" in text
+    # warm-up 200: lowest 9.1 > the reference's highest 9.0; 2,048-token batches: highest 7.6 below
+    # the reference's lowest; warm-up 200 on 2,048-token batches overlaps its own baseline's band.
+    assert "| 2,000 | 8.00 / 8.50 / 9.00 | 8.50 | – | – | 9.50 | – | 0.850 | 12.5 % | 3.00 |" in text
+    assert ("| 9.50 / 9.10 / 9.80 | 9.47 | `reference` | +1.50 / +0.60 / +0.80 (mean +0.97) | 10.47 | better | "
+            "0.947 | 12.5 % | 3.00 |") in text
+    assert "| 6.90 / 7.60 / 7.20 | 7.23 | `reference` | -1.10 / -0.90 / -1.80 (mean -1.27) | 8.23 | worse |" in text
+    assert ("| 7.90 / 7.00 / 7.50 | 7.47 | `batch_2048` | +1.00 / -0.60 / +0.30 (mean +0.23) | 8.47 | "
+            "within the band |") in text
+    assert "# sweep batch_2048 seed 2\n" in text
     assert "Not measured yet (`--part sweep`)" in report.render({}, {})
+
+
+def test_sweep_part_keeps_runs_measured_with_the_same_command(tmp_path, monkeypatch):
+    """A run already in the results file with the same training command is neither trained nor
+    decoded again; one whose command differs (here: another budget) is."""
+    valid = {"reference": {"1": 8.0, "2": 8.5}}
+    bench, trained, decoded = _sweep_bench(tmp_path, monkeypatch, ["reference"], valid, seeds=[1, 2])
+    bench.sweep()
+    assert sorted(trained) == ["sweep-reference-seed1", "sweep-reference-seed2"] and len(decoded) == 4
+
+    bench, trained, decoded = _sweep_bench(tmp_path, monkeypatch, ["reference"], valid, seeds=[2])
+    bench.sweep()
+    assert trained == {} and decoded == []
+
+    bench, trained, decoded = _sweep_bench(tmp_path, monkeypatch, ["reference"], valid, seeds=[2])
+    bench.args.sweep_minutes = 4.0
+    bench.sweep()
+    assert list(trained) == ["sweep-reference-seed2"] and len(decoded) == 2
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["sweep"]["reference"]["seeds"]["2"]["minutes"] == 4.0
+    assert results["sweep"]["reference"]["seeds"]["1"]["minutes"] == 8.0
+
+
+def test_training_words_per_s_is_none_for_a_run_too_short_to_measure():
+    from benchmarks.run import training_words_per_s
+
+    line = ('2026-11-28 12:00:00 | INFO | train_inner | {"epoch": 1, "update": 0.1, "wps": "%s", "wpb": "800", '
+            '"num_updates": "%d"}')
+    assert training_words_per_s(line % (1000, 50)) is None
+    two = "\n".join([line % (1000, 50), line % (1200, 100)])
+    assert training_words_per_s(two) == 1200.0   # the first interval (start-up) is skipped
 
 
 def test_sweep_verdict_needs_the_whole_seed_band_cleared():

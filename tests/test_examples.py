@@ -26,6 +26,11 @@ def test_quickstart_smoke_runs_every_step_and_reuses_them(tmp_path):
     assert re.search(r"update +\d+ .*left of", first)
     again = run([sys.executable, REPO / "examples" / "quickstart.py", "--smoke", "--workdir", tmp_path]).stdout
     assert "training already finished" in again and "translating" not in again
+    # a translation made with another decoding command is not reused
+    (tmp_path / "generate-test.command").write_text("fairseq-generate with another decoding")
+    changed = run([sys.executable, REPO / "examples" / "quickstart.py", "--smoke", "--workdir", tmp_path]).stdout
+    assert "training already finished" in changed and "translating" in changed
+    assert "--decoding-length-offset 2" in (tmp_path / "generate-test.command").read_text()
 
 
 def test_aeslc_summarization_picks_the_best_checkpoint_by_rouge(tmp_path):
