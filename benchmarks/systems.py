@@ -62,6 +62,7 @@ SWEEP = {
     "reference": {},
     "warmup_200": {"--warmup-updates": "200"},
     "spaced_timesteps": {"--spaced-timestep-prob": "0.5"},
+    "batch_512": {"--max-tokens": "512"},
     "lr_2e-3": {"--lr": "2e-3"},
     "self_cond_0.25": {"--self-cond-prob": "0.25"},
     "length_offset": {"--pred-length-offset": None},
@@ -81,6 +82,7 @@ SWEEP_DESCRIPTIONS = {
     "warmup_200": "200 warm-up updates instead of 400",
     "spaced_timesteps": "half the sentences trained at the 5 timesteps the default decoding visits "
                         "(--spaced-timestep-prob 0.5)",
+    "batch_512": "512-token batches instead of 1,024 (about twice the updates)",
     "lr_2e-3": "peak learning rate 2e-3 instead of 1e-3",
     "self_cond_0.25": "self-conditioning rate 0.25 instead of 0.5",
     "length_offset": "the length predictor predicts target − source length (--pred-length-offset)",
