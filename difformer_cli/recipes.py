@@ -11,8 +11,9 @@ high, small batches for many updates, and the paper's F = 4 noise rescaling. The
 from the benchmark's recipe sweep: two CPU cores process tokens at the same rate with 1,024- and
 2,048-token batches, so the smaller batch doubles the updates, and at a budget of minutes the
 updates, not the gradient noise, bound the model (8 minutes: +3.2 SacreBLEU on valid over three
-seeds; 30 minutes: 27.3 against 23.5 on test2016). Below 1,024 tokens the rate falls: 512-token
-batches run at the same updates per second as 1,024-token ones, on half the tokens.
+seeds; 30 minutes: 27.3 against 23.5 on test2016). 512-token batches train at about 0.87× the
+token rate and won again at 8 minutes (two seeds, +1.4 to +1.5 on valid); they wait for a
+30-minute comparison (benchmarks/findings.md).
 
 Summarization (AESLC: emails of about 100 tokens, subject lines of about 6) changes two things
 (:func:`summarization_recipe`): sources are cut to their first 64 tokens, and batches are 4,096
