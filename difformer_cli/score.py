@@ -19,6 +19,7 @@ Reads either a ``fairseq-generate`` output (``--generate-output``) or two plain-
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .errors import DifformerError
@@ -26,6 +27,7 @@ from .generate_output import parse_generate_output
 from .rouge import ROUGE_TYPES, rouge_f1_sums
 
 METRICS = ("bleu", "tok-bleu", "rouge", "lengths")
+SUBWORD_MARK = "@@ "  # subword-nmt's continuation mark, as fairseq's --remove-bpe removes it
 
 
 def read_lines(path):
@@ -249,6 +251,13 @@ def load_inputs(args):
         sacrebleu_refs = read_lines(args.sacrebleu_ref)
         check_same_length(sacrebleu_refs, args.sacrebleu_ref, hyps, source)
     tokens = None
+    if not args.remove_bpe and any(SUBWORD_MARK in f"{line} " for line in refs):
+        # Scores on "hor@@ se" are a legitimate subword-level figure, but nearly always a
+        # forgotten flag: say so where the numbers are read.
+        print(f"difformer-score: warning: the references in {args.ref or source} hold subword-nmt "
+              f"BPE ('{SUBWORD_MARK.strip()}') and --remove-bpe was not given: every score is on "
+              f"subword units, not words; add --remove-bpe (or run fairseq-generate with it)",
+              file=sys.stderr)
     if args.remove_bpe:
         from fairseq.data.data_utils import post_process
 

@@ -49,6 +49,20 @@ def test_generate_speed_reads_fairseq_generates_own_timing():
         measure.generate_speed("H-0\t-0.5\ta dog\n")
 
 
+def test_cpu_description_tells_apart_machines_sold_under_one_name():
+    def cpuinfo(model, flags):
+        first = (f"processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: {model}\n"
+                 f"model name\t: AMD EPYC\nflags\t\t: fpu sse2 {flags}\n")
+        return first + "\nprocessor\t: 1\nmodel name\t: other\nflags\t\t: avx512f\n"
+
+    assert measure.describe_cpu(cpuinfo(1, "avx2 fma")) == ("AMD EPYC, family 25 model 1", "AVX2")
+    assert measure.describe_cpu(cpuinfo(17, "avx2 avx512f avx512_vnni avx512_bf16")) == (
+        "AMD EPYC, family 25 model 17", "AVX512_BF16 AVX512_VNNI AVX-512 AVX2")
+    assert measure.describe_cpu(cpuinfo(1, "")) == ("AMD EPYC, family 25 model 1", None)
+    with pytest.raises(ValueError, match="model name"):
+        measure.describe_cpu("processor\t: 0\n")
+
+
 def test_results_merge_parts_and_never_mix_quick_with_full(tmp_path):
     path = tmp_path / "results.json"
     full = Results(path, "full")

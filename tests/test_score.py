@@ -125,8 +125,11 @@ def test_scores_of_a_generate_output_with_bpe_removed(tmp_path, capsys):
     assert result["tok_bleu"] == pytest.approx(100 * math.exp(1 - 10 / 7))
     assert result["length_ratio"] == pytest.approx(7 / 10)
     assert result["rouge1"] == pytest.approx(200 / 3) and result["sentences"] == 3
+    assert "warning" not in capsys.readouterr().err
     main(["--generate-output", str(gen), "--json", "--metrics", "tok-bleu"])  # subwords kept
-    assert json.loads(capsys.readouterr().out)["length_ratio"] == pytest.approx(9 / 12)
+    out, err = capsys.readouterr()
+    assert json.loads(out)["length_ratio"] == pytest.approx(9 / 12)
+    assert "difformer-score: warning:" in err and "gen.out" in err and "--remove-bpe" in err
 
 
 def test_remove_bpe_and_detokenise_plain_files(tmp_path, capsys):
@@ -144,7 +147,9 @@ def test_remove_bpe_and_detokenise_plain_files(tmp_path, capsys):
     assert result["sacrebleu"] == pytest.approx(hand_bleu([5 / 6, 4 / 5, 3 / 4, 2 / 3], 6, 6))
     assert result["tok_bleu"] == pytest.approx(100)  # the tokenised BLEU keeps --ref
     main(args)  # without --remove-bpe, "h@@ at" is two words that match nothing
-    assert json.loads(capsys.readouterr().out)["tok_bleu"] < 100
+    out, err = capsys.readouterr()
+    assert json.loads(out)["tok_bleu"] < 100
+    assert err == ""  # BPE only in the hypotheses: the references say nothing of the data's units
 
 
 def test_console_script_and_text_output(tmp_path):
