@@ -15,6 +15,9 @@ Reads either a ``fairseq-generate`` output (``--generate-output``) or two plain-
   the other metrics): the share of hypotheses exactly as long as their reference, the mean
   |hypothesis length − reference length|, and the share of tokens that repeat the token before
   them ("in in the park"), in the hypotheses and in the references.
+
+References that still hold subword-nmt's "@@ " without ``--remove-bpe`` get a warning on stderr:
+the scores are then on subword units, which is nearly always a forgotten flag.
 """
 
 import argparse
