@@ -113,9 +113,16 @@ class DecodingSetting:
     steps: Optional[int] = None      # Difformer's --decoding-steps
 
 
+#: the paper's length beam, centred on the predicted length itself (the task's default adds 2)
+PAPER_LENGTH = ("--decoding-length-offset", "0")
+
+
 def _difformer(name, label, steps, early_stopping=0, lengths=1, noises=1, reranker=False):
+    """The paper's decoding: ``steps`` DDPM steps of which the last ``early_stopping`` are left out,
+    ``lengths`` × ``noises`` candidates around the predicted length."""
     args = ("--decoding-steps", str(steps), "--decoding-early-stopping", str(early_stopping),
-            "--length-beam-size", str(lengths), "--noise-beam-size", str(noises), "--seed", "1")
+            "--length-beam-size", str(lengths), "--noise-beam-size", str(noises), *PAPER_LENGTH,
+            "--seed", "1")
     if reranker:
         args += ("--ppl-mbr",)
     return DecodingSetting(name, "difformer", args, label, reranker=reranker, steps=steps)
@@ -155,9 +162,9 @@ DECODING_SETTINGS: List[DecodingSetting] = [
     # What length and repeated tokens cost: the default keeping repeated tokens, and at the
     # reference's length (the ceiling of length prediction).
     _default("_keep_repeats", "repeated tokens kept", "--decoding-keep-repeats"),
+    _default("_length0", "--decoding-length-offset 0 (the paper's)", *PAPER_LENGTH),
+    _default("_length0", "--decoding-length-offset 0 (the paper's)", *PAPER_LENGTH, reranked=True),
     _default("_length1", "--decoding-length-offset 1", "--decoding-length-offset", "1"),
-    _default("_length2", "--decoding-length-offset 2", "--decoding-length-offset", "2"),
-    _default("_length2", "--decoding-length-offset 2", "--decoding-length-offset", "2", reranked=True),
     _default("_oracle_length", "at the reference's length", "--decoding-oracle-length"),
     # The precision of the matrix products: the default (auto: int8 on the CPU, the model's own
     # precision on a GPU) against the model's own float32 weights and bfloat16 autocast.
@@ -186,10 +193,12 @@ def sampler_early_stopping(steps: int, fraction: float) -> int:
 
 def sampler_setting(sampler: str, steps: int, lengths: int, noises: int, early_stopping: int = 0) -> DecodingSetting:
     """Difformer decoded with ``sampler`` in ``steps`` steps of which the last ``early_stopping``
-    are left out, ``lengths`` × ``noises`` candidates."""
+    are left out, ``lengths`` × ``noises`` candidates around the predicted length (offset 0, as
+    the part first ran: the default's offset of 2 was chosen after it)."""
     args = ("--decoding-sampler", sampler, "--decoding-steps", str(steps),
             "--decoding-early-stopping", str(early_stopping),
-            "--length-beam-size", str(lengths), "--noise-beam-size", str(noises), "--seed", "1")
+            "--length-beam-size", str(lengths), "--noise-beam-size", str(noises), *PAPER_LENGTH,
+            "--seed", "1")
     stop = f"es{early_stopping}" if early_stopping else ""
     label_stop = f", early stop {early_stopping}" if early_stopping else ""
     return DecodingSetting(f"{sampler}_{steps}{stop}_{lengths}x{noises}", "difformer", args,

@@ -5,12 +5,12 @@ the generator keeps the highest. Scores are higher-is-better.
 """
 
 import torch
-import torch.nn.functional as F
 from sacrebleu.metrics import BLEU
 
 from .batching import length_groups
 from .errors import DifformerError
 from .quantization import QuantizedCopy
+from .vocabulary_scores import word_log_probs
 
 
 def mean_log_prob(positional_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -39,6 +39,7 @@ class ARReranker:
         self.model = model
         self.int8_model = QuantizedCopy()  # --decoding-precision int8
         self.pad, self.eos = tgt_dict.pad(), tgt_dict.eos()
+        self.vocab_size = len(tgt_dict)
 
     @torch.no_grad()
     def score(self, src_tokens, src_lengths, tokens, candidates_per_source, int8=False):
@@ -46,9 +47,10 @@ class ARReranker:
 
         The sources are encoded once. The candidates are teacher-forced in groups of similar
         length (:func:`~fairseq_difformer.batching.length_groups`), and only their real tokens go
-        through the output layer: log p(y_i) = y_i's logit − logsumexp of the logits, i.e.
-        −cross_entropy(logits_i, y_i). With ``int8`` the reranker's feed-forward layers run as
-        dynamic int8 layers (:mod:`~fairseq_difformer.quantization`)."""
+        through the output layer, a block of positions at a time: log p(y_i) = y_i's logit −
+        logsumexp of the logits (:func:`~fairseq_difformer.vocabulary_scores.word_log_probs`).
+        With ``int8`` the reranker's feed-forward layers run as dynamic int8 layers
+        (:mod:`~fairseq_difformer.quantization`)."""
         model = self.int8_model(self.model) if int8 else self.model
         encoder_out = model.encoder(src_tokens, src_lengths=src_lengths)
         source_of = torch.arange(src_tokens.size(0), device=tokens.device).repeat_interleave(
@@ -65,8 +67,8 @@ class ARReranker:
                 features_only=True,
             )
             real = group.ne(self.pad)
-            logits = model.decoder.output_layer(features[real]).float()          # P × V
-            token_lprobs = -F.cross_entropy(logits, group[real], reduction="none")
+            token_lprobs = word_log_probs(model.decoder.output_layer, features[real], group[real],
+                                          self.vocab_size)
             sums = scores.new_zeros(len(rows)).index_add_(0, real.nonzero()[:, 0], token_lprobs)
             scores[rows] = sums / real.sum(1)
         return scores

@@ -274,9 +274,10 @@ def test_repeated_words_are_collapsed_unless_decoding_keep_repeats(tmp_path):
     model.round_to_words = repeating
     src_tokens, src_lengths, _ = batch()
     sample = {"net_input": {"src_tokens": src_tokens, "src_lengths": src_lengths}}
+    at_predicted_length = ("--decoding-length-offset", "0")
     for flags, expected in (((), [[7, 8, 2], [7, 8, 2]]),
                             (("--decoding-keep-repeats",), [[7, 7, 8, 8, 8, 2], [7, 7, 8, 8, 2]])):
-        cfg, task = generation_flags(tmp_path, *flags)
+        cfg, task = generation_flags(tmp_path, *at_predicted_length, *flags)
         hypos = task.build_generator([model], cfg.generation).generate([model], sample)
         assert [h[0]["tokens"].tolist() for h in hypos] == expected
         for h in hypos:
@@ -284,7 +285,7 @@ def test_repeated_words_are_collapsed_unless_decoding_keep_repeats(tmp_path):
             assert float(h[0]["score"]) == pytest.approx(float(h[0]["positional_scores"].mean()))
     # Row 0 kept positions 0, 2 and 5 of scores 0 … 5.
     assert hypos[0][0]["positional_scores"].tolist() == [0, 1, 2, 3, 4, 5]
-    cfg, task = generation_flags(tmp_path, "--retain-iter-history")
+    cfg, task = generation_flags(tmp_path, *at_predicted_length, "--retain-iter-history")
     default = task.build_generator([model], cfg.generation).generate([model], sample)
     assert default[0][0]["positional_scores"].tolist() == [0, 2, 5]
     # The history holds each step's words as decoded, before collapsing.
@@ -299,7 +300,7 @@ def test_decoding_oracle_length_centres_the_length_beam_on_the_reference(tmp_pat
     target = torch.tensor([[5, 6, 7, 8, eos], [9, 10, eos, pad, pad]])  # 5 and 3 with </s>
     sample = {"net_input": {"src_tokens": src_tokens, "src_lengths": src_lengths}, "target": target}
     cfg, task = generation_flags(tmp_path, "--decoding-oracle-length", "--decoding-keep-repeats",
-                                 "--length-beam-size", "3")
+                                 "--length-beam-size", "3", "--decoding-length-offset", "0")
     hypos = task.build_generator([model], cfg.generation).generate([model], sample)
     assert [sorted(len(h["tokens"]) for h in candidates) for candidates in hypos] == [[4, 5, 6], [2, 3, 4]]
     del sample["target"]

@@ -128,8 +128,9 @@ def test_auto_precision_leaves_a_half_precision_model_as_it_is():
 
 
 def test_int8_reranker_scores_stay_close_to_float32():
-    """The reranker's fc1/fc2 (encoder and decoder) become int8 on its copy; its mean
-    log-probabilities move by little, and the reranker the user passed is untouched."""
+    """The reranker's fc1/fc2 (encoder and decoder) and its output projection become int8 on
+    its copy; its mean log-probabilities move by little, and the reranker the user passed is
+    untouched."""
     reranker = ar_model()
     src_tokens, src_lengths, _ = batch()
     candidates = torch.tensor([[11, 12, 2], [13, 2, 1], [14, 15, 2], [17, 2, 1]])
@@ -138,7 +139,8 @@ def test_int8_reranker_scores_stay_close_to_float32():
     int8 = scorer.score(src_tokens, src_lengths, candidates, 2, int8=True)
     assert int8_names(scorer.int8_model(reranker)) == {
         "encoder.layers.0.fc1", "encoder.layers.0.fc2",
-        "decoder.layers.0.fc1", "decoder.layers.0.fc2", "decoder.layers.1.fc1", "decoder.layers.1.fc2"}
+        "decoder.layers.0.fc1", "decoder.layers.0.fc2", "decoder.layers.1.fc1", "decoder.layers.1.fc2",
+        "decoder.output_projection"}
     assert not int8_names(reranker)
     torch.testing.assert_close(int8, fp32, atol=0.05, rtol=0)
 

@@ -93,10 +93,11 @@ def references(multi30k_bpe, ids):
 
 @pytest.mark.parametrize("case", ["words", "first batch without words", "no words"])
 def test_eval_bleu_logs_the_corpus_bleu_of_the_generated_hypotheses(databin, multi30k_bpe, case):
-    """The untrained model predicts length 1 (only </s>): every hypothesis is empty. Such a
-    batch must still count its references (brevity penalty), and a validation without any
-    word must log BLEU 0, not leave ``bleu`` out (--best-checkpoint-metric bleu reads it)."""
-    task, _, trainer = setup(databin, "--eval-bleu", "--eval-bleu-remove-bpe")
+    """The untrained model predicts length 1 (only </s>): decoded at that length (offset 0),
+    every hypothesis is empty. Such a batch must still count its references (brevity penalty),
+    and a validation without any word must log BLEU 0, not leave ``bleu`` out
+    (--best-checkpoint-metric bleu reads it)."""
+    task, _, trainer = setup(databin, "--eval-bleu", "--eval-bleu-remove-bpe", "--decoding-length-offset", "0")
     dictionary = task.target_dictionary
     rewrite = None if case == "no words" else imperfect_copy(dictionary.unk(), dictionary.pad())
     selected, batches = record_hypotheses(task, rewrite, from_batch=int(case != "words"))

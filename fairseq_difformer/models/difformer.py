@@ -28,6 +28,7 @@ from torch import nn
 
 from ..diffusion import NOISE_SCHEDULES, GaussianDiffusion, check_rescaling_factor, spaced_timesteps
 from ..errors import DifformerError
+from ..vocabulary_scores import best_word_log_probs
 from .difformer_layers import ScaledLatentEmbedding, TimestepEmbedding, build_latent_input
 
 
@@ -224,15 +225,16 @@ class DifformerModel(FairseqNATModel):
         dictionary's madeupwordNNNN fillers); position ℓ−1 is </s>, padding is pad. Each word's score is its
         log-probability log_softmax(ẑ0 · Eᵀ) over the whole dictionary.
 
-        Only the non-pad positions go through the vocabulary projection.
+        Only the non-pad positions go through the vocabulary projection, a block of positions at
+        a time (:mod:`~fairseq_difformer.vocabulary_scores`).
         Returns tokens and their log-probabilities, N × ℓ_max each."""
         real = ~padding_mask
-        lprobs = torch.log_softmax(self.decoder.output_layer(z0_hat[real]).float(), dim=-1)  # P × V
+        z0_real = z0_hat[real]                                                     # P × d_latent
+        scores, words, normalisers = best_word_log_probs(
+            self.decoder.output_layer, z0_real, self.non_words, len(self.decoder.dictionary))
         last = lengths.cumsum(0) - 1  # each row's position ℓ−1 among the P real positions
-        eos_scores = lprobs[last, self.eos]
-        lprobs[:, self.non_words] = float("-inf")
-        scores, words = lprobs.max(-1)
-        words[last], scores[last] = self.eos, eos_scores
+        eos_logits = self.decoder.output_layer(z0_real[last])[:, self.eos].float()
+        words[last], scores[last] = self.eos, eos_logits - normalisers[last]
         tokens = padding_mask.long().mul(self.pad).masked_scatter(real, words)
         positional_scores = torch.zeros_like(z0_hat[..., 0], dtype=scores.dtype).masked_scatter(real, scores)
         return tokens, positional_scores
