@@ -29,6 +29,6 @@ difformer-average-checkpoints --inputs "$work/checkpoints" --num-best 5 --output
 
 fairseq-generate "$work/kd/bin" --user-dir "$user_dir" --task difformer --gen-subset test \
   --path "$work/checkpoints/average5.pt:$work/kd/teacher/checkpoint_best.pt" --ppl-mbr \
-  --decoding-steps 20 --decoding-early-stopping 5 --length-beam-size 7 --noise-beam-size 3 \
+  --decoding-steps 20 --decoding-early-stopping 5 --length-beam-size 7 --noise-beam-size 3 --decoding-length-offset 0 \
   --batch-size 50 --remove-bpe > "$work/generate-test.txt"
 difformer-score --generate-output "$work/generate-test.txt" --detok en

@@ -31,7 +31,7 @@ difformer-average-checkpoints --inputs "$work/checkpoints" --num-best 5 --output
 
 fairseq-generate "$work/kd/bin" --user-dir "$user_dir" --task difformer --gen-subset test \
   --path "$work/checkpoints/average5.pt:$work/kd/teacher/checkpoint_best.pt" --ppl-mbr \
-  --decoding-steps 20 --decoding-early-stopping 5 --length-beam-size 7 --noise-beam-size 3 \
+  --decoding-steps 20 --decoding-early-stopping 5 --length-beam-size 7 --noise-beam-size 3 --decoding-length-offset 0 \
   --batch-size 50 --remove-bpe > "$work/generate-test.txt"
 grep '^H-' "$work/generate-test.txt" | sort -t- -k2 -n | cut -f3 > "$work/hyp.tok"
 grep '^T-' "$work/generate-test.txt" | sort -t- -k2 -n | cut -f2 > "$work/ref.tok"
