@@ -309,7 +309,19 @@ def test_decoding_oracle_length_centres_the_length_beam_on_the_reference(tmp_pat
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("flags, offset", [
+    ((), 2), (("--decoding-keep-repeats",), 0), (("--decoding-length-offset", "1"), 1),
+    (("--decoding-keep-repeats", "--decoding-length-offset", "2"), 2),
+])
+def test_the_length_offset_defaults_to_2_and_to_0_when_repeats_are_kept(tmp_path, flags, offset):
+    """The default offset makes up for collapsed repeats; with --decoding-keep-repeats nothing is
+    collapsed and the length beam stays on the predicted length. A given offset always holds."""
+    cfg, task = generation_flags(tmp_path, *flags)
+    assert task.build_generator([build(diffusion_steps=TRAIN_STEPS)], cfg.generation).config.length_offset == offset
+
+
 @pytest.mark.parametrize("flags, expected", [
+    ((), [[8, 9, 10], [3, 4, 5]]),  # repeats kept: the predicted length is the centre
     (("--decoding-length-offset", "2"), [[10, 11, 12], [5, 6, 7]]),
     (("--decoding-length-offset", "-3"), [[5, 6, 7], [1, 1, 2]]),  # never below one position
     (("--decoding-oracle-length", "--decoding-length-offset", "1"), [[5, 6, 7], [3, 4, 5]]),
