@@ -27,8 +27,8 @@ def word_log_probs(
 ) -> torch.Tensor:
     """log p(y_i) = s_i[y_i] − logsumexp(s_i), s_i = logits_of(features_i) (in float32).
 
-    features: P × d; words: P; vocab_size: V, the width of the logits. Returns P log-probabilities, equal to
-    −cross_entropy(logits_of(features), words, reduction="none")."""
+    features: P × d; words: P; vocab_size: V, the width of the logits. Returns P
+    log-probabilities, equal to −cross_entropy(logits_of(features), words, reduction="none")."""
     out = features.new_empty(len(features), dtype=torch.float32)
     if len(features) == 0:
         return out
@@ -49,7 +49,8 @@ def best_word_log_probs(
 
         w_i = argmax_{v ∉ excluded} s_i[v],   log p(w_i) = s_i[w_i] − logsumexp_v s_i[v].
 
-    features: P × d; vocab_size: V. Returns the log-probabilities, the words and the log-sum-exps, P each."""
+    features: P × d; vocab_size: V. Returns the log-probabilities, the words and the
+    log-sum-exps, P each."""
     scores = features.new_empty(len(features), dtype=torch.float32)
     words = torch.empty(len(features), dtype=torch.long, device=features.device)
     normalisers = torch.empty_like(scores)
@@ -65,4 +66,3 @@ def best_word_log_probs(
         scores[rows] = best - normalisers[rows]
         start += len(block)
     return scores, words, normalisers
-

@@ -317,7 +317,8 @@ def test_the_length_offset_defaults_to_2_and_to_0_when_repeats_are_kept(tmp_path
     """The default offset makes up for collapsed repeats; with --decoding-keep-repeats nothing is
     collapsed and the length beam stays on the predicted length. A given offset always holds."""
     cfg, task = generation_flags(tmp_path, *flags)
-    assert task.build_generator([build(diffusion_steps=TRAIN_STEPS)], cfg.generation).config.length_offset == offset
+    generator = task.build_generator([build(diffusion_steps=TRAIN_STEPS)], cfg.generation)
+    assert generator.config.length_offset == offset
 
 
 @pytest.mark.parametrize("flags, expected", [
