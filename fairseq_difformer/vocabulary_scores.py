@@ -22,6 +22,17 @@ def row_blocks(rows: int, vocab_size: int) -> int:
     return max(1, min(rows, BLOCK_ELEMENTS // max(vocab_size, 1)))
 
 
+def _logit_blocks(logits_of: Callable, features: torch.Tensor, vocab_size: int):
+    """(rows, logits) for each block of :func:`row_blocks` rows of ``features``: the slice of the
+    rows and their logits in float32 (b × V)."""
+    if len(features) == 0:
+        return
+    size = row_blocks(len(features), vocab_size)
+    for start in range(0, len(features), size):
+        rows = slice(start, start + size)
+        yield rows, logits_of(features[rows]).float()
+
+
 def word_log_probs(
     logits_of: Callable, features: torch.Tensor, words: torch.Tensor, vocab_size: int
 ) -> torch.Tensor:
@@ -30,14 +41,8 @@ def word_log_probs(
     features: P × d; words: P; vocab_size: V, the width of the logits. Returns P
     log-probabilities, equal to −cross_entropy(logits_of(features), words, reduction="none")."""
     out = features.new_empty(len(features), dtype=torch.float32)
-    if len(features) == 0:
-        return out
-    start = 0
-    for block in features.split(row_blocks(len(features), vocab_size)):
-        logits = logits_of(block).float()                                  # b × V
-        picked = logits.gather(1, words[start:start + len(block), None]).squeeze(1)
-        out[start:start + len(block)] = picked - torch.logsumexp(logits, -1)
-        start += len(block)
+    for rows, logits in _logit_blocks(logits_of, features, vocab_size):
+        out[rows] = logits.gather(1, words[rows, None]).squeeze(1) - torch.logsumexp(logits, -1)
     return out
 
 
@@ -54,15 +59,9 @@ def best_word_log_probs(
     scores = features.new_empty(len(features), dtype=torch.float32)
     words = torch.empty(len(features), dtype=torch.long, device=features.device)
     normalisers = torch.empty_like(scores)
-    if len(features) == 0:
-        return scores, words, normalisers
     excluded = torch.as_tensor(list(excluded), dtype=torch.long, device=features.device)
-    start = 0
-    for block in features.split(row_blocks(len(features), vocab_size)):
-        logits = logits_of(block).float()                                  # b × V
-        rows = slice(start, start + len(block))
+    for rows, logits in _logit_blocks(logits_of, features, vocab_size):
         normalisers[rows] = torch.logsumexp(logits, -1)
         best, words[rows] = logits.index_fill_(1, excluded, float("-inf")).max(-1)
         scores[rows] = best - normalisers[rows]
-        start += len(block)
     return scores, words, normalisers
