@@ -191,18 +191,24 @@ def _section_distillation(results):
         teacher = (f"{a['teacher_minutes']:g} min, {a['teacher_updates']} updates, beam 5 {a['teacher_bleu']:.2f}"
                    if a["teacher_minutes"] else "none (the references)")
         reranked = a.get("difformer_default_3x2_rerank", {}).get("bleu")
+        cmlm = a.get("cmlm_lb3")
         rows.append([a["budget_minutes"], teacher, a.get("distill_minutes", "–"), a["difformer_minutes"],
                      a["difformer_updates"], a["difformer_default"]["bleu"],
-                     _fmt(a["difformer_default"].get("length_ratio"), 3), reranked if reranked is not None else "–"])
+                     _fmt(a["difformer_default"].get("length_ratio"), 3), reranked if reranked is not None else "–",
+                     f"{cmlm['bleu']:.2f} ({a['cmlm_updates']} updates)" if cmlm else "–"])
     return ("## Distillation at an equal budget\n\n"
             "Every arm spends the same wall-clock budget: the AR teacher's training (the benchmark's AR "
             "recipe for T minutes), the translation of the training set with it (`difformer-distill --teacher`, "
-            "beam 5, timed) and Difformer's training on the teacher's outputs for the minutes left; the last arm "
-            "trains Difformer on the references for the whole budget. SacreBLEU on test2016 of the default "
-            "decoding, 1×1 and 3×2 with the teacher as AR reranker (the references arm has no AR model in its "
-            "budget). One seed each: read the differences against the seed band of section 4.\n\n"
-            + _table(["budget (min)", "AR teacher", "translation (min)", "Difformer (min)", "Difformer updates",
-                      "SacreBLEU 1×1", "length ratio 1×1", "SacreBLEU 3×2, teacher reranks"], rows))
+            "beam 5, timed) and a student's training on the teacher's outputs for the minutes left (each student "
+            "for those minutes: Difformer, and CMLM with the same data); the last arm trains on the references "
+            "for the whole budget. SacreBLEU on test2016 of Difformer's default decoding, 1×1 and 3×2 with the "
+            "teacher as AR reranker (the references arm has no AR model in its budget), and of CMLM with 10 "
+            "iterations and length beam 3 (fairseq's CMLM reranker does not run on fairseq 0.12's Transformer). "
+            "One seed each: read the differences against the seed band of section 4; – where a student was not "
+            "trained in that arm.\n\n"
+            + _table(["budget (min)", "AR teacher", "translation (min)", "student (min)", "Difformer updates",
+                      "Difformer SacreBLEU 1×1", "Difformer length ratio 1×1",
+                      "Difformer SacreBLEU 3×2, teacher reranks", "CMLM SacreBLEU, length beam 3"], rows))
 
 
 def _section_summarization(results):

@@ -20,8 +20,8 @@ in the work directory):
               (needs train)
   distill     sequence-level distillation at an equal total budget (--distill-budget-minutes):
               for each --teacher-minutes T, an AR teacher trained T minutes, the training set
-              translated with it, Difformer trained on that for the minutes left; against
-              Difformer trained on the references for the whole budget
+              translated with it, each student (Difformer, CMLM) trained on that for the
+              minutes left; against the students trained on the references for the whole budget
   summarization  AESLC (email → subject line): the AR Transformer and Difformer of the same size
               trained --summarization-minutes each with the summarization recipe, decoded on
               the dev set: ROUGE-1/2/L and length ratio
@@ -66,6 +66,11 @@ from difformer_cli.commands import CommandFailed, run_logged  # noqa: E402
 from difformer_cli.recipes import SUMMARIZATION_DECODE_ARGS, recipe, summarization_recipe, with_options  # noqa: E402
 
 USER_DIR = user_dir()
+#: each distillation student's decodings: the first alone where the arm has no AR teacher (the
+#: references arm), all of them where the teacher can rerank. fairseq's own CMLM reranking
+#: (--iter-decode-with-external-reranker) reads the encoder output as a namedtuple, which the
+#: Transformer of fairseq 0.12 no longer returns, so CMLM is measured without a reranker.
+DISTILL_DECODINGS = {"difformer": ("difformer_default", "difformer_default_3x2_rerank"), "cmlm": ("cmlm_lb3",)}
 PARTS = ("throughput", "train", "decode", "samplers", "distill", "summarization", "precision", "ablations",
          "sweep", "profile", "report")
 
@@ -353,21 +358,23 @@ class Benchmark:
     def distill(self):
         """Sequence-level distillation at an equal total budget of B minutes: for each teacher
         share T, the AR teacher trained T minutes, the training set translated with beam 5 (its
-        wall-clock time counted), Difformer trained on the distilled data for the minutes left,
-        decoded by default 1×1 and 3×2 with the teacher as AR reranker; against Difformer trained
-        on the references for all B minutes (1×1; it has no AR model in its budget)."""
+        wall-clock time counted), each student (--distill-students: Difformer, CMLM) trained on
+        the distilled data for the minutes left; Difformer decoded by default 1×1 and 3×2 with the
+        teacher as AR reranker, CMLM with its best setting (length beam 3); against the students
+        trained on the references for all B minutes (no AR model in that budget, so no reranker)."""
         budget = self.args.distill_budget_minutes
         for teacher_minutes in self.args.teacher_minutes:
             if not 0 < teacher_minutes < budget:
                 sys.exit(f"benchmark: --teacher-minutes {teacher_minutes:g} must lie between 0 and "
                          f"--distill-budget-minutes {budget:g} (the teacher's share of the budget)")
             self.distillation_arm(budget, teacher_minutes)
-        self.distillation_arm(budget, None)
+        if not self.args.teacher_only:
+            self.distillation_arm(budget, None)
 
     def distillation_arm(self, budget, teacher_minutes):
         arm = f"teacher{teacher_minutes:g}" if teacher_minutes else "references"
         name = f"distill-B{budget:g}-{arm}"
-        entry = {"budget_minutes": budget, "teacher_minutes": teacher_minutes or 0}
+        entry = {"budget_minutes": budget, "teacher_minutes": teacher_minutes or 0, "commands": {}}
         databin, teacher = None, None
         if teacher_minutes:
             teacher_run = self.train_for_budget(f"{name}-teacher", "ar", teacher_minutes)
@@ -379,22 +386,22 @@ class Benchmark:
             databin, entry["distill_minutes"] = self.distilled_databin(name, teacher)
             say(f"  teacher BLEU {entry['teacher_bleu']}, distillation {entry['distill_minutes']} min")
         # What is left of the budget; rounded so that a resumed run rebuilds the same command.
-        entry["difformer_minutes"] = round(budget - entry["teacher_minutes"] - entry.get("distill_minutes", 0), 2)
-        student = self.train_for_budget(f"{name}-difformer", "difformer", entry["difformer_minutes"],
-                                        databin=databin)
-        entry["difformer_updates"] = student["updates"]
-        decodings = ["difformer_default"] + (["difformer_default_3x2_rerank"] if teacher else [])
-        for setting_name in decodings:
-            say(f"decoding {name} {setting_name}")
-            out, speed = self.generate(systems.SETTINGS_BY_NAME[setting_name], self.scale.decode_batch_sizes[0],
-                                       Path(student["checkpoint"]), tag=f"{name}-{setting_name}",
-                                       reranker=teacher)
-            scores = self.score(out)
-            say(f"  SacreBLEU {scores['sacrebleu']:.2f}")
-            entry[setting_name] = {"bleu": round(scores["sacrebleu"], 2), "tok_bleu": round(scores["tok_bleu"], 2),
-                                   "length_ratio": scores.get("length_ratio"),
-                                   "sentences_per_s": speed["sentences_per_s"], "command": speed["command"]}
-        entry["commands"] = {"difformer": student["command"]}
+        minutes = round(budget - entry["teacher_minutes"] - entry.get("distill_minutes", 0), 2)
+        entry["difformer_minutes"] = minutes  # every student trains for these minutes
+        for system in self.args.distill_students:
+            student = self.train_for_budget(f"{name}-{system}", system, minutes, databin=databin)
+            entry[f"{system}_updates"] = student["updates"]
+            entry["commands"][system] = student["command"]
+            for setting_name in DISTILL_DECODINGS[system][:1 if teacher is None else None]:
+                say(f"decoding {name} {setting_name}")
+                setting = systems.SETTINGS_BY_NAME[setting_name]
+                out, speed = self.generate(setting, self.scale.decode_batch_sizes[0], Path(student["checkpoint"]),
+                                           tag=f"{name}-{setting_name}", reranker=teacher if setting.reranker else None)
+                scores = self.score(out)
+                say(f"  SacreBLEU {scores['sacrebleu']:.2f}")
+                entry[setting_name] = {"bleu": round(scores["sacrebleu"], 2), "tok_bleu": round(scores["tok_bleu"], 2),
+                                       "length_ratio": scores.get("length_ratio"),
+                                       "sentences_per_s": speed["sentences_per_s"], "command": speed["command"]}
         self.results.set("distillation", name, entry)
 
     def distilled_databin(self, name, teacher: Path):
@@ -627,6 +634,12 @@ def main(argv=None):
     p.add_argument("--teacher-minutes", type=float, nargs="+", default=None,
                    help="the distill part's teacher shares of that budget (default 8 12: the AR recipe "
                         "warms up for 400 updates, about 5 minutes; quick 0.3)")
+    p.add_argument("--distill-students", nargs="+", choices=list(DISTILL_DECODINGS), default=list(DISTILL_DECODINGS),
+                   help="the distill part's students, each trained on the teacher's outputs for the minutes "
+                        "left (default: difformer cmlm)")
+    p.add_argument("--teacher-only", action="store_true",
+                   help="the distill part runs only the teacher arms, not the references arm (its "
+                        "results are kept)")
     p.add_argument("--summarization-minutes", type=float, default=None,
                    help="training minutes per system in the summarization part (default 20, as "
                         "examples/aeslc/run.sh; quick 0.5)")

@@ -536,6 +536,73 @@ def test_sweep_part_keeps_runs_measured_with_the_same_command(tmp_path, monkeypa
     assert results["sweep"]["reference"]["seeds"]["1"]["minutes"] == 8.0
 
 
+def test_distill_part_trains_each_student_on_the_teachers_outputs_for_the_minutes_left(tmp_path, monkeypatch):
+    """The distill part: the AR teacher for T minutes, its translation of the training set timed,
+    then Difformer and CMLM each trained on the distilled data for what is left of the budget;
+    Difformer's 3×2 is reranked by the teacher, CMLM is decoded with length beam 3; the references
+    arm trains both students on the references for the whole budget and reranks nothing."""
+    from argparse import Namespace
+
+    from benchmarks.run import Benchmark
+
+    bench = Benchmark(Namespace(device="cpu", quick=False, workdir=tmp_path, databin=tmp_path / "bin",
+                                results=tmp_path / "results.json", distill_budget_minutes=30.0,
+                                teacher_minutes=[8.0], distill_students=["difformer", "cmlm"], teacher_only=False))
+    trained, decoded = {}, {}
+
+    def fake_train(name, system, minutes, extra=(), databin=None, summarization=False, options=None):
+        trained[name] = (system, minutes, databin)
+        return {"minutes": minutes, "updates": 100 * len(trained), "command": f"train {name}",
+                "checkpoint": str(tmp_path / name / "checkpoint_last.pt")}
+
+    def fake_generate(setting, batch_size, checkpoint=None, tag=None, precision=None, reranker=None,
+                      databin=None, extra=(), subset="test"):
+        decoded[tag] = (setting.name, Path(checkpoint).parent.name, reranker and Path(reranker).parent.name)
+        return tmp_path / f"{tag}.txt", {"sentences_per_s": 1.0, "command": f"generate {tag}"}
+
+    bleu = {"teacher": 30.0, "difformer_default": 20.0, "difformer_default_3x2_rerank": 22.0, "cmlm_lb3": 9.0}
+    monkeypatch.setattr(bench, "train_for_budget", fake_train)
+    monkeypatch.setattr(bench, "generate", fake_generate)
+    monkeypatch.setattr(bench, "score", lambda out: {"sacrebleu": next(v for k, v in bleu.items() if out.stem.endswith(k))
+                                                     + ("references" in out.stem), "tok_bleu": 0.0, "length_ratio": 0.9})
+    monkeypatch.setattr(bench, "distilled_databin", lambda name, teacher: (tmp_path / "distilled", 6.1))
+    bench.distill()
+
+    assert trained == {
+        "distill-B30-teacher8-teacher": ("ar", 8.0, None),
+        "distill-B30-teacher8-difformer": ("difformer", 15.9, tmp_path / "distilled"),
+        "distill-B30-teacher8-cmlm": ("cmlm", 15.9, tmp_path / "distilled"),
+        "distill-B30-references-difformer": ("difformer", 30.0, None),
+        "distill-B30-references-cmlm": ("cmlm", 30.0, None)}
+    assert decoded == {
+        "distill-B30-teacher8-teacher": ("ar_beam5", "distill-B30-teacher8-teacher", None),
+        "distill-B30-teacher8-difformer_default": ("difformer_default", "distill-B30-teacher8-difformer", None),
+        "distill-B30-teacher8-difformer_default_3x2_rerank": (
+            "difformer_default_3x2_rerank", "distill-B30-teacher8-difformer", "distill-B30-teacher8-teacher"),
+        "distill-B30-teacher8-cmlm_lb3": ("cmlm_lb3", "distill-B30-teacher8-cmlm", None),
+        "distill-B30-references-difformer_default": ("difformer_default", "distill-B30-references-difformer", None),
+        "distill-B30-references-cmlm_lb3": ("cmlm_lb3", "distill-B30-references-cmlm", None)}
+
+    results = json.loads((tmp_path / "results.json").read_text())["distillation"]
+    arm = results["distill-B30-teacher8"]
+    assert arm["difformer_minutes"] == 15.9 and arm["distill_minutes"] == 6.1 and arm["teacher_bleu"] == 30.0
+    assert arm["cmlm_lb3"]["bleu"] == 9.0 and arm["cmlm_updates"] == 300 and arm["difformer_updates"] == 200
+    assert arm["commands"] == {"difformer": "train distill-B30-teacher8-difformer",
+                               "cmlm": "train distill-B30-teacher8-cmlm"}
+    assert "difformer_default_3x2_rerank" not in results["distill-B30-references"]
+    text = report.render(json.loads((tmp_path / "results.json").read_text()), {})
+    assert "| 30.00 | 8 min, 100 updates, beam 5 30.00 | 6.10 | 15.90 | 200 | 20.00 | 0.900 | 22.00 | 9.00 (300 updates) |" in text
+    assert "| 30.00 | none (the references) | – | 30.00 | 400 | 21.00 | 0.900 | – | 10.00 (500 updates) |" in text
+
+
+def test_distill_part_keeps_an_arm_without_a_cmlm_student_readable():
+    """An arm measured before CMLM was a student (no cmlm entry) still renders, with – for CMLM."""
+    arm = {"budget_minutes": 30, "teacher_minutes": 0, "difformer_minutes": 30, "difformer_updates": 2251,
+           "difformer_default": {"bleu": 23.6, "length_ratio": 0.857}, "commands": {"difformer": "x"}}
+    text = report.render({"distillation": {"distill-B30-references": arm}}, {})
+    assert "| 30 | none (the references) | – | 30 | 2251 | 23.60 | 0.857 | – | – |" in text
+
+
 def test_training_words_per_s_is_none_for_a_run_too_short_to_measure():
     from benchmarks.run import training_words_per_s
 
