@@ -495,6 +495,8 @@ def test_sweep_part_trains_each_variant_from_each_seed_and_decodes_valid_and_tes
     assert len(decoded) == 24
     assert sorted(c[c.index("--gen-subset") + 1] for c in decoded) == ["test"] * 12 + ["valid"] * 12
     assert all("--decoding-steps" not in c and "--length-beam-size" not in c for c in decoded)  # the default
+    # at the length offset the part's recorded runs were decoded with
+    assert all(c[c.index("--decoding-length-offset") + 1] == "0" for c in decoded)
 
     results = json.loads((tmp_path / "results.json").read_text())
     run = results["sweep"]["warmup_200"]["seeds"]["3"]
@@ -560,7 +562,8 @@ def test_distill_part_trains_each_student_on_the_teachers_outputs_for_the_minute
         decoded[tag] = (setting.name, Path(checkpoint).parent.name, reranker and Path(reranker).parent.name)
         return tmp_path / f"{tag}.txt", {"sentences_per_s": 1.0, "command": f"generate {tag}"}
 
-    bleu = {"teacher": 30.0, "difformer_default": 20.0, "difformer_default_3x2_rerank": 22.0, "cmlm_lb3": 9.0}
+    bleu = {"teacher": 30.0, "difformer_default_length0": 20.0, "difformer_default_3x2_rerank_length0": 22.0,
+            "cmlm_lb3": 9.0}
     monkeypatch.setattr(bench, "train_for_budget", fake_train)
     monkeypatch.setattr(bench, "generate", fake_generate)
     monkeypatch.setattr(bench, "score", lambda out: {"sacrebleu": next(v for k, v in bleu.items() if out.stem.endswith(k))
@@ -576,11 +579,13 @@ def test_distill_part_trains_each_student_on_the_teachers_outputs_for_the_minute
         "distill-B30-references-cmlm": ("cmlm", 30.0, None)}
     assert decoded == {
         "distill-B30-teacher8-teacher": ("ar_beam5", "distill-B30-teacher8-teacher", None),
-        "distill-B30-teacher8-difformer_default": ("difformer_default", "distill-B30-teacher8-difformer", None),
-        "distill-B30-teacher8-difformer_default_3x2_rerank": (
-            "difformer_default_3x2_rerank", "distill-B30-teacher8-difformer", "distill-B30-teacher8-teacher"),
+        "distill-B30-teacher8-difformer_default_length0": (
+            "difformer_default_length0", "distill-B30-teacher8-difformer", None),
+        "distill-B30-teacher8-difformer_default_3x2_rerank_length0": (
+            "difformer_default_3x2_rerank_length0", "distill-B30-teacher8-difformer", "distill-B30-teacher8-teacher"),
         "distill-B30-teacher8-cmlm_lb3": ("cmlm_lb3", "distill-B30-teacher8-cmlm", None),
-        "distill-B30-references-difformer_default": ("difformer_default", "distill-B30-references-difformer", None),
+        "distill-B30-references-difformer_default_length0": (
+            "difformer_default_length0", "distill-B30-references-difformer", None),
         "distill-B30-references-cmlm_lb3": ("cmlm_lb3", "distill-B30-references-cmlm", None)}
 
     results = json.loads((tmp_path / "results.json").read_text())["distillation"]
@@ -589,7 +594,9 @@ def test_distill_part_trains_each_student_on_the_teachers_outputs_for_the_minute
     assert arm["cmlm_lb3"]["bleu"] == 9.0 and arm["cmlm_updates"] == 300 and arm["difformer_updates"] == 200
     assert arm["commands"] == {"difformer": "train distill-B30-teacher8-difformer",
                                "cmlm": "train distill-B30-teacher8-cmlm"}
-    assert "difformer_default_3x2_rerank" not in results["distill-B30-references"]
+    assert "difformer_default_3x2_rerank_length0" not in results["distill-B30-references"]
+    # Decoded at the offset the part was first measured with, so that arms of different sessions compare.
+    assert "--decoding-length-offset 0" in " ".join(systems.SETTINGS_BY_NAME["difformer_default_length0"].args)
     text = report.render(json.loads((tmp_path / "results.json").read_text()), {})
     assert "| 30.00 | 8 min, 100 updates, beam 5 30.00 | 6.10 | 15.90 | 200 | 20.00 | 0.900 | 22.00 | 9.00 (300 updates) |" in text
     assert "| 30.00 | none (the references) | – | 30.00 | 400 | 21.00 | 0.900 | – | 10.00 (500 updates) |" in text
@@ -598,7 +605,7 @@ def test_distill_part_trains_each_student_on_the_teachers_outputs_for_the_minute
 def test_distill_part_keeps_an_arm_without_a_cmlm_student_readable():
     """An arm measured before CMLM was a student (no cmlm entry) still renders, with – for CMLM."""
     arm = {"budget_minutes": 30, "teacher_minutes": 0, "difformer_minutes": 30, "difformer_updates": 2251,
-           "difformer_default": {"bleu": 23.6, "length_ratio": 0.857}, "commands": {"difformer": "x"}}
+           "difformer_default_length0": {"bleu": 23.6, "length_ratio": 0.857}, "commands": {"difformer": "x"}}
     text = report.render({"distillation": {"distill-B30-references": arm}}, {})
     assert "| 30 | none (the references) | – | 30 | 2251 | 23.60 | 0.857 | – | – |" in text
 
