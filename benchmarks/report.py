@@ -192,7 +192,9 @@ def _section_distillation(results):
                    if a["teacher_minutes"] else "none (the references)")
         single, reranked = a["difformer_default_length0"], a.get("difformer_default_3x2_rerank_length0", {}).get("bleu")
         cmlm = a.get("cmlm_lb3")
-        rows.append([a["budget_minutes"], teacher, a.get("distill_minutes", "–"), a["difformer_minutes"],
+        command = shlex.split(a.get("commands", {}).get("difformer", ""))
+        batch = command[command.index("--max-tokens") + 1] if "--max-tokens" in command else "–"
+        rows.append([a["budget_minutes"], batch, teacher, a.get("distill_minutes", "–"), a["difformer_minutes"],
                      a["difformer_updates"], single["bleu"], _fmt(single.get("length_ratio"), 3), reranked if reranked is not None else "–",
                      f"{cmlm['bleu']:.2f} ({a['cmlm_updates']} updates)" if cmlm else "–"])
     return ("## Distillation at an equal budget\n\n"
@@ -205,8 +207,9 @@ def _section_distillation(results):
             "teacher as AR reranker (the references arm has no AR model in its budget), and of CMLM with 10 "
             "iterations and length beam 3 (fairseq's CMLM reranker does not run on fairseq 0.12's Transformer). "
             "One seed each: read the differences against the seed band of section 4; – where a student was not "
-            "trained in that arm.\n\n"
-            + _table(["budget (min)", "AR teacher", "translation (min)", "student (min)", "Difformer updates",
+            "trained in that arm. The minutes buy different numbers of updates on different machines and "
+            "batch sizes (the arms' commands say which): compare the students within an arm.\n\n"
+            + _table(["budget (min)", "tokens a batch", "AR teacher", "translation (min)", "student (min)", "Difformer updates",
                       "Difformer SacreBLEU 1×1", "Difformer length ratio 1×1",
                       "Difformer SacreBLEU 3×2, teacher reranks", "CMLM SacreBLEU, length beam 3"], rows))
 

@@ -598,16 +598,16 @@ def test_distill_part_trains_each_student_on_the_teachers_outputs_for_the_minute
     # Decoded at the offset the part was first measured with, so that arms of different sessions compare.
     assert "--decoding-length-offset 0" in " ".join(systems.SETTINGS_BY_NAME["difformer_default_length0"].args)
     text = report.render(json.loads((tmp_path / "results.json").read_text()), {})
-    assert "| 30.00 | 8 min, 100 updates, beam 5 30.00 | 6.10 | 15.90 | 200 | 20.00 | 0.900 | 22.00 | 9.00 (300 updates) |" in text
-    assert "| 30.00 | none (the references) | – | 30.00 | 400 | 21.00 | 0.900 | – | 10.00 (500 updates) |" in text
+    assert "| 30.00 | – | 8 min, 100 updates, beam 5 30.00 | 6.10 | 15.90 | 200 | 20.00 | 0.900 | 22.00 | 9.00 (300 updates) |" in text
+    assert "| 30.00 | – | none (the references) | – | 30.00 | 400 | 21.00 | 0.900 | – | 10.00 (500 updates) |" in text
 
 
 def test_distill_part_keeps_an_arm_without_a_cmlm_student_readable():
     """An arm measured before CMLM was a student (no cmlm entry) still renders, with – for CMLM."""
     arm = {"budget_minutes": 30, "teacher_minutes": 0, "difformer_minutes": 30, "difformer_updates": 2251,
-           "difformer_default_length0": {"bleu": 23.6, "length_ratio": 0.857}, "commands": {"difformer": "x"}}
+           "difformer_default_length0": {"bleu": 23.6, "length_ratio": 0.857}, "commands": {"difformer": "fairseq-train bin --max-tokens 2048"}}
     text = report.render({"distillation": {"distill-B30-references": arm}}, {})
-    assert "| 30 | none (the references) | – | 30 | 2251 | 23.60 | 0.857 | – | – |" in text
+    assert "| 30 | 2048 | none (the references) | – | 30 | 2251 | 23.60 | 0.857 | – | – |" in text
 
 
 def test_training_words_per_s_is_none_for_a_run_too_short_to_measure():
