@@ -109,8 +109,9 @@ def synthetic_results():
 
 def test_targets_are_the_ratios_to_the_baselines():
     results = synthetic_results()
-    train, decode, quality, default, reranked, latency, summarization = report.targets(results)
+    train, decode, quality, default, reranked, latency, distilled, summarization = report.targets(results)
     assert summarization["met"] is None and summarization["shown"] == "–"  # the part did not run
+    assert distilled["met"] is None and distilled["shown"] == "–"
     assert train["value"] == pytest.approx(0.75) and train["met"] is False
     names = [s.name for s in systems.DECODING_SETTINGS]
     expected = (10.0 + names.index("difformer_20")) / (10.0 + names.index("ar_beam5"))
@@ -599,6 +600,9 @@ def test_distill_part_trains_each_student_on_the_teachers_outputs_for_the_minute
     assert "--decoding-length-offset 0" in " ".join(systems.SETTINGS_BY_NAME["difformer_default_length0"].args)
     text = report.render(json.loads((tmp_path / "results.json").read_text()), {})
     assert "| 30.00 | – | 8 min, 100 updates, beam 5 30.00 | 6.10 | 15.90 | 200 | 20.00 | 0.900 | 22.00 | 9.00 (300 updates) |" in text
+    target = next(t for t in report.targets(json.loads((tmp_path / "results.json").read_text()))
+                  if "distilled data" in t["name"])
+    assert target["met"] and target["shown"] == "teacher 8 min: 22.00 vs 9.00"  # the references arm has no teacher
     assert "| 30.00 | – | none (the references) | – | 30.00 | 400 | 21.00 | 0.900 | – | 10.00 (500 updates) |" in text
 
 
