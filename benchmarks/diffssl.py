@@ -11,7 +11,8 @@ Parts, in this order:
             labels, Multi30k English, QQP questions, AESLC subject lines), lowercased, BPE; SST-2
             train/dev binarised with it, with 100 %, 10 % and 1 % of the training labels
   lm        the text-free Difformer: --task difformer_lm, the benchmark's Difformer recipe
-            (difformer_small, F = 4), --lm-minutes of training
+            (difformer_small, F = 4), --lm-minutes of training; a model trained again drops the
+            grid, control and head results read from the old one
   grid      linear-probe dev accuracy of every decoder layer × noise level t: features extracted
             once (mean over the sentence), a logistic regression per cell
   control   the same probes at t = 0 on the untrained denoiser (the checkpoint's architecture,
@@ -155,8 +156,24 @@ class DiffSSLBenchmark:
         usage = run_logged(cmd, log)
         updates = measure.final_updates(log.read_text())
         say(f"  {updates} updates")
+        self.forget_features()
         self.results.set("lm", {"minutes": minutes, "updates": updates, "wall_s": round(usage["wall_s"], 1),
                                 "command": _shell(cmd)})
+
+    def forget_features(self):
+        """Drop every measurement read from the text model's features (the grid, the control and
+        the heads over it; the scratch encoder reads none): after the model is trained again they
+        describe a checkpoint that no longer exists, and a head kept by its placement alone would
+        be mixed with the new model's."""
+        data = self.results.data
+        dropped = [part for part in ("grid", "control") if data.pop(part, None) is not None]
+        for section in ("heads", "labels"):
+            for system in [s for s in data.get(section, {}) if s != "scratch"]:
+                del data[section][system]
+                dropped.append(f"{section} {system}")
+        if dropped:
+            say(f"the text model is new: dropped the results read from the old one ({', '.join(dropped)})")
+        self.results.save()
 
     # -- the linear-probe grid -------------------------------------------------------------------
 

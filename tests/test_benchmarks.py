@@ -350,6 +350,35 @@ def test_diffssl_keeps_measured_classifiers_unless_their_setting_changed(tmp_pat
     assert len(trained) == 3
 
 
+def test_diffssl_a_new_text_model_drops_what_was_read_from_the_old_one(tmp_path, monkeypatch):
+    """Training the text model again drops the grid, the control and every head over its features
+    (so that no head is kept by its placement alone), and keeps the scratch encoder's runs."""
+    from argparse import Namespace
+
+    from benchmarks import diffssl
+
+    args = Namespace(quick=False, workdir=tmp_path, results=tmp_path / "r.json", head_minutes=4, redo=False,
+                     lm_minutes=30)
+    bench = diffssl.DiffSSLBenchmark(args)
+    run = {"accuracy": 60.0, "updates": 10, "minutes": 4, "command": "fairseq-train"}
+    bench.results.set("grid", {"best": "2@0"})
+    bench.results.set("control", {"layers": [0]})
+    for head in ("linear", "fusion", "scratch"):
+        bench.results.set("heads", head, "1", run)
+    for system in ("fusion", "scratch"):
+        bench.results.set("labels", system, "0.1", run)
+    monkeypatch.setattr(diffssl, "run_logged", lambda cmd, log: {"wall_s": 60.0})
+    monkeypatch.setattr(diffssl.measure, "final_updates", lambda text: 1746)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "train-text.log").write_text("")
+    bench.lm()
+
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert "grid" not in saved and "control" not in saved
+    assert saved["heads"] == {"scratch": {"1": run}} and saved["labels"] == {"scratch": {"0.1": run}}
+    assert saved["lm"]["updates"] == 1746
+
+
 def test_summarization_part_trains_both_systems_with_the_summarization_recipe_and_scores_rouge(tmp_path,
                                                                                              monkeypatch):
     """The summarization part: the AR Transformer and Difformer trained with the summarization
