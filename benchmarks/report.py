@@ -206,12 +206,14 @@ def _section_distillation(results):
     for name, a in sorted(arms.items(), key=lambda kv: (kv[1]["budget_minutes"], kv[1]["teacher_minutes"] or 1e9)):
         teacher = (f"{a['teacher_minutes']:g} min, {a['teacher_updates']} updates, beam 5 {a['teacher_bleu']:.2f}"
                    if a["teacher_minutes"] else "none (the references)")
-        single, reranked = a["difformer_default_length0"], a.get("difformer_default_3x2_rerank_length0", {}).get("bleu")
+        single = a.get("difformer_default_length0", {})  # none where only CMLM was a student
+        reranked = a.get("difformer_default_3x2_rerank_length0", {}).get("bleu")
         cmlm = a.get("cmlm_lb3")
         command = shlex.split(a.get("commands", {}).get("difformer", ""))
         batch = command[command.index("--max-tokens") + 1] if "--max-tokens" in command else "–"
         rows.append([a["budget_minutes"], batch, teacher, a.get("distill_minutes", "–"), a["difformer_minutes"],
-                     a["difformer_updates"], single["bleu"], _fmt(single.get("length_ratio"), 3), reranked if reranked is not None else "–",
+                     a.get("difformer_updates", "–"), single.get("bleu", "–"), _fmt(single.get("length_ratio"), 3),
+                     reranked if reranked is not None else "–",
                      f"{cmlm['bleu']:.2f} ({a['cmlm_updates']} updates)" if cmlm else "–"])
     return ("## Distillation at an equal budget\n\n"
             "Every arm spends the same wall-clock budget: the AR teacher's training (the benchmark's AR "

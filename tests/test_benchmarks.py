@@ -641,6 +641,11 @@ def test_distill_part_keeps_an_arm_without_a_cmlm_student_readable():
            "difformer_default_length0": {"bleu": 23.6, "length_ratio": 0.857}, "commands": {"difformer": "fairseq-train bin --max-tokens 2048"}}
     text = report.render({"distillation": {"distill-B30-references": arm}}, {})
     assert "| 30 | 2048 | none (the references) | – | 30 | 2251 | 23.60 | 0.857 | – | – |" in text
+    # and an arm with CMLM as its only student (--distill-students cmlm)
+    cmlm_only = {"budget_minutes": 30, "teacher_minutes": 0, "difformer_minutes": 30, "cmlm_updates": 2000,
+                 "cmlm_lb3": {"bleu": 6.0}, "commands": {"cmlm": "fairseq-train bin"}}
+    text = report.render({"distillation": {"distill-B30-references": cmlm_only}}, {})
+    assert "| 30 | – | none (the references) | – | 30 | – | – | – | – | 6.00 (2000 updates) |" in text
 
 
 def test_training_words_per_s_is_none_for_a_run_too_short_to_measure():
