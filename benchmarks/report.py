@@ -182,11 +182,16 @@ def _setup(results):
             "Words/s is fairseq's `wps`: target tokens (BPE units and end-of-sentence) per second.")
 
 
+def _max_tokens(command: str):
+    """The value of ``--max-tokens`` in a recorded command line, or None."""
+    args = shlex.split(command)
+    return args[args.index("--max-tokens") + 1] if "--max-tokens" in args else None
+
+
 def _training_batch(results) -> str:
     """The training batch of the train part's runs, as "N-token" (from their commands; the
     recipe's where none ran yet)."""
-    commands = [shlex.split(t["command"]) for t in results.get("training", {}).values()]
-    sizes = {c[c.index("--max-tokens") + 1] for c in commands if "--max-tokens" in c}
+    sizes = {_max_tokens(t["command"]) for t in results.get("training", {}).values()} - {None}
     sizes = sizes or {BATCH_ARGS["cpu"][1]}
     return " and ".join(f"{int(n):,}-token" for n in sorted(sizes, key=int))
 
@@ -209,8 +214,7 @@ def _section_distillation(results):
         single = a.get("difformer_default_length0", {})  # none where only CMLM was a student
         reranked = a.get("difformer_default_3x2_rerank_length0", {}).get("bleu")
         cmlm = a.get("cmlm_lb3")
-        command = shlex.split(a.get("commands", {}).get("difformer", ""))
-        batch = command[command.index("--max-tokens") + 1] if "--max-tokens" in command else "–"
+        batch = _max_tokens(a.get("commands", {}).get("difformer", "")) or "–"
         rows.append([a["budget_minutes"], batch, teacher, a.get("distill_minutes", "–"), a["difformer_minutes"],
                      a.get("difformer_updates", "–"), single.get("bleu", "–"), _fmt(single.get("length_ratio"), 3),
                      reranked if reranked is not None else "–",
