@@ -18,7 +18,7 @@ Parts, in this order:
   control   the same probes at t = 0 on the untrained denoiser (the checkpoint's architecture,
             fresh weights): what the text model's training added to its features
   heads     linear probe, attention head, DifFormer (fusion) and DifFeed (feedback), each placed
-            by the grid's best cell, 3 seeds, fairseq-train --task sentence_prediction for
+            by the grid's best cell, 3 seeds, fairseq-train --task sentence_prediction_by_length for
             --head-minutes each
   scratch   a Transformer encoder of the denoiser's size (fairseq's roberta arch, 3 layers, 256
             wide) trained from scratch on the labels for the same minutes, 3 seeds
@@ -227,12 +227,13 @@ class DiffSSLBenchmark:
         return ["--arch", "difformer_fusion", "--difformer-checkpoint", self.lm_checkpoint, *self.head_options(system)]
 
     def train_classifier(self, name, system, fraction, seed):
-        """fairseq-train --task sentence_prediction for --head-minutes; the dev accuracy of the
+        """fairseq-train --task sentence_prediction_by_length for --head-minutes; the dev accuracy of the
         last checkpoint (validated once, when the time is up)."""
         model = self.model_args(system)
         save_dir = self.work / "checkpoints" / name
-        cmd = ["fairseq-train", self.sst2_dir(fraction), "--user-dir", USER_DIR, "--task", "sentence_prediction",
-               "--num-classes", 2, "--criterion", "sentence_prediction", *model, *HEAD_OPTIMISATION,
+        cmd = ["fairseq-train", self.sst2_dir(fraction), "--user-dir", USER_DIR,
+               "--task", "sentence_prediction_by_length", "--num-classes", 2, "--criterion", "sentence_prediction",
+               *model, *HEAD_OPTIMISATION,
                "--seed", seed, "--cpu", "--num-workers", "0", "--stop-time-hours", self.args.head_minutes / 60,
                "--max-epoch", 10 ** 4, "--validate-interval", 10 ** 4, "--no-save", "--log-format", "json",
                "--log-interval", 50, "--save-dir", save_dir]

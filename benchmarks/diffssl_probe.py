@@ -17,13 +17,15 @@ def load(checkpoint, databin, timesteps: Sequence[int], trained: bool = True):
     """The task over ``databin`` and a fusion model reading every layer at ``timesteps``; with
     ``trained=False`` the checkpoint's architecture with fresh weights (torch seed 1)."""
     import fairseq_difformer  # noqa: F401  (registration)
-    from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
     from fairseq_difformer.models.difformer_fusion import (DifformerFusionModel, base_architecture,
                                                            load_difformer, task_dictionary)
+    from fairseq_difformer.tasks.sentence_prediction_by_length import (SentencePredictionByLengthConfig,
+                                                                        SentencePredictionByLengthTask)
 
-    cfg = SentencePredictionConfig(data=str(databin), num_classes=2, regression_target=False,
-                                   classification_head_name="probe", seed=1)
-    task = SentencePredictionTask.setup_task(cfg)
+    # batches of sentences of one length: the features are the same, the padding far less
+    cfg = SentencePredictionByLengthConfig(data=str(databin), num_classes=2, regression_target=False,
+                                           classification_head_name="probe", seed=1)
+    task = SentencePredictionByLengthTask.setup_task(cfg)
     torch.manual_seed(1)
     difformer = load_difformer(str(checkpoint), task_dictionary(task), weights=trained)
     layers = list(range(len(difformer.decoder.layers) + 1))

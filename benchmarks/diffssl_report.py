@@ -131,7 +131,8 @@ def _section_heads(results):
                      ", ".join(f"{runs[s]['accuracy']:.2f}" for s in sorted(runs)),
                      ", ".join(str(runs[s]["updates"]) for s in sorted(runs)), first["minutes"],
                      f"`{_options(first['command'])}`"])
-    return ("## Heads\n\nEach head trained with fairseq-train `--task sentence_prediction` for the same minutes "
+    return ("## Heads\n\nEach head trained with fairseq-train `--task sentence_prediction_by_length` (fairseq's "
+            "`sentence_prediction`, batches of sentences of similar length) for the same minutes "
             "(its own seeds), the frozen denoiser's features at the grid's best cell (linear, attention) or "
             "around it (fusion, feedback); the dev accuracy of the last checkpoint, no selection on dev.\n\n"
             + _table(["head", "dev accuracy (%)", "per seed", "updates", "minutes", "options"], rows))

@@ -213,9 +213,9 @@ def test_a_dictionary_other_than_the_checkpoints_is_refused(labelled_bin, text_m
         build(tmp_path / "bin", checkpoint, head="fusion", feature_layers="1", feature_timesteps="10")
 
 
-def train_head(labelled_bin, checkpoint, save_dir, *options):
+def train_head(labelled_bin, checkpoint, save_dir, task, *options):
     out = run_cli(
-        "fairseq-train", labelled_bin, "--user-dir", USER_DIR, "--task", "sentence_prediction",
+        "fairseq-train", labelled_bin, "--user-dir", USER_DIR, "--task", task,
         "--num-classes", "2", "--criterion", "sentence_prediction", "--arch", "difformer_fusion",
         "--difformer-checkpoint", checkpoint, *options, "--optimizer", "adam",
         "--batch-size", "32", "--max-epoch", "20", "--cpu", "--no-progress-bar", "--log-format", "simple",
@@ -225,14 +225,14 @@ def train_head(labelled_bin, checkpoint, save_dir, *options):
     return accuracies
 
 
-@pytest.mark.parametrize("head, options", [
-    ("linear", ["--feature-layers", "2", "--feature-timesteps", "5", "--lr", "3e-3"]),
-    ("feedback", ["--feature-layers", "1,2", "--feature-timesteps", "5,50", "--feedback", "2:1", *HEAD,
-                  "--lr", "1e-3", "--head-dropout", "0"]),
+@pytest.mark.parametrize("task, head, options", [
+    ("sentence_prediction", "linear", ["--feature-layers", "2", "--feature-timesteps", "5", "--lr", "3e-3"]),
+    ("sentence_prediction_by_length", "feedback", ["--feature-layers", "1,2", "--feature-timesteps", "5,50",
+                                                   "--feedback", "2:1", *HEAD, "--lr", "1e-3", "--head-dropout", "0"]),
 ])
-def test_sentence_prediction_learns_a_separable_set(labelled_bin, text_model, tmp_path, head, options):
+def test_sentence_prediction_learns_a_separable_set(labelled_bin, text_model, tmp_path, task, head, options):
     _, checkpoint = text_model
-    accuracies = train_head(labelled_bin, checkpoint, tmp_path / "ckpt", "--head", head, *options)
+    accuracies = train_head(labelled_bin, checkpoint, tmp_path / "ckpt", task, "--head", head, *options)
     assert len(accuracies) == 20
     assert accuracies[-1] >= 90, accuracies
     # The saved model carries the denoiser's weights unchanged.
@@ -240,6 +240,36 @@ def test_sentence_prediction_learns_a_separable_set(labelled_bin, text_model, tm
     original = torch.load(checkpoint, weights_only=False)["model"]
     for key, value in original.items():
         assert torch.equal(trained["difformer." + key], value), key
+
+
+@pytest.mark.parametrize("no_shuffle", [False, True])
+def test_sentence_prediction_by_length_batches_sentences_of_one_length(labelled_bin, no_shuffle):
+    """Examples ordered by length, ties in the seeded permutation; --no-shuffle keeps the file's order."""
+    from fairseq_difformer.tasks.sentence_prediction_by_length import (SentencePredictionByLengthConfig,
+                                                                        SentencePredictionByLengthTask)
+
+    cfg = SentencePredictionByLengthConfig(data=str(labelled_bin), num_classes=2, seed=1, no_shuffle=no_shuffle)
+    task = SentencePredictionByLengthTask.setup_task(cfg)
+    task.load_dataset("train")
+    dataset = task.dataset("train")
+    order, lengths = dataset.ordered_indices(), dataset.sizes[0]
+    assert sorted(order.tolist()) == list(range(len(dataset)))
+    if no_shuffle:
+        assert order.tolist() == list(range(len(dataset)))
+        return
+    assert (lengths[order][1:] >= lengths[order][:-1]).all()
+    assert len(set(lengths.tolist())) > 3  # the toy set has several lengths to sort
+    plain = SentencePredictionTask.setup_task(cfg)
+    plain.load_dataset("train")
+    shuffled = plain.dataset("train").ordered_indices()  # fairseq's: the permutation alone
+    for length in set(lengths.tolist()):  # within a length, the permutation's order
+        assert order[lengths[order] == length].tolist() == shuffled[lengths[shuffled] == length].tolist()
+
+    def padded_positions(t):
+        batches = t.get_batch_iterator(dataset=t.dataset("train"), max_sentences=16).next_epoch_itr(shuffle=True)
+        return sum(sample["net_input"]["src_tokens"].numel() for sample in batches)
+
+    assert padded_positions(task) < 0.9 * padded_positions(plain)
 
 
 def test_fairseq_train_states_a_bad_option_in_one_line(labelled_bin, text_model, tmp_path):
