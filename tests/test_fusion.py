@@ -86,6 +86,25 @@ def batch(task, *sentences):
     return tokens
 
 
+def test_running_standardisation_is_the_cumulative_average_in_training_as_in_evaluation():
+    from fairseq_difformer.models.fusion_heads import RunningStandardisation
+
+    torch.manual_seed(0)
+    norm = RunningStandardisation(3).train()
+    first, second = torch.randn(5, 3) + 4, 2 * torch.randn(9, 3) - 1  # two batches of different makeup
+    norm(first)
+    out = norm(second)
+    mean = (first.mean(0) + second.mean(0)) / 2
+    var = (first.var(0) + second.var(0)) / 2  # unbiased, as BatchNorm tracks it
+    torch.testing.assert_close(norm.running_mean, mean)
+    torch.testing.assert_close(norm.running_var, var)
+    torch.testing.assert_close(out, (second - mean) / torch.sqrt(var + norm.eps))
+    # a row is standardised alike whatever its batch holds, and evaluation gives the same map
+    alone = norm.eval()(second[:1])
+    torch.testing.assert_close(alone, out[:1])
+    assert norm.num_batches_tracked.item() == 2
+
+
 def test_difformer_lm_samples_sentences(text_model):
     lm, checkpoint = text_model
     out = run_cli("fairseq-generate", lm / "bin", "--user-dir", USER_DIR, "--task", "difformer_lm",

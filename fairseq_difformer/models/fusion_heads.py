@@ -3,7 +3,8 @@
 A feature is the residual stream after one denoiser layer at one noise level t: B × T × d_model,
 with the sentence's padding mask. The heads:
 
-    LinearProbe   logits = W · BN(mean_{real positions}(f)) + b              (one layer, one t)
+    LinearProbe   logits = W · S(mean_{real positions}(f)) + b               (one layer, one t;
+                  S standardises by the training features' running mean and variance)
     FusionHead    for each t: tokens = ⊕_layers [P_l · LN(f_{l,t}) + pos]   (positions joined)
                               c_t = CLS output of a small pre-norm Transformer over [CLS; tokens]
                   logits = W · [c_{t_1}; …; c_{t_K}] + b
@@ -26,16 +27,38 @@ def masked_mean(features: torch.Tensor, padding_mask: torch.Tensor) -> torch.Ten
     return (features * keep).sum(1) / keep.sum(1).clamp(min=1)
 
 
+class RunningStandardisation(nn.BatchNorm1d):
+    """x ↦ (x − μ) / √(σ² + ε), μ and σ² the cumulative averages of the mean and variance of every
+    training batch so far (μ_n = μ_{n−1} + (m_n − μ_{n−1}) / n), used in training as at evaluation.
+
+    A BatchNorm standardises a training batch by that batch's own statistics. When the batches
+    hold sentences of one length (``--task sentence_prediction_by_length``) those statistics carry
+    the length: the probe trains on features with it subtracted and meets it at evaluation. The
+    features come from a frozen denoiser, so their distribution does not drift and one running
+    average serves. A BatchNorm1d's parameters and state, so checkpoints keep their keys."""
+
+    def __init__(self, dim: int):
+        super().__init__(dim, affine=False, momentum=None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.size(0) > 1:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                nn.functional.batch_norm(x.detach(), self.running_mean, self.running_var, training=True,
+                                         momentum=1.0 / float(self.num_batches_tracked), eps=self.eps)
+        return nn.functional.batch_norm(x, self.running_mean, self.running_var, training=False, eps=self.eps)
+
+
 class LinearProbe(nn.Module):
-    """logits = W · BN(mean-pooled feature) + b: the linear-probe baseline, with the pooled
-    features standardised by a BatchNorm without affine parameters (as MAE's linear probing): the
-    mean-pooled residual streams of two sentences differ by little beside what they share, and an
-    unstandardised probe learns that difference slowly. At evaluation the BatchNorm is a fixed
-    affine map, so the probe stays linear."""
+    """logits = W · S(mean-pooled feature) + b: the linear-probe baseline, the pooled features
+    standardised (S: ``RunningStandardisation``, the mean and variance of the training features,
+    as MAE's linear probing standardises with a BatchNorm): the mean-pooled residual streams of two
+    sentences differ by little beside what they share, and an unstandardised probe learns that
+    difference slowly. S is a fixed affine map at evaluation, so the probe stays linear."""
 
     def __init__(self, feature_dim: int, num_classes: int):
         super().__init__()
-        self.norm = nn.BatchNorm1d(feature_dim, affine=False)
+        self.norm = RunningStandardisation(feature_dim)
         self.out_proj = nn.Linear(feature_dim, num_classes)
 
     def forward(self, features: List[List[torch.Tensor]], padding_mask: torch.Tensor) -> torch.Tensor:
