@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Dict, List
 
 
-_JSON_LOG = re.compile(r"\| (train_inner|train) \| (\{.*\})\s*$")
+_JSON_LOG = re.compile(r"\| (train_inner|train|valid) \| (\{.*\})\s*$")
 
 
 def training_log_records(log_text: str, tag: str = "train_inner") -> List[Dict]:

@@ -22,6 +22,10 @@ in the work directory):
               for each --teacher-minutes T, an AR teacher trained T minutes, the training set
               translated with it, each student (Difformer, CMLM) trained on that for the
               minutes left; against the students trained on the references for the whole budget
+  from_ar     one AR Transformer as initialisation (--init-from-ar), distillation teacher and
+              reranker: four Difformer arms (scratch / AR-initialised × references / distilled)
+              at one budget (--budget-minutes, or --from-ar-updates), their learning curves, each
+              decoded 1×1 and 3×2 AR-reranked against AR greedy and beam 5 (benchmarks/from_ar.py)
   summarization  AESLC (email → subject line): the AR Transformer and Difformer of the same size
               trained --summarization-minutes each with the summarization recipe, decoded on
               the dev set: ROUGE-1/2/L and length ratio
@@ -60,7 +64,7 @@ from typing import Optional
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks import measure, report, systems  # noqa: E402
+from benchmarks import from_ar, measure, report, systems  # noqa: E402
 from difformer_cli import user_dir  # noqa: E402
 from difformer_cli.commands import CommandFailed, run_logged  # noqa: E402
 from difformer_cli.recipes import SUMMARIZATION_DECODE_ARGS, recipe, summarization_recipe, with_options  # noqa: E402
@@ -74,7 +78,7 @@ USER_DIR = user_dir()
 #: offset of 2 became the default), so that arms measured in different sessions compare.
 DISTILL_DECODINGS = {"difformer": ("difformer_default_length0", "difformer_default_3x2_rerank_length0"),
                      "cmlm": ("cmlm_lb3",)}
-PARTS = ("throughput", "train", "decode", "samplers", "distill", "summarization", "precision", "ablations",
+PARTS = ("throughput", "train", "decode", "samplers", "distill", "from_ar", "summarization", "precision", "ablations",
          "sweep", "profile", "report")
 
 
@@ -119,6 +123,8 @@ class Results:
 
 
 class Benchmark:
+    say = staticmethod(say)
+
     def __init__(self, args):
         self.args = args
         self.device = args.device
@@ -225,19 +231,26 @@ class Benchmark:
         benchmark's; with the summarization recipe if ``summarization``; the recipe's ``options``
         replaced); resumes an interrupted run and reuses a finished one with the same budget and
         command."""
-        save_dir = self.work / "checkpoints" / name
         cmd = self.budget_command(name, system, minutes, extra, databin, summarization, options)
+        return self.run_training(name, cmd, {"minutes": minutes})
+
+    def run_training(self, name, cmd, budget):
+        """Run the fairseq-train command ``cmd`` (checkpoints in checkpoints/``name``) unless a
+        finished run of the same command is there; ``budget`` ({"minutes": M} or {"updates": N})
+        goes into its summary."""
+        save_dir = self.work / "checkpoints" / name
+        described = " ".join(f"{value:g} {unit}" for unit, value in budget.items())
         done = save_dir / "training.json"
         if done.exists() and json.loads(done.read_text())["command"] == _shell(cmd):
-            say(f"{name}: already trained for {minutes:g} min ({save_dir})")
+            say(f"{name}: already trained for {described} ({save_dir})")
             return json.loads(done.read_text())
         if done.exists():
             shutil.rmtree(save_dir)
-        say(f"training {name} for {minutes:g} min")
+        say(f"training {name} for {described}")
         log = self.work / "logs" / f"train-{name}.log"
         usage = run_logged(cmd, log)
         summary = {
-            "minutes": minutes,
+            "minutes": budget.get("minutes"),
             "updates": measure.final_updates(log.read_text()),
             "words_per_s": training_words_per_s(log.read_text()),
             "wall_s": round(usage["wall_s"], 1),
@@ -420,6 +433,15 @@ class Benchmark:
             usage = run_logged(cmd, self.work / "logs" / f"{name}-distill.log")
             timing.write_text(json.dumps({"minutes": round(usage["wall_s"] / 60, 2), "command": _shell(cmd)}))
         return destdir / "bin", json.loads(timing.read_text())["minutes"]
+
+    # -- part: from_ar ---------------------------------------------------------------------------
+
+    def from_ar(self):
+        from_ar.FromAR(self).run()
+
+    @staticmethod
+    def shell(cmd) -> str:
+        return _shell(cmd)
 
     # -- part: summarization ---------------------------------------------------------------------
 
@@ -645,6 +667,12 @@ def main(argv=None):
     p.add_argument("--teacher-only", action="store_true",
                    help="the distill part runs only the teacher arms, not the references arm (its "
                         "results are kept)")
+    p.add_argument("--from-ar-updates", type=int, default=None,
+                   help="the from_ar part's budget in updates for every training (default: --budget-minutes "
+                        "of wall-clock time)")
+    p.add_argument("--from-ar-curve-interval", type=int, default=None,
+                   help="the from_ar part validates every N updates for its learning curves (default 300; "
+                        "quick 10)")
     p.add_argument("--summarization-minutes", type=float, default=None,
                    help="training minutes per system in the summarization part (default 20, as "
                         "examples/aeslc/run.sh; quick 0.5)")
@@ -685,6 +713,8 @@ def main(argv=None):
         args.sweep_minutes = 0.3 if args.quick else 8
     if args.distill_budget_minutes is None:
         args.distill_budget_minutes = 1.5 if args.quick else 30
+    if args.from_ar_curve_interval is None:
+        args.from_ar_curve_interval = 10 if args.quick else 300
     if args.summarization_minutes is None:
         args.summarization_minutes = 0.5 if args.quick else 20
     if args.teacher_minutes is None:
@@ -705,7 +735,8 @@ def main(argv=None):
         p.error("--device cuda: torch sees no CUDA GPU here")
 
     bench = Benchmark(args)
-    bench.results.set("machine", measure.machine_description())
+    if set(parts) - {"from_ar", "report"}:
+        bench.results.set("machine", measure.machine_description())
     bench.results.set("device", args.device)
     logging.getLogger().setLevel(logging.WARNING)  # importing fairseq turned the root logger on
     run_parts(bench, parts, lambda: report.write(bench.results.data, args.docs), args.results)

@@ -21,7 +21,7 @@ import torch
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.nat import FairseqNATEncoder, FairseqNATModel
 from fairseq.models.nat.nonautoregressive_transformer import NATransformerDecoder
-from fairseq.models.transformer import Embedding
+from fairseq.models.transformer import Embedding, Linear
 from fairseq.modules import LayerNorm
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from torch import nn
@@ -96,6 +96,11 @@ class DifformerModel(FairseqNATModel):
                             help="stop the length loss's gradient at the encoder")
         parser.add_argument("--length-loss-factor", type=float,
                             help="weight of the length prediction loss (default 0.1)")
+        parser.add_argument("--init-from-ar", metavar="AR.pt",
+                            help="start a fresh run from a fairseq AR Transformer translation checkpoint "
+                                 "of the same sizes and dictionary: its layers, positions and embedding "
+                                 "table (rank-d_latent SVD) are copied (not when the run resumes from its "
+                                 "own checkpoint_last.pt, as --finetune-from-model)")
 
     @classmethod
     def build_model(cls, args, task):
@@ -269,6 +274,10 @@ class DifformerDecoder(NATransformerDecoder):
 
         # fairseq's token-input projection is replaced by the (self-conditioned) latent input.
         self.project_in_dim = None
+        # P_out: d_model → d_latent, a learned map at every width (fairseq leaves None where the
+        # widths are equal).
+        if self.project_out_dim is None:
+            self.project_out_dim = Linear(model_dim, latent_dim, bias=False)
         self.latent_input = build_latent_input(
             latent_dim, model_dim, args.self_cond, args.self_cond_before_proj,
             activation=args.activation_fn, dropout=args.dropout,

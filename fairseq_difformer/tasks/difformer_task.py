@@ -30,6 +30,7 @@ from ..criterions.difformer_loss import DifformerCriterion
 from ..diffusion import NOISE_SCHEDULES, SAMPLERS
 from ..errors import DifformerError
 from ..generator import PRECISIONS, DecodingConfig, DifformerGenerator
+from ..models.ar_init import maybe_init_from_ar
 from ..models.difformer import DifformerModel
 
 logger = logging.getLogger(__name__)
@@ -190,6 +191,9 @@ class DifformerTask(TranslationTask):
         if not from_checkpoint:
             check_precision_flags(cfg)
         model = super().build_model(cfg, from_checkpoint)
+        if not from_checkpoint:
+            maybe_init_from_ar(model, cfg, self.source_dictionary, self.target_dictionary, self.cfg.data,
+                               (self.cfg.source_lang, self.cfg.target_lang))
         model.register_load_state_dict_pre_hook(self._check_checkpoint_layout)
         model.register_load_state_dict_pre_hook(self._check_checkpoint_dictionary)
         if self.cfg.eval_rouge and not self.cfg.eval_bleu:

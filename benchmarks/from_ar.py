@@ -1,0 +1,155 @@
+"""The from_ar part: one AR Transformer as initialisation, distillation teacher and reranker.
+
+One AR model is trained with the benchmark's AR recipe, the training set is translated with it
+(beam 5, ``difformer-distill``; its minutes reported apart), then four Difformer arms train with
+the same budget:
+
+    scratch_refs   from its own initialisation, on the references
+    scratch_kd     from its own initialisation, on the AR model's translations
+    ar_init_refs   --init-from-ar AR.pt, on the references
+    ar_init_kd     --init-from-ar AR.pt, on the AR model's translations
+
+Every training validates every ``curve_interval`` updates (valid loss and --eval-bleu on the
+validation set: the learning curves). Then, with no training left, each arm is decoded with the
+default decoding (1×1) and with 3×2 candidates reranked by the AR model, and the AR model greedily
+and with beam 5, on test2016 at batch 100 and batch 1: SacreBLEU, tokenised BLEU, length ratio and
+sentences/s, all in one run. Each record is merged into the results file when it is measured, and
+a resumed run skips what is there with the same command.
+
+The budget is the benchmark's training minutes, or, with ``--from-ar-updates N``, N updates for
+every training: updates do not depend on what else the machine runs, minutes do.
+"""
+
+import json
+from pathlib import Path
+
+from benchmarks import measure, systems
+
+ARMS = (("scratch", "refs"), ("scratch", "kd"), ("ar_init", "refs"), ("ar_init", "kd"))
+#: the decodings of each arm: the task's default (1×1) and 3×2 chosen by the AR model
+DECODINGS = {"default": "difformer_default", "3x2_rerank": "difformer_default_3x2_rerank"}
+#: the AR baselines decoded in the same run
+BASELINES = {"ar_greedy": "ar_beam1", "ar_beam5": "ar_beam5"}
+BATCHES = {"batch100": 100, "batch1": 1}
+
+
+def validation_args(system: str, interval: int):
+    """Validate (loss and BLEU on the validation set) every ``interval`` updates and at each
+    epoch's end; the AR model is validated greedily (at most 1.2 · source length + 10 tokens),
+    Difformer with its default decoding."""
+    # An early AR model rambles: without a length limit (fairseq's default is 200 tokens) one
+    # validation takes minutes. The limit is the one difformer-distill translates with.
+    bleu_args = '{"beam": 1, "max_len_a": 1.2, "max_len_b": 10}' if system == "ar" else "{}"
+    return ["--validate-interval-updates", interval, "--save-interval-updates", interval,
+            "--keep-interval-updates", 1, "--no-epoch-checkpoints", "--eval-bleu", "--eval-bleu-remove-bpe",
+            "--eval-bleu-detok", "moses", "--eval-bleu-args", bleu_args]
+
+
+def learning_curve(log_text: str):
+    """The validations of a fairseq-train JSON log: [{updates, loss, bleu}] in update order."""
+    points = {}
+    for record in measure.training_log_records(log_text, "valid"):
+        updates = int(record["valid_num_updates"])
+        points[updates] = {"updates": updates, "loss": record.get("valid_loss"), "bleu": record.get("valid_bleu")}
+    return [points[u] for u in sorted(points)]
+
+
+class FromAR:
+    """Runs the part inside a :class:`benchmarks.run.Benchmark` (its data, tools and results)."""
+
+    def __init__(self, bench):
+        self.bench = bench
+        self.args = bench.args
+        self.results = bench.results
+
+    def budget_args(self):
+        if self.args.from_ar_updates:
+            return ["--max-update", self.args.from_ar_updates], {"updates": self.args.from_ar_updates}
+        minutes = self.args.budget_minutes
+        return ["--stop-time-hours", minutes / 60, "--max-update", 10 ** 7], {"minutes": minutes}
+
+    def train(self, name, system, databin=None, extra=()):
+        budget, described = self.budget_args()
+        cmd = self.bench.train_command(system, self.bench.work / "checkpoints" / name, databin=databin, extra=[
+            *extra, *budget, *validation_args(system, self.args.from_ar_curve_interval),
+            "--log-format", "json", "--log-interval", self.bench.scale.log_interval])
+        summary = self.bench.run_training(name, cmd, described)
+        log = self.bench.work / "logs" / f"train-{name}.log"
+        if log.exists():
+            summary["curve"] = learning_curve(log.read_text(encoding="utf-8"))
+        return summary
+
+    def run(self):
+        budget = self.budget_args()[1]
+        self.results.set("from_ar", "budget", budget)
+        # The part's own machine line: its figures are compared within the part, never with the
+        # other parts' (which may come from another CPU).
+        self.results.set("from_ar", "machine", measure.machine_description())
+        ar = self.train("from_ar-ar", "ar")
+        self.results.set("from_ar", "ar", _training_record(ar))
+        teacher = Path(ar["checkpoint"])
+        kd_databin, distill_minutes = self.bench.distilled_databin("from_ar", teacher)
+        self.results.set("from_ar", "distillation", {
+            "minutes": distill_minutes, "beam": 5,
+            "command": json.loads((self.bench.work / "distill" / "from_ar" / "timing.json").read_text())["command"]})
+        trained = {}
+        for init, data in ARMS:
+            arm = f"{init}_{data}"
+            extra = ["--init-from-ar", teacher] if init == "ar_init" else []
+            trained[arm] = self.train(f"from_ar-{arm}", "difformer", kd_databin if data == "kd" else None, extra)
+            self.results.set("from_ar", "training", arm, _training_record(trained[arm]))
+        # Decoding only once every training is over, so that the speeds are measured alone.
+        for name, setting in BASELINES.items():
+            self.decode(name, systems.SETTINGS_BY_NAME[setting], teacher, ar["updates"], teacher)
+        for arm, summary in trained.items():
+            for decoding, setting in DECODINGS.items():
+                self.decode(f"{arm}_{decoding}", systems.SETTINGS_BY_NAME[setting],
+                            Path(summary["checkpoint"]), summary["updates"], teacher)
+        self.results.set("from_ar", "ratios", ratios(self.results.get("from_ar", "records")))
+
+    def decode(self, key, setting, checkpoint, updates, reranker):
+        """Decode test2016 with ``setting`` at each of :data:`BATCHES`; score the batch-100 output."""
+        commands = {name: self.bench.shell(self.bench.generate_command(setting, batch, checkpoint, reranker=reranker))
+                    for name, batch in BATCHES.items()}
+        measured = self.results.get("from_ar", "records", key)
+        if measured and all(measured.get(f"command_{name}") == c for name, c in commands.items()):
+            self.bench.say(f"  {key}: already measured (SacreBLEU {measured['bleu']:.2f})")
+            return
+        record = {"updates": updates}
+        for name, batch in BATCHES.items():
+            out, speed = self.bench.generate(setting, batch, checkpoint, tag=f"from_ar-{key}", reranker=reranker)
+            record[f"sentences_per_s_{name}"] = speed["sentences_per_s"]
+            record[f"command_{name}"] = speed["command"]
+            if batch == 100:
+                scores = self.bench.score(out)
+                record.update(bleu=round(scores["sacrebleu"], 2), tok_bleu=round(scores["tok_bleu"], 2),
+                              length_ratio=round(scores["length_ratio"], 3), signature=scores.get("signature"),
+                              sentences_per_s=speed["sentences_per_s"], command=speed["command"])
+        self.bench.say(f"  {key}: SacreBLEU {record['bleu']:.2f}, {record['sentences_per_s']:.1f} sentences/s")
+        self.results.set("from_ar", "records", key, record)
+
+
+def _training_record(summary):
+    return {key: summary.get(key) for key in ("updates", "minutes", "wall_s", "words_per_s", "command", "curve")}
+
+
+def ratios(records):
+    """Each Difformer record against AR greedy and AR beam 5 of the same run: BLEU difference and
+    speed ratio at both batch sizes."""
+    if not records:
+        return {}
+    out = {}
+    for key, record in records.items():
+        if key in BASELINES:
+            continue
+        out[key] = {}
+        for baseline in BASELINES:
+            base = records.get(baseline)
+            if not base:
+                continue
+            out[key][baseline] = {
+                "bleu_difference": round(record["bleu"] - base["bleu"], 2),
+                **{f"speed_ratio_{b}": round(record[f"sentences_per_s_{b}"] / base[f"sentences_per_s_{b}"], 2)
+                   for b in BATCHES if record.get(f"sentences_per_s_{b}") and base.get(f"sentences_per_s_{b}")},
+            }
+    return out
