@@ -10,7 +10,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Dict, List
 
-from benchmarks import systems
+from benchmarks import from_ar_report, systems
 from difformer_cli.recipes import BATCH_ARGS
 
 SYSTEM_NAMES = {"ar": "AR Transformer", "cmlm": "CMLM", "difformer": "Difformer"}
@@ -67,6 +67,7 @@ def targets(results: Dict) -> List[Dict]:
                       "difformer_default", TARGET_LATENCY, batch="batch1"),
         _distilled_cmlm_target(results),
         _summarization_target(results),
+        *from_ar_report.targets(results),
     ]
 
 
@@ -151,6 +152,7 @@ def render(results: Dict, plots: Dict[str, str], findings: str = "") -> str:
     out.append(_section_decoding(results, plots))
     out.append(_section_samplers(results, plots))
     out.append(_section_distillation(results))
+    out.append(from_ar_report.section(results, plots))
     out.append(_section_summarization(results))
     out.append(_section_precision(results))
     out.append(_section_ablations(results, plots))
@@ -675,6 +677,7 @@ def make_plots(results: Dict, directory: Path, prefix: str) -> Dict[str, str]:
         fig.savefig(directory / "ablations.png", dpi=120)
         plt.close(fig)
         made["ablations"] = f"{prefix}/ablations.png"
+    made.update(from_ar_report.plot(results, directory, prefix, plt))
     return made
 
 

@@ -74,7 +74,8 @@ def train_teacher(args, databin, src, tgt, teacher_dir: Path, start):
                "--target-lang", tgt, *shlex.split(args.teacher_args), "--max-update",
                str(args.teacher_max_update), *budget, "--save-dir", str(teacher_dir),
                "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "50",
-               "--eval-bleu", "--eval-bleu-remove-bpe", "--eval-bleu-args", '{"beam": 1}',
+               "--eval-bleu", "--eval-bleu-remove-bpe", "--eval-bleu-args",
+               json.dumps({"beam": 1, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b}),
                "--best-checkpoint-metric", "bleu", "--maximize-best-checkpoint-metric",
                *(["--cpu"] if args.cpu else [])]
         log(f"training the AR teacher ({args.teacher_minutes or '∞'} min, ≤ {args.teacher_max_update} updates)", start)

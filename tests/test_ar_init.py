@@ -184,3 +184,21 @@ def test_missing_truncated_and_foreign_checkpoints_fail_in_one_line(databin, ar_
 def test_init_from_ar_and_finetune_from_model_are_exclusive(databin, ar_checkpoint, difformer_checkpoint, tmp_path):
     with pytest.raises(Exception, match="give one"):
         build(databin, tmp_path, "--init-from-ar", ar_checkpoint, "--finetune-from-model", difformer_checkpoint)
+
+
+def test_hub_loads_the_model_with_the_ar_model_it_started_from_as_reranker(databin, multi30k_bpe, ar_checkpoint,
+                                                                           difformer_checkpoint, tmp_path):
+    from fairseq_difformer import DifformerModel
+    from fairseq_difformer.errors import DifformerError
+
+    train_difformer(databin, tmp_path, 2, "--init-from-ar", ar_checkpoint, "--no-epoch-checkpoints",
+                    "--disable-validation")
+    options = dict(checkpoint_file="checkpoint_last.pt", data_name_or_path=str(databin),
+                   bpe_codes=str(multi30k_bpe / "codes"), tokenizer="moses_lowercase")
+    hub = DifformerModel.from_pretrained(tmp_path, reranker=True, **options)
+    assert [type(m).__name__ for m in hub.models] == ["DifformerModel", "TransformerModel"]
+    assert hub.task.build_generator(hub.models, hub.cfg.generation).config.selection == "reranker"
+    assert isinstance(hub.translate("Ein Hund rennt über die Wiese.", length_beam_size=2), str)
+    with pytest.raises(DifformerError, match="was not trained with --init-from-ar"):
+        DifformerModel.from_pretrained(difformer_checkpoint.parent, reranker=True,
+                                       **{**options, "checkpoint_file": difformer_checkpoint.name})

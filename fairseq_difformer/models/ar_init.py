@@ -259,14 +259,23 @@ def init_from_ar(model, weights, ar_args) -> str:
 
     for name, value in new.items():
         own[name].copy_(value.to(own[name].dtype))
-    kept = Counter(name.split(".")[1] if name.startswith("decoder.") else name.split(".")[0]
-                   for name in own if name not in new and name not in _aliases(model, new))
+    aliases = _aliases(model, new)
+    kept = Counter(_part(name) for name in own if name not in aliases and not name.endswith(".version"))
     energy = 100 * (1 - error ** 2)
     return (f"copied {copied['encoder layers']} encoder-layer and {copied['decoder layers']} decoder-layer "
             f"tensors, {copied['positions']} position tables ({'/'.join(sorted(kinds))}), the embedding "
             f"table as a rank-{k} SVD (keeps {energy:.1f} % of its energy, relative error {error:.3f}) with "
             f"its input and output projections; kept their own initialisation: "
-            + ", ".join(f"{part} ({n} tensors)" for part, n in sorted(kept.items())))
+            + ", ".join(f"{part} ({n})" for part, n in sorted(kept.items())))
+
+
+#: the parts without an AR counterpart, by state-dict prefix, as the summary names them
+NEW_PARTS = {"decoder.time_embed.": "time embedding", "decoder.latent_input.self_cond_proj.": "self-conditioning",
+             "decoder.embed_norm.": "embedding LayerNorm", "decoder.embed_length.": "length predictor"}
+
+
+def _part(name):
+    return next((part for prefix, part in NEW_PARTS.items() if name.startswith(prefix)), name)
 
 
 def _aliases(model, written):

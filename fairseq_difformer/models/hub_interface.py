@@ -129,7 +129,8 @@ def from_pretrained(model_name_or_path, checkpoint_file="checkpoint_best.pt", da
     for none). bpe_codes: the subword-nmt codes of the training data; by default the ``codes``
     file of the model folder, of the data-bin, or of the folder above it (difformer-prepare's
     DESTDIR). reranker: an AR fairseq Transformer trained on the same data-bin that picks the
-    candidate (PPL-MBR; as ``--path difformer.pt:transformer.pt``). Other keyword arguments
+    candidate (PPL-MBR; as ``--path difformer.pt:transformer.pt``), or True for the AR model the
+    Difformer was initialised from (its recorded ``--init-from-ar``). Other keyword arguments
     override the checkpoint's configuration as in fairseq, e.g. ``moses_no_dash_splits=True``,
     ``max_tokens=4096`` or a default decoding option (``decoding_steps=10``).
     """
@@ -146,6 +147,8 @@ def from_pretrained(model_name_or_path, checkpoint_file="checkpoint_best.pt", da
             bpe_codes = find_bpe_codes(bpe_codes, model_dir, data_dir)
     elif not (archive_map and model_dir in archive_map) and "://" not in model_dir:
         check_archive(model_dir)
+    if reranker is True:
+        reranker = recorded_ar_model(model_dir, checkpoint_file)
     if reranker is not None:
         if not os.path.isfile(reranker):
             raise DifformerError(f"reranker checkpoint {reranker} not found")
@@ -167,6 +170,21 @@ def from_pretrained(model_name_or_path, checkpoint_file="checkpoint_best.pt", da
             cfg.tokenizer.source_lang = task.cfg.source_lang
             cfg.tokenizer.target_lang = task.cfg.target_lang
     return DifformerHubInterface(cfg, task, loaded["models"])
+
+
+def recorded_ar_model(model_dir, checkpoint_file):
+    """The ``--init-from-ar`` checkpoint recorded in the model's training configuration."""
+    path = os.path.join(model_dir, checkpoint_file.split(os.pathsep)[0])
+    if not os.path.isfile(path):
+        raise DifformerError(f"reranker=True reads the AR model from the checkpoint, and {path} is not a file")
+    model_cfg = torch.load(path, map_location="cpu").get("cfg", {}).get("model")
+    recorded = getattr(model_cfg, "init_from_ar", None)
+    if not recorded:
+        raise DifformerError(
+            f"{path} was not trained with --init-from-ar, so it records no AR model: pass reranker=PATH "
+            f"(an AR Transformer trained on the same data-bin)"
+        )
+    return recorded
 
 
 def check_registered(kind, name, registry):
