@@ -18,6 +18,10 @@ a resumed run skips what is there with the same command.
 
 The budget is the benchmark's training minutes, or, with ``--from-ar-updates N``, N updates for
 every training: updates do not depend on what else the machine runs, minutes do.
+
+With ``--from-ar-total-minutes B``, one wall-clock budget is also spent two ways
+(:meth:`FromAR.equal_budget`): AR for ``--from-ar-ar-minutes`` + distillation + an AR-initialised
+Difformer on the distilled data for the rest, against a Difformer from scratch for all B minutes.
 """
 
 import json
@@ -106,27 +110,61 @@ class FromAR:
                 self.decode(f"{arm}_{decoding}", systems.SETTINGS_BY_NAME[setting],
                             Path(summary["checkpoint"]), summary["updates"], teacher)
         self.results.set("from_ar", "ratios", ratios(self.results.get("from_ar", "records")))
+        if self.args.from_ar_total_minutes:
+            self.equal_budget(self.args.from_ar_total_minutes, self.args.from_ar_ar_minutes)
 
-    def decode(self, key, setting, checkpoint, updates, reranker):
-        """Decode test2016 with ``setting`` at each of :data:`BATCHES`; score the batch-100 output."""
+    def equal_budget(self, total, ar_minutes):
+        """One wall-clock budget of ``total`` minutes spent two ways: an AR model trained
+        ``ar_minutes``, the training set translated with it (timed), and an AR-initialised
+        Difformer on its translations for the minutes left; against a Difformer from scratch on
+        the references for all ``total`` minutes (no AR model in its budget, so no reranker)."""
+        if not 0 < ar_minutes < total:
+            raise SystemExit(f"benchmark: --from-ar-ar-minutes {ar_minutes:g} must lie between 0 and "
+                             f"--from-ar-total-minutes {total:g}")
+        name = f"from_ar-B{total:g}"
+        ar = self.bench.train_for_budget(f"{name}-ar", "ar", ar_minutes)
+        teacher = Path(ar["checkpoint"])
+        kd_databin, distill_minutes = self.bench.distilled_databin(name, teacher)
+        minutes = round(total - ar_minutes - distill_minutes, 2)
+        student = self.bench.train_for_budget(f"{name}-ar_init_kd", "difformer", minutes, databin=kd_databin,
+                                              extra=["--init-from-ar", teacher])
+        scratch = self.bench.train_for_budget(f"{name}-scratch_refs", "difformer", total)
+        entry = {"total_minutes": total, "ar_minutes": ar_minutes, "ar_updates": ar["updates"],
+                 "distill_minutes": distill_minutes, "difformer_minutes": minutes,
+                 "ar_init_kd_updates": student["updates"], "scratch_refs_updates": scratch["updates"],
+                 "commands": {"ar": ar["command"], "ar_init_kd": student["command"],
+                              "scratch_refs": scratch["command"]}}
+        self.results.set("from_ar", "equal_budget", "setup", entry)
+        decodings = [("ar_greedy", BASELINES["ar_greedy"], teacher, ar["updates"]),
+                     ("ar_init_kd_default", DECODINGS["default"], Path(student["checkpoint"]), student["updates"]),
+                     ("ar_init_kd_3x2_rerank", DECODINGS["3x2_rerank"], Path(student["checkpoint"]), student["updates"]),
+                     ("scratch_refs_default", DECODINGS["default"], Path(scratch["checkpoint"]), scratch["updates"])]
+        for key, setting, checkpoint, updates in decodings:
+            self.decode(key, systems.SETTINGS_BY_NAME[setting], checkpoint, updates, teacher,
+                        where=("equal_budget", "records"), batches={"batch100": 100})
+
+    def decode(self, key, setting, checkpoint, updates, reranker, where=("records",), batches=BATCHES):
+        """Decode test2016 with ``setting`` at each of ``batches``; score the batch-100 output, into
+        from_ar.``where``.``key`` of the results."""
         commands = {name: self.bench.shell(self.bench.generate_command(setting, batch, checkpoint, reranker=reranker))
-                    for name, batch in BATCHES.items()}
-        measured = self.results.get("from_ar", "records", key)
+                    for name, batch in batches.items()}
+        measured = self.results.get("from_ar", *where, key)
         if measured and all(measured.get(f"command_{name}") == c for name, c in commands.items()):
             self.bench.say(f"  {key}: already measured (SacreBLEU {measured['bleu']:.2f})")
             return
         record = {"updates": updates}
-        for name, batch in BATCHES.items():
-            out, speed = self.bench.generate(setting, batch, checkpoint, tag=f"from_ar-{key}", reranker=reranker)
+        for name, batch in batches.items():
+            tag = "-".join(("from_ar", *where[:-1], key))
+            out, speed = self.bench.generate(setting, batch, checkpoint, tag=tag, reranker=reranker)
             record[f"sentences_per_s_{name}"] = speed["sentences_per_s"]
             record[f"command_{name}"] = speed["command"]
             if batch == 100:
                 scores = self.bench.score(out)
                 record.update(bleu=round(scores["sacrebleu"], 2), tok_bleu=round(scores["tok_bleu"], 2),
-                              length_ratio=round(scores["length_ratio"], 3), signature=scores.get("signature"),
+                              length_ratio=round(scores["length_ratio"], 3), signature=scores.get("sacrebleu_signature"),
                               sentences_per_s=speed["sentences_per_s"], command=speed["command"])
         self.bench.say(f"  {key}: SacreBLEU {record['bleu']:.2f}, {record['sentences_per_s']:.1f} sentences/s")
-        self.results.set("from_ar", "records", key, record)
+        self.results.set("from_ar", *where, key, record)
 
 
 def _training_record(summary):

@@ -673,6 +673,11 @@ def main(argv=None):
     p.add_argument("--from-ar-curve-interval", type=int, default=None,
                    help="the from_ar part validates every N updates for its learning curves (default 300; "
                         "quick 10)")
+    p.add_argument("--from-ar-total-minutes", type=float, default=None,
+                   help="the from_ar part also spends this wall-clock budget two ways: AR model + distillation + "
+                        "AR-initialised Difformer, against a Difformer from scratch for all of it (default: not run)")
+    p.add_argument("--from-ar-ar-minutes", type=float, default=None,
+                   help="the AR model's share of --from-ar-total-minutes (default 8; quick 0.3)")
     p.add_argument("--summarization-minutes", type=float, default=None,
                    help="training minutes per system in the summarization part (default 20, as "
                         "examples/aeslc/run.sh; quick 0.5)")
@@ -713,6 +718,8 @@ def main(argv=None):
         args.sweep_minutes = 0.3 if args.quick else 8
     if args.distill_budget_minutes is None:
         args.distill_budget_minutes = 1.5 if args.quick else 30
+    if args.from_ar_ar_minutes is None:
+        args.from_ar_ar_minutes = 0.3 if args.quick else 8
     if args.from_ar_curve_interval is None:
         args.from_ar_curve_interval = 10 if args.quick else 300
     if args.summarization_minutes is None:

@@ -1,0 +1,86 @@
+"""The benchmark's from_ar part: learning curves from fairseq's logs, ratios, targets, report."""
+
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks import from_ar, from_ar_report, report  # noqa: E402
+
+
+def valid_line(updates, loss, bleu):
+    stats = {"epoch": 1, "valid_loss": str(loss), "valid_bleu": str(bleu), "valid_num_updates": str(updates)}
+    return f"2026-12-03 10:00:00 | INFO | valid | {json.dumps(stats)}"
+
+
+def test_learning_curve_reads_each_validation_once_in_update_order():
+    log = "\n".join([
+        valid_line(300, 9.5, 1.2),
+        "2026-12-03 10:00:01 | INFO | train_inner | " + json.dumps({"num_updates": "350", "loss": "8"}),
+        valid_line(600, 8.25, 4.5),
+        valid_line(300, 9.5, 1.2),  # a resumed run validates at 300 again
+    ])
+    assert from_ar.learning_curve(log) == [{"updates": 300, "loss": 9.5, "bleu": 1.2},
+                                           {"updates": 600, "loss": 8.25, "bleu": 4.5}]
+
+
+def record(bleu, b100, b1):
+    return {"bleu": bleu, "tok_bleu": bleu, "length_ratio": 1.0, "sentences_per_s": b100,
+            "sentences_per_s_batch100": b100, "sentences_per_s_batch1": b1, "updates": 1800,
+            "command": "fairseq-generate", "command_batch100": "fairseq-generate", "command_batch1": "x"}
+
+
+def synthetic(ar_init_default=(34.0, 150.0), ar_init_rerank=36.0):
+    records = {"ar_greedy": record(35.0, 80.0, 20.0), "ar_beam5": record(36.5, 60.0, 10.0)}
+    for init, data in from_ar.ARMS:
+        default = ar_init_default if init == "ar_init" and data == "kd" else (20.0, 150.0)
+        records[f"{init}_{data}_default"] = record(default[0], default[1], 40.0)
+        records[f"{init}_{data}_3x2_rerank"] = record(ar_init_rerank if init == "ar_init" else 22.0, 30.0, 8.0)
+    curve = [{"updates": 300, "loss": 9.0, "bleu": 2.0}, {"updates": 600, "loss": 8.0, "bleu": 6.0}]
+    return {"mode": "full", "from_ar": {
+        "budget": {"updates": 1800}, "records": records, "ar": {"updates": 1800, "curve": curve},
+        "distillation": {"minutes": 4.2},
+        "training": {f"{i}_{d}": {"updates": 1800, "curve": curve} for i, d in from_ar.ARMS}}}
+
+
+def test_ratios_are_bleu_differences_and_speed_ratios_to_each_ar_baseline():
+    ratios = from_ar.ratios(synthetic()["from_ar"]["records"])
+    assert set(ratios) == {f"{i}_{d}_{dec}" for i, d in from_ar.ARMS for dec in from_ar.DECODINGS}
+    assert ratios["ar_init_kd_default"]["ar_greedy"] == {"bleu_difference": -1.0, "speed_ratio_batch100": 1.88,
+                                                          "speed_ratio_batch1": 2.0}
+    assert ratios["scratch_refs_3x2_rerank"]["ar_beam5"]["bleu_difference"] == -14.5
+
+
+def test_targets_need_both_bleu_and_speed_for_the_greedy_goal():
+    met_greedy, met_beam = from_ar_report.targets(synthetic())
+    assert met_greedy["met"] is True and "ar_init_kd: 34.00 vs 35.00 (-1.00) at 1.88×" == met_greedy["shown"]
+    assert met_beam["met"] is True  # 36.0 ≥ 36.5 − 1
+    slow, low = from_ar_report.targets(synthetic(ar_init_default=(34.0, 100.0), ar_init_rerank=35.0))
+    assert slow["met"] is False  # 1.25× AR greedy's speed: within 2 BLEU is not enough
+    assert low["met"] is False
+    assert all(t["met"] is None for t in from_ar_report.targets({}))
+
+
+def test_report_has_a_row_per_arm_and_decoding_and_the_curves_plot(tmp_path):
+    results = synthetic()
+    plots = report.make_plots(results, tmp_path / "benchmarks", "benchmarks")
+    assert (tmp_path / "benchmarks" / "from_ar_curves.png").stat().st_size > 0
+    text = from_ar_report.section(results, plots)
+    for label in from_ar_report.ARM_LABELS.values():
+        for decoding in from_ar_report.DECODING_LABELS.values():
+            assert f"Difformer, {label}, {decoding} |" in text
+    assert "| AR Transformer, greedy | 1,800 | 35.00 |" in text
+    assert "1,800 updates" in text and "4.20 min" in text
+    assert "benchmarks/from_ar_curves.png" in text
+    assert "Not measured yet (`--part from_ar`)" in from_ar_report.section({}, {})
+
+
+def test_validation_args_bound_the_ar_models_length_and_keep_one_interval_checkpoint():
+    args = [str(a) for a in from_ar.validation_args("ar", 300)]
+    assert json.loads(args[args.index("--eval-bleu-args") + 1]) == {"beam": 1, "max_len_a": 1.2, "max_len_b": 10}
+    assert args[args.index("--validate-interval-updates") + 1] == "300"
+    assert args[args.index("--keep-interval-updates") + 1] == "1"
+    difformer = [str(a) for a in from_ar.validation_args("difformer", 300)]
+    assert json.loads(difformer[difformer.index("--eval-bleu-args") + 1]) == {}
