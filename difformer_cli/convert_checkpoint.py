@@ -126,7 +126,8 @@ def convert_state_dict(model_state, args):
         )
     # Identity projections (latent width = model width) hold no weights in the original.
     embed = model_state.get("encoder.embed_tokens.weight")
-    for key in ("encoder.embed_tokens.project_in.weight", "decoder.latent_input.project_in.weight"):
+    for key in ("encoder.embed_tokens.project_in.weight", "decoder.latent_input.project_in.weight",
+                "decoder.project_out_dim.weight"):
         if key not in converted and embed is not None and args.latent_dim == args.model_dim:
             converted[key] = embed.new_zeros(args.model_dim, args.model_dim).fill_diagonal_(1)
     return converted

@@ -175,7 +175,8 @@ def test_identity_projections_and_defaults_of_the_original(tmp_path):
     for key in ("encoder.project_in_dim.weight", "decoder.project_in_dim.weight", "decoder.project_out_dim.weight"):
         del state[key]
     converted = convert(write_original(tmp_path, args, state))
-    torch.testing.assert_close(converted["model"]["decoder.latent_input.project_in.weight"], torch.eye(D))
+    for key in ("decoder.latent_input.project_in.weight", "decoder.project_out_dim.weight"):
+        torch.testing.assert_close(converted["model"][key], torch.eye(D))
     assert converted["args"].rescale_timesteps is False and converted["args"].embed_norm is False
 
 
