@@ -10,10 +10,10 @@ the same budget:
     ar_init_kd     --init-from-ar AR.pt, on the AR model's translations
 
 Every training validates every ``curve_interval`` updates (valid loss and --eval-bleu on the
-validation set: the learning curves). Then, with no training left, each arm is decoded with the
-default decoding (1×1) and with 3×2 candidates reranked by the AR model, and the AR model greedily
-and with beam 5, on test2016 at batch 100 and batch 1: SacreBLEU, tokenised BLEU, length ratio and
-sentences/s, all in one run. Each record is merged into the results file when it is measured, and
+validation set: the learning curves). The AR model is decoded greedily and with beam 5, and each
+arm, once trained, with the default decoding (1×1) and with 3×2 candidates reranked by the AR
+model, on test2016 at batch 100 and batch 1: SacreBLEU, tokenised BLEU, length ratio and
+sentences/s, all in one run, each decoding with no training beside it. Each record is merged into the results file when it is measured, and
 a resumed run skips what is there with the same command.
 
 The budget is the benchmark's training minutes, or, with ``--from-ar-updates N``, N updates for
@@ -29,7 +29,8 @@ from pathlib import Path
 
 from benchmarks import measure, systems
 
-ARMS = (("scratch", "refs"), ("scratch", "kd"), ("ar_init", "refs"), ("ar_init", "kd"))
+#: in the order they are run: the AR-initialised arms first, scratch on distilled data last
+ARMS = (("ar_init", "kd"), ("ar_init", "refs"), ("scratch", "refs"), ("scratch", "kd"))
 #: the decodings of each arm: the task's default (1×1) and 3×2 chosen by the AR model
 DECODINGS = {"default": "difformer_default", "3x2_rerank": "difformer_default_3x2_rerank"}
 #: the AR baselines decoded in the same run
@@ -96,16 +97,15 @@ class FromAR:
         self.results.set("from_ar", "distillation", {
             "minutes": distill_minutes, "beam": 5,
             "command": json.loads((self.bench.work / "distill" / "from_ar" / "timing.json").read_text())["command"]})
-        trained = {}
+        # The AR baselines first, then each arm decoded as soon as it is trained: every speed is
+        # measured with no training running beside it.
+        for name, setting in BASELINES.items():
+            self.decode(name, systems.SETTINGS_BY_NAME[setting], teacher, ar["updates"], teacher)
         for init, data in ARMS:
             arm = f"{init}_{data}"
             extra = ["--init-from-ar", teacher] if init == "ar_init" else []
-            trained[arm] = self.train(f"from_ar-{arm}", "difformer", kd_databin if data == "kd" else None, extra)
-            self.results.set("from_ar", "training", arm, _training_record(trained[arm]))
-        # Decoding only once every training is over, so that the speeds are measured alone.
-        for name, setting in BASELINES.items():
-            self.decode(name, systems.SETTINGS_BY_NAME[setting], teacher, ar["updates"], teacher)
-        for arm, summary in trained.items():
+            summary = self.train(f"from_ar-{arm}", "difformer", kd_databin if data == "kd" else None, extra)
+            self.results.set("from_ar", "training", arm, _training_record(summary))
             for decoding, setting in DECODINGS.items():
                 self.decode(f"{arm}_{decoding}", systems.SETTINGS_BY_NAME[setting],
                             Path(summary["checkpoint"]), summary["updates"], teacher)

@@ -92,7 +92,7 @@ def section(results: Dict, plots: Dict[str, str]) -> str:
             f"translated with beam 5 by `difformer-distill`: {_f(distill.get('minutes'))} min, not counted in "
             f"the arms' budgets) and the reranker of every 3×2 decoding. Each Difformer arm trains with the "
             f"benchmark's Difformer recipe for {budget_text}. All rows decode test2016 in this one run, "
-            f"after every training has finished"
+            f"each with no training running beside it"
             + (f"; SacreBLEU signature `{signature}`" if signature else "") + ".\n\n"
             + "\n".join(table) + "\n")
     if "from_ar_curves" in plots:

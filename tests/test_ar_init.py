@@ -1,6 +1,5 @@
 """--init-from-ar: a Difformer started from a fairseq AR Transformer checkpoint."""
 
-import json
 import math
 import shutil
 
@@ -204,24 +203,3 @@ def test_hub_loads_the_model_with_the_ar_model_it_started_from_as_reranker(datab
         DifformerModel.from_pretrained(difformer_checkpoint.parent, reranker=True,
                                        **{**options, "checkpoint_file": difformer_checkpoint.name})
 
-
-def test_from_ar_example_runs_every_step_and_reuses_them(tmp_path):
-    """examples/from_ar/run.py --smoke: prepare, AR model, distillation, AR-initialised
-    Difformer, three decodings scored; a second run reuses every step."""
-    import subprocess
-    import sys
-
-    from conftest import REPO
-
-    cmd = [sys.executable, str(REPO / "examples" / "from_ar" / "run.py"), "--smoke", "--workdir", str(tmp_path)]
-    first = subprocess.run(cmd, capture_output=True, text=True)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "--init-from-ar" in first.stdout and "copied" in first.stdout
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) == {"ar_greedy", "difformer_default", "difformer_3x2_rerank"}
-    assert all(r["sentences_per_s"] > 0 and "sacrebleu" in r for r in results.values())
-    assert "--ppl-mbr" in (tmp_path / "difformer_3x2_rerank.command").read_text()
-    second = subprocess.run(cmd, capture_output=True, text=True)
-    assert second.returncode == 0
-    assert "AR Transformer already trained" in second.stdout and "Difformer already trained" in second.stdout
-    assert "decoding test" not in second.stdout

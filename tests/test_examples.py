@@ -50,3 +50,18 @@ def test_qqp_paraphrase_reports_bleu_and_rouge(tmp_path):
     log = proc.stdout + proc.stderr
     assert re.search(r"valid on 'valid' subset .*bleu [\d.]+.*rougeL [\d.]+", log)
     assert re.search(r"SacreBLEU: [\d.]+", proc.stdout) and re.search(r"ROUGE-L [\d.]+", proc.stdout)
+
+
+def test_from_ar_example_runs_every_step_and_reuses_them(tmp_path):
+    """examples/from_ar/run.py --smoke: prepare, AR model, distillation, AR-initialised
+    Difformer, three decodings scored; a second run reuses every step."""
+    cmd = [sys.executable, REPO / "examples" / "from_ar" / "run.py", "--smoke", "--workdir", tmp_path]
+    first = run(cmd).stdout
+    assert "--init-from-ar" in first and "copied" in first
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) == {"ar_greedy", "difformer_default", "difformer_3x2_rerank"}
+    assert all(r["sentences_per_s"] > 0 and "sacrebleu" in r for r in results.values())
+    assert "--ppl-mbr" in (tmp_path / "difformer_3x2_rerank.command").read_text()
+    again = run(cmd).stdout
+    assert "AR Transformer already trained" in again and "Difformer already trained" in again
+    assert "reusing the distilled data-bin" in again and "decoding test" not in again
