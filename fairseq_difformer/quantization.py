@@ -125,13 +125,19 @@ def module_tree_copy(module: nn.Module, memo=None) -> nn.Module:
 
 class QuantizedCopy:
     """Holds the int8 copy of one model, made again when the model or its parameters change:
-    every in-place update of a parameter (an optimizer step, ``load_state_dict``) advances the
-    tensor's version counter, and moving the model gives it new storage."""
+    an in-place update of a parameter that autograd sees (``load_state_dict``, ``p.add_`` under
+    ``no_grad``) advances the tensor's version counter, and moving the model gives it new
+    storage. A write through ``p.data``, as fairseq's optimizers make, advances neither: code
+    that trains calls :meth:`forget` before decoding again (the task does, at each validation)."""
 
     def __init__(self):
         self.source = None
         self.versions = None
         self.copy = None
+
+    def forget(self):
+        """Drop the copy: the next call quantizes the model's current weights."""
+        self.source = self.versions = self.copy = None
 
     def __call__(self, model: nn.Module) -> nn.Module:
         versions = tuple((p.data_ptr(), p._version) for p in model.parameters())

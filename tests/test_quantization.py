@@ -89,6 +89,26 @@ def test_int8_copy_is_reused_until_the_parameters_change():
     assert copies(other) is not second
 
 
+def test_each_validation_decodes_with_the_weights_trained_so_far():
+    """fairseq's optimizers write through p.data, which no version counter sees: the task makes
+    the validation generator's int8 copy again at the start of every validation."""
+    from test_model import make_task
+
+    model = build()
+    task = make_task()
+    task.sequence_generator = DifformerGenerator(model, DICT, DecodingConfig(precision="int8"))
+    copies = task.sequence_generator.int8_model
+    first = copies(model)
+    for p in model.parameters():
+        p.data.add_(0.5)  # as fairseq's Adam updates a float32 parameter
+    assert copies(model) is first  # unseen by the version counters
+    task.begin_valid_epoch(2, model)
+    fresh = copies(model)
+    assert fresh is not first
+    assert not torch.equal(fresh.decoder.layers[0].fc1.weight().dequantize(),
+                           first.decoder.layers[0].fc1.weight().dequantize())
+
+
 @pytest.mark.parametrize("flags, int8", [((), True), (("--decoding-precision", "int8"), True),
                                          (("--decoding-precision", "model"), False)])
 def test_decoding_precision_through_fairseq_generate_flags(tmp_path, flags, int8):

@@ -204,6 +204,15 @@ class DifformerTask(TranslationTask):
             self.sequence_generator = self.build_generator([model], Namespace(**json.loads(self.cfg.eval_bleu_args)))
         return model
 
+    def begin_valid_epoch(self, epoch, model):
+        """Each validation decodes with the weights trained so far: the validation generator's
+        int8 copy of the model is made again (fairseq's optimizers write through ``p.data``,
+        which the copy cannot see)."""
+        super().begin_valid_epoch(epoch, model)
+        generator = getattr(self, "sequence_generator", None)
+        if isinstance(generator, DifformerGenerator):
+            generator.int8_model.forget()
+
     def valid_step(self, sample, model, criterion):
         """The criterion's losses, plus the BLEU n-gram statistics (--eval-bleu) and ROUGE F1 sums
         (--eval-rouge) of one decoding of the batch; all are sums, so they add up across workers."""
