@@ -97,6 +97,9 @@ def section(results: Dict, plots: Dict[str, str]) -> str:
             + "\n".join(table) + "\n")
     if "from_ar_curves" in plots:
         text += f"\n![validation BLEU and loss of each arm against updates]({plots['from_ar_curves']})\n"
+    notes = [f"{ARM_LABELS.get(arm, arm)}: {t['curve_note']}" for arm, t in training.items() if t.get("curve_note")]
+    if notes:
+        text += "\n" + "\n".join(f"- {note}" for note in notes) + "\n"
     return text
 
 
@@ -112,10 +115,13 @@ def plot(results: Dict, directory: Path, prefix: str, plt) -> Dict[str, str]:
     for name, curve in curves.items():
         label = "AR Transformer (greedy)" if name == "ar" else ARM_LABELS.get(name, name)
         style = "k--" if name == "ar" else "-"
-        updates = [p["updates"] for p in curve]
-        ax1.plot(updates, [p["bleu"] for p in curve], style, marker="o", markersize=3, label=label)
+        scored = [p for p in curve if p.get("bleu") is not None]
+        if scored:
+            ax1.plot([p["updates"] for p in scored], [p["bleu"] for p in scored], style, marker="o",
+                     markersize=3, label=label)
         if name != "ar":  # the AR model's loss is a cross-entropy, the arms' a diffusion loss
-            ax2.plot(updates, [p["loss"] for p in curve], marker="o", markersize=3, label=label)
+            ax2.plot([p["updates"] for p in curve], [p["loss"] for p in curve], marker="o", markersize=3,
+                     label=label)
     ax1.set_xlabel("updates")
     ax1.set_ylabel("validation BLEU (--eval-bleu)")
     ax1.legend(fontsize=8)
