@@ -19,6 +19,9 @@ a resumed run skips what is there with the same command.
 The budget is the benchmark's training minutes, or, with ``--from-ar-updates N``, N updates for
 every training: updates do not depend on what else the machine runs, minutes do.
 
+With ``--from-ar-techniques NAME …``, the AR-initialised arm on distilled data is also trained with
+each change of :data:`TECHNIQUES` (same budget, decoded the same way), as arm ``ar_init_kd_NAME``.
+
 With ``--from-ar-total-minutes B``, one wall-clock budget is also spent two ways
 (:meth:`FromAR.equal_budget`): AR for ``--from-ar-ar-minutes`` + distillation + an AR-initialised
 Difformer on the distilled data for the rest, against a Difformer from scratch for all B minutes.
@@ -36,6 +39,12 @@ DECODINGS = {"default": "difformer_default", "3x2_rerank": "difformer_default_3x
 #: the AR baselines decoded in the same run
 BASELINES = {"ar_greedy": "ar_beam1", "ar_beam5": "ar_beam5"}
 BATCHES = {"batch100": 100, "batch1": 1}
+#: techniques tried on the AR-initialised arm on distilled data, one change each, with
+#: ``--from-ar-techniques``: name → (what it changes, the training options it adds)
+TECHNIQUES = {
+    "latent_full": ("latent as wide as the model (256, the small recipe's width): the AR table is "
+                    "copied whole, not factorised to rank 128", ["--latent-dim", "256"]),
+}
 
 
 def validation_args(system: str, interval: int):
@@ -105,6 +114,14 @@ class FromAR:
             arm = f"{init}_{data}"
             extra = ["--init-from-ar", teacher] if init == "ar_init" else []
             summary = self.train(f"from_ar-{arm}", "difformer", kd_databin if data == "kd" else None, extra)
+            self.results.set("from_ar", "training", arm, _training_record(summary))
+            for decoding, setting in DECODINGS.items():
+                self.decode(f"{arm}_{decoding}", systems.SETTINGS_BY_NAME[setting],
+                            Path(summary["checkpoint"]), summary["updates"], teacher)
+        for technique in self.args.from_ar_techniques or ():
+            arm = f"ar_init_kd_{technique}"
+            summary = self.train(f"from_ar-{arm}", "difformer", kd_databin,
+                                 ["--init-from-ar", teacher, *TECHNIQUES[technique][1]])
             self.results.set("from_ar", "training", arm, _training_record(summary))
             for decoding, setting in DECODINGS.items():
                 self.decode(f"{arm}_{decoding}", systems.SETTINGS_BY_NAME[setting],

@@ -3,10 +3,11 @@
 from pathlib import Path
 from typing import Dict, List
 
-from benchmarks.from_ar import ARMS, DECODINGS
+from benchmarks.from_ar import ARMS, DECODINGS, TECHNIQUES
 
 ARM_LABELS = {"scratch_refs": "scratch, references", "scratch_kd": "scratch, distilled",
-              "ar_init_refs": "AR-initialised, references", "ar_init_kd": "AR-initialised, distilled"}
+              "ar_init_refs": "AR-initialised, references", "ar_init_kd": "AR-initialised, distilled",
+              **{f"ar_init_kd_{name}": f"AR-initialised, distilled, {name}" for name in TECHNIQUES}}
 DECODING_LABELS = {"default": "default 1×1", "3x2_rerank": "default 3×2, AR reranks"}
 BASELINE_LABELS = {"ar_greedy": "AR Transformer, greedy", "ar_beam5": "AR Transformer, beam 5"}
 #: the goal: the best AR-initialised default decoding within 2 BLEU of AR greedy at ≥ 1.5× its
@@ -21,7 +22,7 @@ def _f(value, digits=2):
 def targets(results: Dict) -> List[Dict]:
     records = results.get("from_ar", {}).get("records", {})
     greedy, beam = records.get("ar_greedy"), records.get("ar_beam5")
-    arms = [f"ar_init_{data}" for data in ("refs", "kd")]
+    arms = [f"ar_init_{data}" for data in ("refs", "kd")] + [f"ar_init_kd_{name}" for name in TECHNIQUES]
     default = [(records[f"{a}_default"], a) for a in arms if f"{a}_default" in records]
     reranked = [(records[f"{a}_3x2_rerank"], a) for a in arms if f"{a}_3x2_rerank" in records]
     name1 = (f"from_ar: best AR-initialised default decoding ≥ AR greedy SacreBLEU − {GAP_GREEDY:g} at "
@@ -64,8 +65,7 @@ def section(results: Dict, plots: Dict[str, str]) -> str:
             rows.append([label, _f(ar.get("updates"), 0), _f(r["bleu"]), _f(r["tok_bleu"]), _f(r["length_ratio"], 3),
                          _f(r["sentences_per_s_batch100"], 1), _f(r.get("sentences_per_s_batch1"), 1), "–", "–"])
     greedy, beam = records.get("ar_greedy"), records.get("ar_beam5")
-    for init, data in ARMS:
-        arm = f"{init}_{data}"
+    for arm in [f"{init}_{data}" for init, data in ARMS] + [f"ar_init_kd_{name}" for name in TECHNIQUES]:
         for decoding in DECODINGS:
             r = records.get(f"{arm}_{decoding}")
             if not r:
@@ -95,11 +95,44 @@ def section(results: Dict, plots: Dict[str, str]) -> str:
             f"each with no training running beside it"
             + (f"; SacreBLEU signature `{signature}`" if signature else "") + ".\n\n"
             + "\n".join(table) + "\n")
+    tried = [f"- `{name}`: {TECHNIQUES[name][0]} (`{' '.join(TECHNIQUES[name][1])}`)" for name in TECHNIQUES
+             if f"ar_init_kd_{name}" in training]
+    if tried:
+        text += "\nTechniques, each one change to the AR-initialised arm on distilled data:\n" + "\n".join(tried) + "\n"
+    text += equal_budget_section(part.get("equal_budget", {}))
     if "from_ar_curves" in plots:
         text += f"\n![validation BLEU and loss of each arm against updates]({plots['from_ar_curves']})\n"
     notes = [f"{ARM_LABELS.get(arm, arm)}: {t['curve_note']}" for arm, t in training.items() if t.get("curve_note")]
     if notes:
         text += "\n" + "\n".join(f"- {note}" for note in notes) + "\n"
+    return text
+
+
+def equal_budget_section(equal: Dict) -> str:
+    """One wall-clock budget spent two ways: AR + distillation + AR-initialised Difformer against
+    a Difformer from scratch for all of it."""
+    setup, records = equal.get("setup"), equal.get("records", {})
+    if not setup or not records:
+        return ""
+    labels = {"ar_greedy": f"AR Transformer ({setup['ar_minutes']:g} min, {setup['ar_updates']:,} updates), greedy",
+              "ar_init_kd_default": f"Difformer, AR-initialised, distilled ({setup['difformer_minutes']:g} min, "
+                                    f"{setup['ar_init_kd_updates']:,} updates), default 1×1",
+              "ar_init_kd_3x2_rerank": "the same, 3×2 AR-reranked",
+              "scratch_refs_default": f"Difformer from scratch, references ({setup['total_minutes']:g} min, "
+                                      f"{setup['scratch_refs_updates']:,} updates), default 1×1"}
+    rows = [f"| {label} | {_f(records[key]['bleu'])} | {_f(records[key]['length_ratio'], 3)} | "
+            f"{_f(records[key]['sentences_per_s_batch100'], 1)} |" for key, label in labels.items() if key in records]
+    text = (f"\n### One budget of {setup['total_minutes']:g} minutes, spent two ways\n\n"
+            f"AR model {setup['ar_minutes']:g} min + distillation {_f(setup['distill_minutes'])} min + "
+            f"AR-initialised Difformer on its translations {setup['difformer_minutes']:g} min, against a Difformer "
+            f"from scratch on the references for all {setup['total_minutes']:g} min (wall-clock budgets, "
+            f"test2016, batch 100).\n\n| system | SacreBLEU | length ratio | sent/s batch 100 |\n|---|---|---|---|\n"
+            + "\n".join(rows) + "\n")
+    student, scratch = records.get("ar_init_kd_default"), records.get("scratch_refs_default")
+    if student and scratch:
+        difference = student["bleu"] - scratch["bleu"]
+        text += (f"\nDefault decoding: the AR route {'wins' if difference > 0 else 'loses'} by "
+                 f"{abs(difference):.2f} BLEU at equal total minutes.\n")
     return text
 
 

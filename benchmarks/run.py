@@ -673,6 +673,10 @@ def main(argv=None):
     p.add_argument("--from-ar-curve-interval", type=int, default=None,
                    help="the from_ar part validates every N updates for its learning curves (default 300; "
                         "quick 10)")
+    p.add_argument("--from-ar-techniques", nargs="+", choices=list(from_ar.TECHNIQUES), default=None,
+                   help="the from_ar part also trains the AR-initialised arm on distilled data with each of "
+                        "these changes (" + "; ".join(f"{k}: {v[0]}" for k, v in from_ar.TECHNIQUES.items())
+                        + "; default: none)")
     p.add_argument("--from-ar-total-minutes", type=float, default=None,
                    help="the from_ar part also spends this wall-clock budget two ways: AR model + distillation + "
                         "AR-initialised Difformer, against a Difformer from scratch for all of it (default: not run)")

@@ -68,12 +68,13 @@ def test_report_has_a_row_per_arm_and_decoding_and_the_curves_plot(tmp_path):
     plots = report.make_plots(results, tmp_path / "benchmarks", "benchmarks")
     assert (tmp_path / "benchmarks" / "from_ar_curves.png").stat().st_size > 0
     text = from_ar_report.section(results, plots)
-    for label in from_ar_report.ARM_LABELS.values():
+    for label in (from_ar_report.ARM_LABELS[f"{i}_{d}"] for i, d in from_ar.ARMS):
         for decoding in from_ar_report.DECODING_LABELS.values():
             assert f"Difformer, {label}, {decoding} |" in text
     assert "| AR Transformer, greedy | 1,800 | 35.00 |" in text
     assert "1,800 updates" in text and "4.20 min" in text
     assert "benchmarks/from_ar_curves.png" in text
+    assert "latent_full" not in text and "spent two ways" not in text  # neither measured here
     assert "Not measured yet (`--part from_ar`)" in from_ar_report.section({}, {})
 
 
@@ -84,3 +85,33 @@ def test_validation_args_bound_the_ar_models_length_and_keep_one_interval_checkp
     assert args[args.index("--keep-interval-updates") + 1] == "1"
     difformer = [str(a) for a in from_ar.validation_args("difformer", 300)]
     assert json.loads(difformer[difformer.index("--eval-bleu-args") + 1]) == {}
+
+
+def test_technique_arms_are_rows_and_count_for_the_targets():
+    results = synthetic()
+    part = results["from_ar"]
+    part["training"]["ar_init_kd_latent_full"] = {"updates": 1800, "curve": part["ar"]["curve"]}
+    part["records"]["ar_init_kd_latent_full_default"] = record(34.5, 140.0, 40.0)
+    part["records"]["ar_init_kd_latent_full_3x2_rerank"] = record(36.2, 30.0, 8.0)
+    text = from_ar_report.section(results, {})
+    assert "| Difformer, AR-initialised, distilled, latent_full, default 1×1 | 1,800 | 34.50 |" in text
+    assert "`latent_full`: latent as wide as the model" in text and "`--latent-dim 256`" in text
+    greedy, beam = from_ar_report.targets(results)
+    assert greedy["shown"].startswith("ar_init_kd_latent_full: 34.50") and greedy["met"] is True
+    assert beam["shown"].startswith("ar_init_kd_latent_full: 36.20")
+
+
+def test_equal_budget_section_says_which_route_wins():
+    results = synthetic()
+    results["from_ar"]["equal_budget"] = {
+        "setup": {"total_minutes": 20, "ar_minutes": 8, "ar_updates": 500, "distill_minutes": 5.5,
+                  "difformer_minutes": 6.5, "ar_init_kd_updates": 520, "scratch_refs_updates": 1700},
+        "records": {"ar_greedy": record(20.0, 150.0, 20.0), "ar_init_kd_default": record(17.25, 300.0, 40.0),
+                    "ar_init_kd_3x2_rerank": record(19.0, 60.0, 10.0), "scratch_refs_default": record(15.0, 280.0, 40.0)}}
+    text = from_ar_report.section(results, {})
+    assert "### One budget of 20 minutes, spent two ways" in text
+    assert "| Difformer from scratch, references (20 min, 1,700 updates), default 1×1 | 15.00 |" in text
+    assert "the AR route wins by 2.25 BLEU" in text
+    results["from_ar"]["equal_budget"]["records"]["scratch_refs_default"]["bleu"] = 18.0
+    assert "the AR route loses by 0.75 BLEU" in from_ar_report.section(results, {})
+    assert from_ar_report.equal_budget_section({}) == ""
