@@ -44,6 +44,8 @@ BATCHES = {"batch100": 100, "batch1": 1}
 TECHNIQUES = {
     "latent_full": ("latent as wide as the model (256, the small recipe's width): the AR table is "
                     "copied whole, not factorised to rank 128", ["--latent-dim", "256"]),
+    "lr_5e-4": ("half the peak learning rate (5e-4): gentler steps for the copied weights",
+                ["--lr", "5e-4"]),
 }
 
 
