@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO
 
 SHARED = REPO.parent / "shared" / "data"
@@ -19,18 +21,51 @@ def run(cmd, env=None):
     return proc
 
 
-def test_quickstart_smoke_runs_every_step_and_reuses_them(tmp_path):
-    first = run([sys.executable, REPO / "examples" / "quickstart.py", "--smoke", "--workdir", tmp_path]).stdout
-    assert re.search(r"SacreBLEU [\d.]+ +\(.*13a", first)
-    assert "tokenised BLEU" in first and "source:" in first and "hypothesis:" in first
+def test_quickstart_smoke_runs_the_ar_route_and_reuses_every_step(tmp_path):
+    """AR model → distillation → AR-initialised Difformer in one budget, three decodings scored;
+    a second run reuses every step; a decoding made with another command is made again."""
+    cmd = [sys.executable, REPO / "examples" / "quickstart.py", "--smoke", "--workdir", tmp_path]
+    first = run(cmd).stdout
+    assert re.search(r"budget: AR 0.8 min \+ distillation [\d.]+ min \+ Difformer 1 min", first)
+    assert "--init-from-ar" in first and "copied" in first
     assert re.search(r"update +\d+ .*left of", first)
-    again = run([sys.executable, REPO / "examples" / "quickstart.py", "--smoke", "--workdir", tmp_path]).stdout
-    assert "training already finished" in again and "translating" not in again
-    # a translation made with another decoding command is not reused
-    (tmp_path / "generate-test.command").write_text("fairseq-generate with another decoding")
-    changed = run([sys.executable, REPO / "examples" / "quickstart.py", "--smoke", "--workdir", tmp_path]).stdout
-    assert "training already finished" in changed and "translating" in changed
-    assert "--decoding-length-offset 2" in (tmp_path / "generate-test.command").read_text()
+    for name in ("ar_greedy", "difformer_default", "difformer_3x2_rerank"):
+        assert re.search(rf"{name} +SacreBLEU +[\d.]+ +BLEU +[\d.]+ +length ratio [\d.]+ +[\d.]+ sentences/s", first)
+    assert "13a" in first and "source:" in first and "hypothesis:" in first
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert all(r["sentences_per_s"] > 0 for r in results.values())
+    assert "--ppl-mbr" in (tmp_path / "difformer_3x2_rerank.command").read_text()
+    assert (tmp_path / "checkpoints" / "checkpoint_last.pt").exists()  # where the README's hub example looks
+    again = run(cmd).stdout
+    assert again.count("training already finished") == 2 and "reusing the distilled data-bin" in again
+    assert "translating" not in again
+    (tmp_path / "difformer_default.command").write_text("fairseq-generate with another decoding")
+    changed = run(cmd).stdout
+    assert "translating test2016 with difformer_default" in changed and changed.count("translating") == 1
+
+
+def test_quickstart_from_scratch_smoke_trains_only_the_difformer(tmp_path):
+    out = run([sys.executable, REPO / "examples" / "quickstart.py", "--smoke", "--from-scratch",
+               "--workdir", tmp_path]).stdout
+    assert re.search(r"difformer_3x2 +SacreBLEU +[\d.]+", out) and "AR Transformer" not in out
+    assert "--decoding-length-offset 2" in (tmp_path / "difformer_3x2.command").read_text()
+    assert not (tmp_path / "ar").exists()
+
+
+def test_quickstart_stops_in_one_line_when_the_budget_leaves_no_difformer_time(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(REPO / "examples"))
+    import quickstart
+    import steps
+
+    monkeypatch.setattr(steps, "prepare", lambda work, *a: work / "data" / "bin")
+    trained = []
+    monkeypatch.setattr(steps, "train", lambda system, *a, **k: trained.append(system) or tmp_path / "ar.pt")
+    monkeypatch.setattr(steps, "distill", lambda *a: (tmp_path / "kd", 330.0))
+    with pytest.raises(SystemExit) as exc:
+        quickstart.main(["--minutes", "10", "--workdir", str(tmp_path)])
+    assert trained == ["ar"]
+    assert str(exc.value) == ("quickstart: --minutes 10 leaves 0.5 min for the Difformer after the AR model "
+                              "(4 min) and the distillation (5.5 min); give a larger --minutes, or --from-scratch")
 
 
 def test_aeslc_summarization_picks_the_best_checkpoint_by_rouge(tmp_path):
@@ -63,5 +98,5 @@ def test_from_ar_example_runs_every_step_and_reuses_them(tmp_path):
     assert all(r["sentences_per_s"] > 0 and "sacrebleu" in r for r in results.values())
     assert "--ppl-mbr" in (tmp_path / "difformer_3x2_rerank.command").read_text()
     again = run(cmd).stdout
-    assert "AR Transformer already trained" in again and "Difformer already trained" in again
-    assert "reusing the distilled data-bin" in again and "decoding test" not in again
+    assert again.count("training already finished") == 2
+    assert "reusing the distilled data-bin" in again and "translating" not in again

@@ -1,0 +1,172 @@
+"""The steps the quickstart and examples/from_ar share: prepare the shipped Multi30k copy, train
+(with a wall-clock budget, resumable), distil with an AR model, decode test2016 and score it.
+
+Every step reuses what a previous run finished: the data-bin, a training whose budget is spent
+(a ``training.done`` marker beside its checkpoints), the distilled data-bin (difformer-distill
+checks it is the same teacher's), a translation made by the same command from the same
+checkpoints.
+"""
+
+import json
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from difformer_cli import user_dir  # noqa: E402
+from difformer_cli.commands import CommandFailed, run_logged  # noqa: E402
+from difformer_cli.generate_output import parse_generate_output  # noqa: E402
+from difformer_cli.recipes import recipe  # noqa: E402
+
+DATA = REPO / "data" / "multi30k"
+#: what the messages start with: the running script's name
+PREFIX = ["examples"]
+_TRANSLATED = re.compile(r"Translated ([\d,]+) sentences .* in ([\d.]+)s \(([\d.]+) sentences/s")
+SYSTEM_NAMES = {"ar": "the AR Transformer", "difformer": "difformer_small"}
+
+
+def say(message):
+    print(f"[{PREFIX[0]}] {message}", flush=True)
+
+
+def clock(seconds):
+    return f"{int(seconds // 60):02d}:{int(seconds % 60):02d}"
+
+
+def run(cmd, log: Path, **kwargs):
+    """Run ``cmd`` with its output in ``log``; a failure ends the script with the log's tail."""
+    try:
+        return run_logged(cmd, log, **kwargs)
+    except CommandFailed as exc:
+        sys.exit(f"{PREFIX[0]}: {exc}")
+
+
+def prepare(work: Path, max_lines, bpe_merges):
+    """Subset (for the smoke setting) and prepare the shipped data with difformer-prepare."""
+    source = DATA
+    if max_lines:
+        source = work / "subset"
+        source.mkdir(parents=True, exist_ok=True)
+        for name in ("train", "val", "test_2016_flickr"):
+            for lang in ("de", "en"):
+                lines = (DATA / f"{name}.{lang}").read_text(encoding="utf-8").splitlines()
+                n = max_lines if name == "train" else max(1, max_lines // 10)
+                (source / f"{name}.{lang}").write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
+    run(["difformer-prepare", "--source-lang", "de", "--target-lang", "en", "--no-tokenize",
+         "--trainpref", source / "train", "--validpref", source / "val",
+         "--testpref", source / "test_2016_flickr", "--bpe-merges", bpe_merges,
+         "--destdir", work / "data"], work / "prepare.log", on_line=lambda line: print("   ", line.rstrip()))
+    return work / "data" / "bin"
+
+
+def previous_training_time(checkpoint: Path) -> float:
+    """Seconds of training already in a checkpoint (fairseq counts them against the budget)."""
+    if not checkpoint.exists():
+        return 0.0
+    import torch
+
+    import fairseq_difformer  # noqa: F401  (lets torch load fairseq checkpoints)
+
+    state = torch.load(checkpoint, map_location="cpu")
+    return float(state.get("extra_state", {}).get("previous_training_time", 0.0))
+
+
+def train(system: str, databin: Path, save_dir: Path, minutes: float, max_update=None, extra=()):
+    """fairseq-train with ``system``'s CPU recipe (:mod:`difformer_cli.recipes`) and ``extra``
+    for ``minutes`` of wall-clock time (or ``max_update`` updates, the smoke setting), showing
+    progress and the time left; returns checkpoint_last.pt."""
+    done = save_dir / "training.done"
+    if done.exists():
+        say(f"{SYSTEM_NAMES[system]}: training already finished ({save_dir}); delete {done.name} to train further")
+        return save_dir / "checkpoint_last.pt"
+    budget = minutes * 60
+    cmd = ["fairseq-train", databin, "--user-dir", user_dir(), *recipe(system, "cpu"), *extra,
+           "--disable-validation", "--no-epoch-checkpoints", "--save-interval-updates", 200,
+           "--log-format", "simple", "--log-interval", 1 if max_update else 50,
+           "--stop-time-hours", minutes / 60, "--max-update", max_update or 10 ** 7, "--save-dir", save_dir]
+    say(f"training {SYSTEM_NAMES[system]} for {minutes:g} min (resumes from {save_dir}/checkpoint_last.pt if any)")
+    start = time.time() - previous_training_time(save_dir / "checkpoint_last.pt")
+
+    def show_progress(line):
+        if "Loaded checkpoint" in line:
+            say("resuming: " + line.split("|")[-1].strip())
+        if "--init-from-ar" in line:
+            say("    " + line.split("|")[-1].strip()[:400])
+        match = re.search(r"loss=([\d.]+).*?num_updates=(\d+)", line)
+        if "train_inner" in line and match:
+            elapsed = time.time() - start
+            say(f"update {int(match.group(2)):5d}  loss {match.group(1)}  elapsed {clock(elapsed)}  "
+                f"~{clock(max(0.0, budget - elapsed))} left of {clock(budget)}")
+
+    save_dir.mkdir(parents=True, exist_ok=True)
+    run(cmd, save_dir / "train.log", on_line=show_progress, append=True)
+    done.touch()
+    return save_dir / "checkpoint_last.pt"
+
+
+def distill(databin: Path, teacher: Path, destdir: Path, smoke: bool):
+    """The training set translated with ``teacher`` (beam 5, 8,000-token batches; the smoke
+    setting beam 2, at most 20 tokens), binarised with the data-bin's own dictionary. Returns the
+    distilled data-bin and the seconds the distillation took (kept in ``destdir``/time.json, so
+    that a reused one reports the time it took when it ran; None if unknown)."""
+    timing = destdir / "time.json"
+    reused = (destdir / "manifest.json").exists()
+    if reused:
+        say(f"reusing the distilled data-bin {destdir / 'bin'} (difformer-distill checks it is {teacher}'s)")
+    else:
+        say(f"distilling the training set with {teacher} (beam {2 if smoke else 5})")
+    start = time.time()
+    limits = ["--beam", 2, "--max-len-a", 0, "--max-len-b", 20] if smoke else ["--beam", 5]
+    run(["difformer-distill", databin, "--destdir", destdir, "--teacher", teacher, *limits, "--max-tokens", 8000,
+         "--cpu"], destdir.parent / "distill.log", on_line=lambda line: None)
+    recorded = json.loads(timing.read_text()) if reused and timing.exists() else {}
+    if recorded.get("teacher") != str(teacher):  # difformer-distill ran just now
+        timing.write_text(json.dumps({"seconds": round(time.time() - start, 1), "teacher": str(teacher)}))
+    seconds = json.loads(timing.read_text())["seconds"]
+    say(f"      distilled data-bin {destdir / 'bin'} ({seconds:.0f} s)")
+    return destdir / "bin", seconds
+
+
+def decode(name, options, databin: Path, model: Path, work: Path, reranker: Path = None):
+    """Translate test2016 at batch 100 into ``work``/``name``.txt (with ``reranker`` scoring the
+    candidates when given) and score it: SacreBLEU, tokenised BLEU, length ratio, sentences/s.
+    A translation made by the same command from checkpoints no newer than it is reused."""
+    path = f"{model}:{reranker}" if reranker else str(model)
+    cmd = ["fairseq-generate", databin, "--user-dir", user_dir(), "--path", path, "--gen-subset", "test",
+           "--batch-size", 100, "--required-batch-size-multiple", 1, "--remove-bpe", "--cpu", *options]
+    out, command_file = work / f"{name}.txt", work / f"{name}.command"
+    command = shlex.join(map(str, cmd))
+    newest = max(Path(p).stat().st_mtime for p in path.split(":"))
+    if not (out.exists() and command_file.exists() and command_file.read_text() == command
+            and out.stat().st_mtime >= newest):
+        say(f"translating test2016 with {name}")
+        partial = out.with_suffix(".partial")
+        run(cmd, work / f"{name}.log", stdout=partial)
+        partial.rename(out)
+        command_file.write_text(command)
+    scores_file = out.with_suffix(".scores.json")
+    run(["difformer-score", "--generate-output", out, "--detok", "en", "--json"],
+        work / f"{name}.score.log", stdout=scores_file)
+    scores = json.loads(scores_file.read_text())
+    speed = _TRANSLATED.search((work / f"{name}.log").read_text(encoding="utf-8") + out.read_text(encoding="utf-8"))
+    scores["sentences_per_s"] = float(speed.group(3)) if speed else None
+    return scores
+
+
+def show_scores(results):
+    """One line per decoding: SacreBLEU, tokenised BLEU, length ratio, sentences/s."""
+    for name, scores in results.items():
+        say(f"  {name:22s} SacreBLEU {scores['sacrebleu']:6.2f}  BLEU {scores['tok_bleu']:6.2f}  "
+            f"length ratio {scores['length_ratio']:.3f}  {scores['sentences_per_s'] or 0:7.1f} sentences/s")
+    say(f"  ({next(iter(results.values()))['sacrebleu_signature']})")
+
+
+def show_examples(generate_output: Path, n=3):
+    entries = parse_generate_output(generate_output.read_text(encoding="utf-8").splitlines())
+    for i in sorted(entries)[:n]:
+        print(f"  source:     {entries[i]['S']}\n  reference:  {entries[i]['T']}\n  hypothesis: {entries[i]['H']}\n")
