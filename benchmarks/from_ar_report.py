@@ -145,16 +145,18 @@ def plot(results: Dict, directory: Path, prefix: str, plt) -> Dict[str, str]:
     if not curves:
         return {}
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for name, curve in curves.items():
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, curve) in enumerate(curves.items()):
         label = "AR Transformer (greedy)" if name == "ar" else ARM_LABELS.get(name, name)
-        style = "k--" if name == "ar" else "-"
+        # one colour per arm in both panels, also where an arm has no BLEU curve
+        style = {"color": "k", "linestyle": "--"} if name == "ar" else {"color": palette[i % len(palette)]}
         scored = [p for p in curve if p.get("bleu") is not None]
         if scored:
-            ax1.plot([p["updates"] for p in scored], [p["bleu"] for p in scored], style, marker="o",
-                     markersize=3, label=label)
+            ax1.plot([p["updates"] for p in scored], [p["bleu"] for p in scored], marker="o",
+                     markersize=3, label=label, **style)
         if name != "ar":  # the AR model's loss is a cross-entropy, the arms' a diffusion loss
             ax2.plot([p["updates"] for p in curve], [p["loss"] for p in curve], marker="o", markersize=3,
-                     label=label)
+                     label=label, **style)
     ax1.set_xlabel("updates")
     ax1.set_ylabel("validation BLEU (--eval-bleu)")
     ax1.legend(fontsize=8)
