@@ -49,6 +49,11 @@ TECHNIQUES = {
 }
 
 
+def arm_names():
+    """Every arm the part can train, in its order: the four of :data:`ARMS`, then the techniques."""
+    return [f"{init}_{data}" for init, data in ARMS] + [f"ar_init_kd_{name}" for name in TECHNIQUES]
+
+
 def validation_args(system: str, interval: int):
     """Validate (loss and BLEU on the validation set) every ``interval`` updates and at each
     epoch's end; the AR model is validated greedily (at most 1.2 · source length + 10 tokens),
@@ -112,18 +117,12 @@ class FromAR:
         # measured with no training running beside it.
         for name, setting in BASELINES.items():
             self.decode(name, systems.SETTINGS_BY_NAME[setting], teacher, ar["updates"], teacher)
-        for init, data in ARMS:
-            arm = f"{init}_{data}"
-            extra = ["--init-from-ar", teacher] if init == "ar_init" else []
-            summary = self.train(f"from_ar-{arm}", "difformer", kd_databin if data == "kd" else None, extra)
-            self.results.set("from_ar", "training", arm, _training_record(summary))
-            for decoding, setting in DECODINGS.items():
-                self.decode(f"{arm}_{decoding}", systems.SETTINGS_BY_NAME[setting],
-                            Path(summary["checkpoint"]), summary["updates"], teacher)
-        for technique in self.args.from_ar_techniques or ():
-            arm = f"ar_init_kd_{technique}"
-            summary = self.train(f"from_ar-{arm}", "difformer", kd_databin,
-                                 ["--init-from-ar", teacher, *TECHNIQUES[technique][1]])
+        arms = [(f"{init}_{data}", kd_databin if data == "kd" else None,
+                 ["--init-from-ar", teacher] if init == "ar_init" else []) for init, data in ARMS]
+        arms += [(f"ar_init_kd_{name}", kd_databin, ["--init-from-ar", teacher, *TECHNIQUES[name][1]])
+                 for name in self.args.from_ar_techniques or ()]
+        for arm, databin, extra in arms:
+            summary = self.train(f"from_ar-{arm}", "difformer", databin, extra)
             self.results.set("from_ar", "training", arm, _training_record(summary))
             for decoding, setting in DECODINGS.items():
                 self.decode(f"{arm}_{decoding}", systems.SETTINGS_BY_NAME[setting],

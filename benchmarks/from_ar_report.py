@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Dict, List
 
-from benchmarks.from_ar import ARMS, DECODINGS, TECHNIQUES
+from benchmarks.from_ar import DECODINGS, TECHNIQUES, arm_names
 
 ARM_LABELS = {"scratch_refs": "scratch, references", "scratch_kd": "scratch, distilled",
               "ar_init_refs": "AR-initialised, references", "ar_init_kd": "AR-initialised, distilled",
@@ -22,7 +22,7 @@ def _f(value, digits=2):
 def targets(results: Dict) -> List[Dict]:
     records = results.get("from_ar", {}).get("records", {})
     greedy, beam = records.get("ar_greedy"), records.get("ar_beam5")
-    arms = [f"ar_init_{data}" for data in ("refs", "kd")] + [f"ar_init_kd_{name}" for name in TECHNIQUES]
+    arms = [arm for arm in arm_names() if arm.startswith("ar_init")]
     default = [(records[f"{a}_default"], a) for a in arms if f"{a}_default" in records]
     reranked = [(records[f"{a}_3x2_rerank"], a) for a in arms if f"{a}_3x2_rerank" in records]
     name1 = (f"from_ar: best AR-initialised default decoding ≥ AR greedy SacreBLEU − {GAP_GREEDY:g} at "
@@ -65,7 +65,7 @@ def section(results: Dict, plots: Dict[str, str]) -> str:
             rows.append([label, _f(ar.get("updates"), 0), _f(r["bleu"]), _f(r["tok_bleu"]), _f(r["length_ratio"], 3),
                          _f(r["sentences_per_s_batch100"], 1), _f(r.get("sentences_per_s_batch1"), 1), "–", "–"])
     greedy, beam = records.get("ar_greedy"), records.get("ar_beam5")
-    for arm in [f"{init}_{data}" for init, data in ARMS] + [f"ar_init_kd_{name}" for name in TECHNIQUES]:
+    for arm in arm_names():
         for decoding in DECODINGS:
             r = records.get(f"{arm}_{decoding}")
             if not r:
