@@ -6,7 +6,7 @@ setup(
     description="Difformer (embedding-space text diffusion) as a fairseq plugin",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["fairseq_difformer", "fairseq_difformer.*", "difformer_cli"]),
+    packages=find_packages(include=["difformer_core", "difformer_core.*", "fairseq_difformer", "fairseq_difformer.*", "difformer_cli"]),
     python_requires=">=3.9",
     # torch and fairseq (fairseq-fixed 0.12.3.1) are installed by scripts/install.sh: listing
     # them here would let pip replace a user's GPU torch or pull a CUDA build and torchaudio.

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple, Optional
 
-from .errors import DifformerError
+from difformer_core.errors import DifformerError
 
 UPDATE_CHECKPOINT = re.compile(r"checkpoint_(\d+)_(\d+)\.pt")  # --save-interval-updates
 EPOCH_CHECKPOINT = re.compile(r"checkpoint(\d+)\.pt")
@@ -25,7 +25,7 @@ def load_checkpoint(path):
     """A checkpoint's state dict, on CPU, exactly as fairseq saved it."""
     import torch
 
-    from .checkpoint_loading import allow_fairseq_checkpoints
+    from difformer_core.checkpoints import allow_fairseq_checkpoints
 
     allow_fairseq_checkpoints()
     try:

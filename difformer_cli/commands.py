@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
-from .errors import DifformerError
+from difformer_core.errors import DifformerError
 
 TAIL_LINES = 15
 

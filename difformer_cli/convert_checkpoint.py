@@ -25,8 +25,9 @@ import copy
 from argparse import Namespace
 from pathlib import Path
 
+from difformer_core.errors import DifformerError
+
 from .average_checkpoints import load_checkpoint, save_atomic
-from .errors import DifformerError
 
 #: original name prefix → this plugin's (the embedding LayerNorm is placed by the args)
 RENAMED = {

@@ -28,8 +28,9 @@ from importlib import metadata
 from itertools import islice
 from pathlib import Path
 
+from difformer_core.errors import DifformerError
+
 from .commands import CommandFailed, run_logged
-from .errors import DifformerError
 
 PROG = "difformer-prepare"
 SPLITS = ("train", "valid", "test")

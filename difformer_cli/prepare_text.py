@@ -28,8 +28,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from difformer_core.errors import DifformerError
+
 from .commands import CommandFailed, run_logged
-from .errors import DifformerError
 from .prepare import bpe, hash_and_count_lines, moses, read_lines, run_preparation
 
 PROG = "difformer-prepare-text"

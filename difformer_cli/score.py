@@ -25,9 +25,10 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import DifformerError
+from difformer_core.errors import DifformerError
+from difformer_core.rouge import ROUGE_TYPES, rouge_f1_sums
+
 from .generate_output import parse_generate_output
-from .rouge import ROUGE_TYPES, rouge_f1_sums
 
 METRICS = ("bleu", "tok-bleu", "rouge", "lengths")
 SUBWORD_MARK = "@@ "  # subword-nmt's continuation mark, as fairseq's --remove-bpe removes it

@@ -116,7 +116,7 @@ def check_outputs(parser, args):
 
 def read_input(path):
     """The lines of --input (stdin for '-'), stripped as fairseq-interactive strips them."""
-    from .errors import DifformerError
+    from difformer_core.errors import DifformerError
 
     if path == "-":
         lines = sys.stdin.read().splitlines()
@@ -165,7 +165,7 @@ def main(argv=None):
     warnings.filterwarnings("ignore", message="'pin_memory' argument is set as true")
     check_outputs(parser, args)
 
-    from .errors import DifformerError
+    from difformer_core.errors import DifformerError
 
     from . import trajectory_decode
     from .trajectory_grid import format_table, grid_rows

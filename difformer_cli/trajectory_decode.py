@@ -27,7 +27,8 @@ from fairseq_cli.generate import get_symbols_to_strip_from_output
 
 import fairseq_difformer  # noqa: F401  (registers the difformer task and model)
 
-from .errors import DifformerError
+from difformer_core.errors import DifformerError
+
 from .trajectory_grid import Trajectory
 
 GENERATE_MAX_TOKENS = 12000  # fairseq-generate's batch size when neither --max-tokens nor --batch-size is given

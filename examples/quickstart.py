@@ -29,20 +29,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from difformer_cli import pipeline
+from difformer_cli.pipeline import AR_ROUTE_DECODINGS, clock, say
 
-import steps  # noqa: E402
-from steps import clock, say  # noqa: E402
-
-REPO = steps.REPO
-#: the decodings of the AR route: (name, fairseq-generate options, reranked by the AR model)
-DECODINGS = (
-    # Greedy, with difformer-distill's length limit (fairseq's default allows 200 tokens).
-    ("ar_greedy", ["--task", "translation", "--beam", "1", "--max-len-a", "1.2", "--max-len-b", "10"], False),
-    ("difformer_default", ["--task", "difformer", "--seed", "1"], False),
-    ("difformer_3x2_rerank", ["--task", "difformer", "--length-beam-size", "3", "--noise-beam-size", "2",
-                              "--ppl-mbr", "--seed", "1"], True),
-)
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data" / "multi30k"
 #: --from-scratch's decoding (no AR model to rerank): 20 steps, 3 lengths × 2 noises centred 2
 #: tokens above the predicted length
 SCRATCH_DECODING = ["--task", "difformer", "--seed", "1", "--decoding-steps", "20", "--decoding-early-stopping", "5",
@@ -54,8 +45,8 @@ MIN_DIFFORMER_MINUTES = 1.0
 def from_ar_route(args, databin, work, max_update):
     """AR model → distillation → AR-initialised Difformer, all inside ``args.minutes``."""
     ar_minutes = round(args.minutes * args.ar_share, 2)
-    ar = steps.train("ar", databin, work / "ar", ar_minutes, max_update)
-    kd, seconds = steps.distill(databin, ar, work / "distill", args.smoke)
+    ar = pipeline.train("ar", databin, work / "ar", ar_minutes, max_update)
+    kd, seconds = pipeline.distill(databin, ar, work / "distill", args.smoke)
     minutes = round(args.minutes - ar_minutes - seconds / 60, 2)
     if minutes < MIN_DIFFORMER_MINUTES:
         if not args.smoke:
@@ -64,16 +55,16 @@ def from_ar_route(args, databin, work, max_update):
                      f"--minutes, or --from-scratch")
         minutes = MIN_DIFFORMER_MINUTES
     say(f"budget: AR {ar_minutes:g} min + distillation {seconds / 60:.1f} min + Difformer {minutes:g} min")
-    model = steps.train("difformer", kd, work / "checkpoints", minutes, max_update, extra=["--init-from-ar", ar])
-    results = {name: steps.decode(name, options, kd, ar if name.startswith("ar_") else model, work,
+    model = pipeline.train("difformer", kd, work / "checkpoints", minutes, max_update, extra=["--init-from-ar", ar])
+    results = {name: pipeline.decode(name, options, kd, ar if name.startswith("ar_") else model, work,
                                   reranker=ar if reranked else None)
-               for name, options, reranked in DECODINGS}
+               for name, options, reranked in AR_ROUTE_DECODINGS}
     return results, work / "difformer_3x2_rerank.txt"
 
 
 def from_scratch_route(args, databin, work, max_update):
-    model = steps.train("difformer", databin, work / "checkpoints", args.minutes, max_update)
-    results = {"difformer_3x2": steps.decode("difformer_3x2", SCRATCH_DECODING, databin, model, work)}
+    model = pipeline.train("difformer", databin, work / "checkpoints", args.minutes, max_update)
+    results = {"difformer_3x2": pipeline.decode("difformer_3x2", SCRATCH_DECODING, databin, model, work)}
     return results, work / "difformer_3x2.txt"
 
 
@@ -92,7 +83,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not 0 < args.ar_share < 1:
         p.error(f"--ar-share {args.ar_share:g}: give a fraction between 0 and 1")
-    steps.PREFIX[0] = "quickstart"
+    pipeline.PREFIX[0] = "quickstart"
     if args.smoke:
         max_lines, bpe_merges, max_update, args.minutes = 500, 300, 5, min(args.minutes, 2)
     else:
@@ -101,14 +92,14 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
 
-    databin = steps.prepare(work, max_lines, bpe_merges)
+    databin = pipeline.prepare(DATA, work, max_lines, bpe_merges)
     route = from_scratch_route if args.from_scratch else from_ar_route
     results, examples = route(args, databin, work, max_update)
 
     say("examples from test2016:")
-    steps.show_examples(examples)
+    pipeline.show_examples(examples)
     say("test2016 (lowercased), batch 100, on this CPU:")
-    steps.show_scores(results)
+    pipeline.show_scores(results)
     (work / "results.json").write_text(json.dumps(results, indent=1))
     say(f"done in {clock(time.time() - start)}; outputs in {work}")
 

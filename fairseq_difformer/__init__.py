@@ -6,8 +6,8 @@ lets torch load fairseq checkpoints. ``DifformerModel.from_pretrained`` loads a 
 translating raw text from Python.
 """
 
-from difformer_cli.checkpoint_loading import allow_fairseq_checkpoints
-from difformer_cli.errors import install_excepthook
+from difformer_core.checkpoints import allow_fairseq_checkpoints
+from difformer_core.errors import install_excepthook
 
 allow_fairseq_checkpoints()
 install_excepthook()

@@ -14,82 +14,16 @@ Returns fairseq's hypothesis dicts (``tokens``, ``score``, ``positional_scores``
 
 import contextlib
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
+from difformer_core.decoding import DecodingConfig
+from difformer_core.diffusion import GaussianDiffusion, build_sampler
+from difformer_core.errors import DifformerError
+
 from .batching import GROUP_CALL_COST, length_groups
-from .diffusion import SAMPLERS, GaussianDiffusion, build_sampler, check_rescaling_factor
-from .errors import DifformerError
 from .quantization import QuantizedCopy, int8_applies
 from .selection import ARReranker, bleu_mbr, candidate_strings, mean_log_prob
-
-
-#: --decoding-precision: how the encoder's, the denoiser's and the AR reranker's matrix products run.
-PRECISIONS = {
-    "auto": "int8 for a float32 model on the CPU (where PyTorch has the int8 kernels), else model",
-    "model": "the model's own weights and dtype (float32, or float16 when loaded with --fp16)",
-    "bf16": "torch.autocast(bfloat16), one context per batch",
-    "int8": "dynamic int8 layers on a copy of the model (quantization.py; CPU only)",
-}
-
-
-@dataclass
-class DecodingConfig:
-    """The decoding options (the task's --decoding-* and beam flags)."""
-
-    steps: int = 20
-    early_stopping: int = 0
-    rescaling_factor: float = 1.0
-    vp_rf: bool = False
-    noise_schedule: Optional[str] = None  # None: the schedule the model was trained with
-    sampler: str = "ddpm"  # a key of diffusion.samplers.SAMPLERS
-    eta: Optional[float] = None  # DDIM's η; None: 0
-    precision: str = "auto"  # a key of PRECISIONS
-    clamping: bool = False
-    remove_repeats: bool = True  # collapse each run of one word to its first, before scoring
-    length_offset: int = 0  # added to the predicted (or reference) length
-    oracle_length: bool = False  # the length beam around the reference's length (analysis)
-    length_beam: int = 1
-    noise_beam: int = 1
-    selection: str = "logprob"  # "logprob", "reranker" (PPL-MBR) or "bleu_mbr"
-    retain_history: bool = False
-
-    def validate(self, diffusion_steps: int):
-        if not 1 <= self.steps <= diffusion_steps:
-            raise DifformerError(
-                f"--decoding-steps must be between 1 and the model's --diffusion-steps "
-                f"({diffusion_steps}); got {self.steps}"
-            )
-        if not 0 <= self.early_stopping < self.steps:
-            raise DifformerError(
-                f"--decoding-early-stopping ({self.early_stopping}) must be in [0, --decoding-steps) "
-                f"= [0, {self.steps}): it is the number of final steps to skip, at least one must run"
-            )
-        check_rescaling_factor(self.rescaling_factor, "--decoding-rescaling-factor")
-        if self.sampler not in SAMPLERS:
-            raise DifformerError(
-                f"--decoding-sampler {self.sampler!r} is not one of {', '.join(SAMPLERS)}"
-            )
-        if self.eta is not None and self.sampler != "ddim":
-            raise DifformerError(
-                f"--decoding-eta is an option of --decoding-sampler ddim, not of {self.sampler}: "
-                f"drop it, or decode with --decoding-sampler ddim"
-            )
-        if self.eta is not None and not 0 <= self.eta <= 1:
-            raise DifformerError(
-                f"--decoding-eta must be in [0, 1] (got {self.eta}): 0 is deterministic DDIM, "
-                f"1 samples from the DDPM posterior"
-            )
-        if self.precision not in PRECISIONS:
-            raise DifformerError(
-                f"--decoding-precision {self.precision!r} is not one of {', '.join(PRECISIONS)}"
-            )
-        if self.length_beam < 1 or self.noise_beam < 1:
-            raise DifformerError(
-                f"--length-beam-size and --noise-beam-size must be ≥ 1 "
-                f"(got {self.length_beam} and {self.noise_beam})"
-            )
 
 
 def collapse_repeats(tokens, positional_scores, lengths, pad):

@@ -36,21 +36,20 @@ import warnings
 import torch
 from torch import nn
 
-from .errors import DifformerError
+from difformer_core.errors import DifformerError
 
 
 def int8_linear_names(model: nn.Module):
     """The qualified names of the ``nn.Linear`` modules of ``model`` that int8 decoding
-    quantizes (see the module docstring)."""
-    # Imported here: the models package imports the task, whose generator imports this module.
-    from .models.difformer import DifformerDecoder
-
-    denoisers = [prefix for prefix, module in model.named_modules() if isinstance(module, DifformerDecoder)]
+    quantizes (see the module docstring). A denoiser names the children to quantise whole in its
+    class attribute ``int8_children`` (``DifformerDecoder``: its layers and its latent input);
+    its ``output_projection`` maps ẑ0 to the words it is rounded to and stays float32."""
+    denoisers = {prefix: module.int8_children for prefix, module in model.named_modules()
+                 if getattr(module, "int8_children", None)}
     denoiser_parts = tuple(
         f"{prefix}.{child}." if prefix else f"{child}."
-        for prefix in denoisers for child in ("layers", "latent_input")
+        for prefix, children in denoisers.items() for child in children
     )
-    # A denoiser's output projection maps ẑ0 to the words it is rounded to: it stays float32.
     rounding = {f"{prefix}.output_projection" if prefix else "output_projection" for prefix in denoisers}
     names = set()
     for name, module in model.named_modules():

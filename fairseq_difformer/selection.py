@@ -7,8 +7,9 @@ the generator keeps the highest. Scores are higher-is-better.
 import torch
 from sacrebleu.metrics import BLEU
 
+from difformer_core.errors import DifformerError
+
 from .batching import length_groups
-from .errors import DifformerError
 from .quantization import QuantizedCopy
 from .vocabulary_scores import word_log_probs
 

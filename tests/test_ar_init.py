@@ -189,7 +189,7 @@ def test_init_from_ar_and_finetune_from_model_are_exclusive(databin, ar_checkpoi
 def test_hub_loads_the_model_with_the_ar_model_it_started_from_as_reranker(databin, multi30k_bpe, ar_checkpoint,
                                                                            difformer_checkpoint, tmp_path):
     from fairseq_difformer import DifformerModel
-    from fairseq_difformer.errors import DifformerError
+    from difformer_core.errors import DifformerError
 
     train_difformer(databin, tmp_path, 2, "--init-from-ar", ar_checkpoint, "--no-epoch-checkpoints",
                     "--disable-validation")

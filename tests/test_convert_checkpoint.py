@@ -16,7 +16,7 @@ from fairseq.modules import TransformerDecoderLayer, TransformerEncoderLayer
 
 import fairseq_difformer  # noqa: F401
 from difformer_cli.convert_checkpoint import convert
-from fairseq_difformer.errors import DifformerError
+from difformer_core.errors import DifformerError
 from fairseq_difformer.models.difformer_layers import timestep_embedding
 
 D, K, PAD, MAX_POS = 32, 8, 1, 128

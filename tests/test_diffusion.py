@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from fairseq_difformer.diffusion import (
+from difformer_core.diffusion import (
     NOISE_SCHEDULES,
     GaussianDiffusion,
     alpha_bar,

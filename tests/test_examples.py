@@ -1,5 +1,6 @@
 """The quickstart and the CPU example scripts, each step at a smoke setting (a handful of updates)."""
 
+import importlib.util
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import sys
 import pytest
 
 from conftest import REPO
+from difformer_cli import pipeline
 
 SHARED = REPO.parent / "shared" / "data"
 
@@ -59,14 +61,14 @@ def test_quickstart_from_scratch_smoke_trains_only_the_difformer(tmp_path):
 
 
 def test_quickstart_stops_in_one_line_when_the_budget_leaves_no_difformer_time(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO / "examples"))
-    import quickstart
-    import steps
+    spec = importlib.util.spec_from_file_location("quickstart", REPO / "examples" / "quickstart.py")
+    quickstart = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quickstart)
 
-    monkeypatch.setattr(steps, "prepare", lambda work, *a: work / "data" / "bin")
+    monkeypatch.setattr(pipeline, "prepare", lambda data, work, *a: work / "data" / "bin")
     trained = []
-    monkeypatch.setattr(steps, "train", lambda system, *a, **k: trained.append(system) or tmp_path / "ar.pt")
-    monkeypatch.setattr(steps, "distill", lambda *a: (tmp_path / "kd", 330.0))
+    monkeypatch.setattr(pipeline, "train", lambda system, *a, **k: trained.append(system) or tmp_path / "ar.pt")
+    monkeypatch.setattr(pipeline, "distill", lambda *a: (tmp_path / "kd", 330.0))
     with pytest.raises(SystemExit) as exc:
         quickstart.main(["--minutes", "10", "--workdir", str(tmp_path)])
     assert trained == ["ar"]

@@ -15,7 +15,7 @@ from conftest import REPO, TRAIN_COMMON, USER_DIR, run_cli
 import fairseq_difformer  # noqa: F401
 from fairseq.data import Dictionary
 from fairseq.tasks.sentence_prediction import SentencePredictionTask
-from fairseq_difformer.errors import DifformerError
+from difformer_core.errors import DifformerError
 from fairseq_difformer.models.difformer_fusion import DifformerFusionModel
 
 WORDS = {"0": ["red", "blue", "green", "yellow", "white"], "1": ["dog", "cat", "horse", "bird", "fish"]}

@@ -17,7 +17,7 @@ from test_model import DICT, batch, build
 
 import fairseq_difformer  # noqa: F401
 from fairseq_difformer import generator as generator_module
-from fairseq_difformer.errors import DifformerError
+from difformer_core.errors import DifformerError
 from fairseq_difformer.generator import DecodingConfig, DifformerGenerator, length_groups
 
 TRAIN_STEPS, DECODING_STEPS = 100, 5

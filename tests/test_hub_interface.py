@@ -12,7 +12,7 @@ from fairseq import utils
 from sacremoses import MosesDetokenizer
 
 from fairseq_difformer import DifformerModel
-from fairseq_difformer.errors import DifformerError
+from difformer_core.errors import DifformerError
 
 RAW = "Ein Hund rennt über die Wiese."
 

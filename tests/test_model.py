@@ -13,7 +13,7 @@ from torch import nn
 
 import fairseq_difformer  # noqa: F401
 from fairseq_difformer.criterions.difformer_loss import DifformerCriterion
-from fairseq_difformer.errors import DifformerError
+from difformer_core.errors import DifformerError
 from fairseq_difformer.generator import DecodingConfig, DifformerGenerator
 from fairseq_difformer.models.difformer import DifformerModel
 from fairseq_difformer.models.difformer_layers import (

@@ -10,7 +10,7 @@ from test_model import DICT, batch, build
 from test_selection import ar_model, decode
 
 import fairseq_difformer  # noqa: F401
-from fairseq_difformer.errors import DifformerError
+from difformer_core.errors import DifformerError
 from fairseq_difformer.generator import DecodingConfig, DifformerGenerator
 from fairseq_difformer.quantization import QuantizedCopy, quantize_for_decoding
 from fairseq_difformer.selection import ARReranker

@@ -11,11 +11,11 @@ from fairseq import options
 from test_model import DICT, batch, build, make_task
 
 import fairseq_difformer  # noqa: F401
-from fairseq_difformer.diffusion import GaussianDiffusion
-from fairseq_difformer.diffusion.samplers import (
+from difformer_core.diffusion import GaussianDiffusion
+from difformer_core.diffusion.samplers import (
     SAMPLERS, DDIMSampler, DDPMSampler, DPMSolverPlusPlus, build_sampler,
 )
-from fairseq_difformer.errors import DifformerError
+from difformer_core.errors import DifformerError
 from fairseq_difformer.generator import DecodingConfig, DifformerGenerator
 from fairseq_difformer.models.hub_interface import check_decoding_options
 

@@ -26,11 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from difformer_cli import pipeline
+from difformer_cli.pipeline import AR_ROUTE_DECODINGS, say
 
-import steps  # noqa: E402
-from quickstart import DECODINGS  # noqa: E402
-from steps import say  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "data" / "multi30k"
 
 
 def main(argv=None):
@@ -44,27 +44,27 @@ def main(argv=None):
     p.add_argument("--ar-minutes", type=float, default=20, help="without --ar: the AR model's training minutes")
     p.add_argument("--minutes", type=float, default=20, help="the Difformer's training minutes (default 20)")
     p.add_argument("--smoke", action="store_true", help="every step in a few minutes: 500 pairs, 5 updates each")
-    p.add_argument("--workdir", type=Path, default=steps.REPO / "work" / "from_ar")
+    p.add_argument("--workdir", type=Path, default=REPO / "work" / "from_ar")
     args = p.parse_args(argv)
     if (args.ar is None) != (args.databin is None):
         p.error("give --ar and --databin together: the AR model and the data-bin it was trained on")
     if args.ar is not None and not args.ar.is_file():
         p.error(f"--ar {args.ar}: file not found")
-    steps.PREFIX[0] = "from_ar"
+    pipeline.PREFIX[0] = "from_ar"
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     max_update = 5 if args.smoke else None
     start = time.time()
 
-    databin = args.databin or steps.prepare(work, 500 if args.smoke else None, 300 if args.smoke else 8000)
-    ar = args.ar or steps.train("ar", databin, work / "ar", args.ar_minutes, max_update)
-    kd, _ = steps.distill(databin, ar, work / "distill", args.smoke)
-    model = steps.train("difformer", kd, work / "difformer", args.minutes, max_update, extra=["--init-from-ar", ar])
-    results = {name: steps.decode(name, options, kd, ar if name.startswith("ar_") else model, work,
+    databin = args.databin or pipeline.prepare(DATA, work, 500 if args.smoke else None, 300 if args.smoke else 8000)
+    ar = args.ar or pipeline.train("ar", databin, work / "ar", args.ar_minutes, max_update)
+    kd, _ = pipeline.distill(databin, ar, work / "distill", args.smoke)
+    model = pipeline.train("difformer", kd, work / "difformer", args.minutes, max_update, extra=["--init-from-ar", ar])
+    results = {name: pipeline.decode(name, options, kd, ar if name.startswith("ar_") else model, work,
                                   reranker=ar if reranked else None)
-               for name, options, reranked in DECODINGS}
+               for name, options, reranked in AR_ROUTE_DECODINGS}
     say("test set, batch 100, on this CPU:")
-    steps.show_scores(results)
+    pipeline.show_scores(results)
     (work / "results.json").write_text(json.dumps(results, indent=1))
     say(f"done in {time.time() - start:.0f} s; outputs in {work}")
 

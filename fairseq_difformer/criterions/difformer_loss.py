@@ -19,7 +19,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
 from fairseq.dataclass import FairseqDataclass
 
-from ..errors import DifformerError
+from difformer_core.errors import DifformerError
 
 
 @dataclass

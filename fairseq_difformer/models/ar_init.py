@@ -39,7 +39,7 @@ from fairseq.models.nat import FairseqNATModel
 from fairseq.models.transformer import TransformerModel
 from fairseq.modules import SinusoidalPositionalEmbedding
 
-from ..errors import DifformerError
+from difformer_core.errors import DifformerError
 
 logger = logging.getLogger(__name__)
 

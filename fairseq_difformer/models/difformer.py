@@ -26,9 +26,11 @@ from fairseq.modules import LayerNorm
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from torch import nn
 
-from ..diffusion import NOISE_SCHEDULES, GaussianDiffusion, check_rescaling_factor, spaced_timesteps
-from ..errors import DifformerError
+from difformer_core.diffusion import NOISE_SCHEDULES, GaussianDiffusion, check_rescaling_factor, spaced_timesteps
+from difformer_core.errors import DifformerError
+
 from ..vocabulary_scores import best_word_log_probs
+from . import hub_interface
 from .difformer_layers import ScaledLatentEmbedding, TimestepEmbedding, build_latent_input
 
 
@@ -133,11 +135,10 @@ class DifformerModel(FairseqNATModel):
         ``DifformerModel.from_pretrained("checkpoints", data_name_or_path="data-bin",
         bpe_codes="codes").translate("Ein Hund rennt über die Wiese.", decoding_steps=10)``;
         the arguments are those of :func:`fairseq_difformer.models.hub_interface.from_pretrained`."""
-        from .hub_interface import from_pretrained  # it imports the task, which imports this module
-
-        return from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, tokenizer=tokenizer,
-                               bpe=bpe, bpe_codes=bpe_codes, reranker=reranker,
-                               archive_map=cls.hub_models(), **kwargs)
+        return hub_interface.from_pretrained(
+            model_name_or_path, checkpoint_file, data_name_or_path, tokenizer=tokenizer, bpe=bpe,
+            bpe_codes=bpe_codes, reranker=reranker, archive_map=cls.hub_models(), **kwargs,
+        )
 
     @classmethod
     def build_encoder(cls, args, src_dict, embed_tokens):
@@ -189,7 +190,7 @@ class DifformerModel(FairseqNATModel):
         """n training timesteps: t ~ Uniform{0 … T−1}, except that with probability p
         (--spaced-timestep-prob) a sentence's t is s_k, k ~ Uniform{0 … N−1}, one of the N
         timesteps an N-step decoding visits (--spaced-timestep-steps; s_k as in
-        :func:`~fairseq_difformer.diffusion.gaussian_diffusion.spaced_timesteps`). p = 0 is the
+        :func:`~difformer_core.diffusion.gaussian_diffusion.spaced_timesteps`). p = 0 is the
         paper's uniform sampling; p > 0 spends part of the training on the noise levels a short
         decoding meets."""
         t = torch.randint(0, self.diffusion.num_timesteps, (n,), device=device)
@@ -264,6 +265,10 @@ class DifformerDecoder(NATransformerDecoder):
     Layers, length predictor and output layer are fairseq's NAT decoder's; the input path is
     replaced by the Difformer one (no tokens go in, only latents).
     """
+
+    #: The children int8 decoding quantises whole (quantization.int8_linear_names); the output
+    #: projection rounds ẑ0 to words and stays float32.
+    int8_children = ("layers", "latent_input")
 
     def __init__(self, args, dictionary, embed_tokens):
         super().__init__(args, dictionary, embed_tokens)

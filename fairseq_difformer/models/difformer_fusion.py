@@ -38,7 +38,8 @@ from fairseq.models import ARCH_MODEL_NAME_REGISTRY, BaseFairseqModel, register_
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ..errors import DifformerError
+from difformer_core.errors import DifformerError
+
 from .difformer import DifformerModel
 from .fusion_heads import Feedback, FusionHead, LinearProbe, parse_feedback_pairs, parse_int_list
 

@@ -20,6 +20,8 @@ from typing import List, Sequence
 import torch
 from torch import nn
 
+from difformer_core.errors import DifformerError
+
 
 def masked_mean(features: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
     """mean over the real positions: Σ_i f_i · 1[i real] / #real, B × T × d → B × d."""
@@ -126,8 +128,6 @@ class Feedback(nn.Module):
 
 def parse_int_list(text: str, flag: str) -> List[int]:
     """"1,3" → [1, 3]; anything else names the flag."""
-    from ..errors import DifformerError
-
     try:
         values = [int(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
@@ -139,8 +139,6 @@ def parse_int_list(text: str, flag: str) -> List[int]:
 
 def parse_feedback_pairs(text: str, flag: str) -> List[Sequence[int]]:
     """"3:1,2:1" → [(3, 1), (2, 1)]: the output of layer 3 (and 2) is fed back after layer 1."""
-    from ..errors import DifformerError
-
     pairs = []
     for item in str(text).split(","):
         try:

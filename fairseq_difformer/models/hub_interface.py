@@ -23,10 +23,9 @@ from fairseq import hub_utils
 from fairseq.data.encoders import BPE_REGISTRY, TOKENIZER_REGISTRY
 from omegaconf import open_dict
 
-from ..diffusion import NOISE_SCHEDULES, SAMPLERS
-from ..errors import DifformerError
-from ..generator import PRECISIONS
-from ..tasks.difformer_task import DECODING_OPTIONS, DifformerConfig
+from difformer_core.decoding import DECODING_OPTIONS, PRECISIONS, DecodingOptions
+from difformer_core.diffusion import NOISE_SCHEDULES, SAMPLERS
+from difformer_core.errors import DifformerError
 
 # Keyword arguments of translate / sample / generate: the task's decoding options and the
 # generation flag build_generator reads.
@@ -102,7 +101,7 @@ def check_decoding_options(options):
                 raise DifformerError(f"{name}={value!r}: choose one of {', '.join(CHOICES[name])}")
             continue
         # The option's declared type: Optional[X] accepts None (the task's default).
-        declared = DifformerConfig.__dataclass_fields__[name].type if name in DECODING_OPTIONS else bool
+        declared = DecodingOptions.__dataclass_fields__[name].type if name in DECODING_OPTIONS else bool
         if type(None) in typing.get_args(declared):
             if value is None:
                 continue

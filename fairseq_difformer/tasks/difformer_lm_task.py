@@ -20,7 +20,8 @@ from fairseq import utils
 from fairseq.data import FairseqDataset, LanguagePairDataset, data_utils
 from fairseq.tasks import register_task
 
-from ..errors import DifformerError
+from difformer_core.errors import DifformerError
+
 from .difformer_task import DifformerConfig, DifformerTask
 
 logger = logging.getLogger(__name__)

@@ -24,99 +24,33 @@ from fairseq.tasks.translation import EVAL_BLEU_ORDER, TranslationConfig, Transl
 from omegaconf import DictConfig, OmegaConf
 from sacrebleu.metrics import BLEU
 
-from difformer_cli.rouge import ROUGE_TYPES, rouge_f1_sums
+from difformer_core.decoding import (
+    DECODING_OPTIONS, PRECISIONS, DecodingConfig, DecodingOptions, default_early_stopping, default_length_offset,
+)
+from difformer_core.diffusion import NOISE_SCHEDULES, SAMPLERS
+from difformer_core.errors import DifformerError
+from difformer_core.rouge import ROUGE_TYPES, rouge_f1_sums
 
 from ..criterions.difformer_loss import DifformerCriterion
-from ..diffusion import NOISE_SCHEDULES, SAMPLERS
-from ..errors import DifformerError
-from ..generator import PRECISIONS, DecodingConfig, DifformerGenerator
+from ..generator import DifformerGenerator
 from ..models.ar_init import maybe_init_from_ar
 from ..models.difformer import DifformerModel
 
 logger = logging.getLogger(__name__)
 
 
+def _choices_of(name):
+    """The :class:`DecodingOptions` field ``name`` (default and help) again, for a redeclaration
+    typed as fairseq's ``ChoiceEnum``, so that argparse lists and checks its choices."""
+    declared = DecodingOptions.__dataclass_fields__[name]
+    return field(default=declared.default, metadata=declared.metadata)
+
+
 @dataclass
-class DifformerConfig(TranslationConfig):
-    # The default decoding, 5 steps of which the last is skipped (4 denoiser calls), was chosen
-    # from the benchmark's samplers part (docs/benchmarks.md): on Multi30k it is within the seed
-    # band of the paper's 20 steps with early stopping 5 (15 calls) at 3.0× its speed.
-    decoding_steps: int = field(
-        default=5, metadata={"help": "denoising steps, evenly spaced over the training steps T "
-                                     "(the paper: 20)"}
-    )
-    decoding_early_stopping: Optional[int] = field(
-        default=None,
-        metadata={"help": "skip this many final steps and keep the ẑ0 of the last step taken "
-                          "(default: a quarter of --decoding-steps, rounded down: 5 → 1, the "
-                          "paper's 20 → 5)"},
-    )
-    decoding_rescaling_factor: float = field(
-        default=1.0, metadata={"help": "noise rescaling factor F used while decoding"}
-    )
-    decoding_vp_rf: bool = field(
-        default=False, metadata={"help": "apply the decoding F by rescaling the schedule (variance preserving)"}
-    )
-    decoding_noise_schedule: Optional[ChoiceEnum(NOISE_SCHEDULES)] = field(
-        default=None, metadata={"help": "noise schedule while decoding (default: the model's)"}
-    )
-    decoding_sampler: ChoiceEnum(list(SAMPLERS)) = field(
-        default="ddpm",
-        metadata={"help": "how the latents move from one step to the next: ddpm (ancestral, the "
-                          "paper's), ddim (--decoding-eta), dpm-solver++ (DPM-Solver++(2M))"},
-    )
-    decoding_eta: Optional[float] = field(
-        default=None,
-        metadata={"help": "DDIM's η in [0, 1] (--decoding-sampler ddim only; default 0): 0 is "
-                          "deterministic, 1 samples from the DDPM posterior"},
-    )
-    decoding_precision: ChoiceEnum(list(PRECISIONS)) = field(
-        default="auto",
-        metadata={"help": "the precision of the matrix products while decoding: int8 (the denoiser's "
-                          "dense layers and every feed-forward layer, the encoder's and the AR "
-                          "reranker's, as dynamic int8 layers; CPU only), bf16 (torch.autocast; CPUs "
-                          "with AVX512-BF16 or AMX, recent GPUs), model (the model's own weights, "
-                          "float32 or --fp16's float16), auto (int8 for a float32 model on the CPU, "
-                          "else model). The latents, the sampler and the rounding stay float32"},
-    )
-    clamping: bool = field(
-        default=False, metadata={"help": "replace ẑ0 by the embedding of its argmax word at each step"}
-    )
-    decoding_keep_repeats: bool = field(
-        default=False,
-        metadata={"help": "keep runs of one repeated word (\"in in the\"); by default each run is "
-                          "collapsed to its first word before the candidates are scored"},
-    )
-    # 2 was chosen on Multi30k's validation set (docs/benchmarks.md): collapsing repeated words
-    # shortens the hypotheses of a briefly trained model, and on three checkpoints and three seeds
-    # a canvas 2 tokens longer gained 0.2 to 1.1 BLEU, 1×1 and 3×2 reranked alike. With the
-    # repeats kept it lost 1.9 (16.19 → 14.34): there nothing is collapsed to make up for.
-    decoding_length_offset: Optional[int] = field(
-        default=None,
-        metadata={"help": "add K to the length the length beam is centred on: collapsing repeated "
-                          "words shortens hypotheses, and a longer canvas makes up for it (default: "
-                          "2, or 0 with --decoding-keep-repeats; the paper: 0)"},
-    )
-    decoding_oracle_length: bool = field(
-        default=False,
-        metadata={"help": "centre the length beam on the reference's length instead of the "
-                          "predicted one (analysis: the BLEU ceiling of the length predictor; needs "
-                          "the references in the data-bin)"},
-    )
-    length_beam_size: int = field(
-        default=1, metadata={"help": "L: decode the L lengths around the predicted one"}
-    )
-    noise_beam_size: int = field(
-        default=1, metadata={"help": "N: decode N noise samples per length"}
-    )
-    ppl_mbr: bool = field(
-        default=False,
-        metadata={"help": "pick the candidate an AR Transformer finds most likely "
-                          "(--path difformer.pt:transformer.pt)"},
-    )
-    bleu_mbr: bool = field(
-        default=False, metadata={"help": "pick the candidate with the highest mean BLEU against the others"}
-    )
+class DifformerConfig(TranslationConfig, DecodingOptions):
+    decoding_noise_schedule: Optional[ChoiceEnum(NOISE_SCHEDULES)] = _choices_of("decoding_noise_schedule")
+    decoding_sampler: ChoiceEnum(list(SAMPLERS)) = _choices_of("decoding_sampler")
+    decoding_precision: ChoiceEnum(list(PRECISIONS)) = _choices_of("decoding_precision")
     min_lr: Optional[float] = field(
         default=None,
         metadata={"help": "accepted for the original Difformer recipes: fairseq 0.10's --min-lr (stop "
@@ -129,30 +63,6 @@ class DifformerConfig(TranslationConfig):
                           "e.g. --best-checkpoint-metric rougeL --maximize-best-checkpoint-metric); uses "
                           "the --eval-bleu-args/-detok/-remove-bpe options for decoding"},
     )
-
-
-# The options build_generator reads, from the generation args when given there, else from the
-# task: the keyword arguments of DifformerModel.from_pretrained(...).translate(...).
-DECODING_OPTIONS = (
-    "decoding_steps", "decoding_early_stopping", "decoding_rescaling_factor", "decoding_vp_rf",
-    "decoding_noise_schedule", "decoding_sampler", "decoding_eta", "decoding_precision", "clamping",
-    "decoding_keep_repeats", "decoding_length_offset", "decoding_oracle_length", "length_beam_size",
-    "noise_beam_size", "ppl_mbr", "bleu_mbr",
-)
-
-
-def default_early_stopping(steps: int, early_stopping: Optional[int]) -> int:
-    """--decoding-early-stopping, by default ⌊steps / 4⌋: the paper's 5 of 20 at any number of
-    steps (in the samplers benchmark, leaving out the last quarter gained BLEU for every sampler)."""
-    return steps // 4 if early_stopping is None else early_stopping
-
-
-def default_length_offset(length_offset: Optional[int], keep_repeats: bool) -> int:
-    """--decoding-length-offset, by default 2 where repeated words are collapsed (they shorten the
-    hypotheses; chosen on the benchmark's validation set) and 0 with --decoding-keep-repeats."""
-    if length_offset is not None:
-        return length_offset
-    return 0 if keep_repeats else 2
 
 
 # Parameter names of checkpoints written by fairseq-difformer 0.1, whose time and

@@ -1,5 +1,6 @@
-"""The steps the quickstart and examples/from_ar share: prepare the shipped Multi30k copy, train
-(with a wall-clock budget, resumable), distil with an AR model, decode test2016 and score it.
+"""The steps of the AR route that examples/quickstart.py and examples/from_ar/run.py take: prepare a
+Multi30k copy, train (with a wall-clock budget, resumable), distil with an AR model, decode
+test2016 and score it.
 
 Every step reuses what a previous run finished: the data-bin, a training whose budget is spent
 (a ``training.done`` marker beside its checkpoints), the distilled data-bin (difformer-distill
@@ -14,20 +15,25 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from difformer_core.checkpoints import allow_fairseq_checkpoints
 
-from difformer_cli import user_dir  # noqa: E402
-from difformer_cli.commands import CommandFailed, run_logged  # noqa: E402
-from difformer_cli.generate_output import parse_generate_output  # noqa: E402
-from difformer_cli.recipes import recipe  # noqa: E402
+from . import user_dir
+from .commands import CommandFailed, run_logged
+from .generate_output import parse_generate_output
+from .recipes import recipe
 
-DATA = REPO / "data" / "multi30k"
 #: what the messages start with: the running script's name
 PREFIX = ["examples"]
 _TRANSLATED = re.compile(r"Translated ([\d,]+) sentences .* in ([\d.]+)s \(([\d.]+) sentences/s")
 SYSTEM_NAMES = {"ar": "the AR Transformer", "difformer": "difformer_small"}
+#: the decodings of the AR route: (name, fairseq-generate options, reranked by the AR model)
+AR_ROUTE_DECODINGS = (
+    # Greedy, with difformer-distill's length limit (fairseq's default allows 200 tokens).
+    ("ar_greedy", ["--task", "translation", "--beam", "1", "--max-len-a", "1.2", "--max-len-b", "10"], False),
+    ("difformer_default", ["--task", "difformer", "--seed", "1"], False),
+    ("difformer_3x2_rerank", ["--task", "difformer", "--length-beam-size", "3", "--noise-beam-size", "2",
+                              "--ppl-mbr", "--seed", "1"], True),
+)
 
 
 def say(message):
@@ -46,15 +52,16 @@ def run(cmd, log: Path, **kwargs):
         sys.exit(f"{PREFIX[0]}: {exc}")
 
 
-def prepare(work: Path, max_lines, bpe_merges):
-    """Subset (for the smoke setting) and prepare the shipped data with difformer-prepare."""
-    source = DATA
+def prepare(data: Path, work: Path, max_lines, bpe_merges):
+    """Subset (for the smoke setting) and prepare ``data`` (a folder of Multi30k's tokenised,
+    lowercased {train,val,test_2016_flickr}.{de,en}) with difformer-prepare."""
+    source = data
     if max_lines:
         source = work / "subset"
         source.mkdir(parents=True, exist_ok=True)
         for name in ("train", "val", "test_2016_flickr"):
             for lang in ("de", "en"):
-                lines = (DATA / f"{name}.{lang}").read_text(encoding="utf-8").splitlines()
+                lines = (data / f"{name}.{lang}").read_text(encoding="utf-8").splitlines()
                 n = max_lines if name == "train" else max(1, max_lines // 10)
                 (source / f"{name}.{lang}").write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
     run(["difformer-prepare", "--source-lang", "de", "--target-lang", "en", "--no-tokenize",
@@ -70,8 +77,7 @@ def previous_training_time(checkpoint: Path) -> float:
         return 0.0
     import torch
 
-    import fairseq_difformer  # noqa: F401  (lets torch load fairseq checkpoints)
-
+    allow_fairseq_checkpoints()
     state = torch.load(checkpoint, map_location="cpu")
     return float(state.get("extra_state", {}).get("previous_training_time", 0.0))
 

@@ -1,0 +1,182 @@
+"""The decoding options, without fairseq: the task's flags (:class:`DecodingOptions`, also the
+keyword arguments of the hub's ``translate``) and the generator's resolved configuration
+(:class:`DecodingConfig`)."""
+
+from dataclasses import dataclass, field, fields
+from typing import Optional
+
+from .diffusion import SAMPLERS, check_rescaling_factor
+from .errors import DifformerError
+
+#: --decoding-precision: how the encoder's, the denoiser's and the AR reranker's matrix products run.
+PRECISIONS = {
+    "auto": "int8 for a float32 model on the CPU (where PyTorch has the int8 kernels), else model",
+    "model": "the model's own weights and dtype (float32, or float16 when loaded with --fp16)",
+    "bf16": "torch.autocast(bfloat16), one context per batch",
+    "int8": "dynamic int8 layers on a copy of the model (quantization.py; CPU only)",
+}
+
+
+@dataclass
+class DecodingConfig:
+    """The decoding options (the task's --decoding-* and beam flags)."""
+
+    steps: int = 20
+    early_stopping: int = 0
+    rescaling_factor: float = 1.0
+    vp_rf: bool = False
+    noise_schedule: Optional[str] = None  # None: the schedule the model was trained with
+    sampler: str = "ddpm"  # a key of diffusion.samplers.SAMPLERS
+    eta: Optional[float] = None  # DDIM's η; None: 0
+    precision: str = "auto"  # a key of PRECISIONS
+    clamping: bool = False
+    remove_repeats: bool = True  # collapse each run of one word to its first, before scoring
+    length_offset: int = 0  # added to the predicted (or reference) length
+    oracle_length: bool = False  # the length beam around the reference's length (analysis)
+    length_beam: int = 1
+    noise_beam: int = 1
+    selection: str = "logprob"  # "logprob", "reranker" (PPL-MBR) or "bleu_mbr"
+    retain_history: bool = False
+
+    def validate(self, diffusion_steps: int):
+        if not 1 <= self.steps <= diffusion_steps:
+            raise DifformerError(
+                f"--decoding-steps must be between 1 and the model's --diffusion-steps "
+                f"({diffusion_steps}); got {self.steps}"
+            )
+        if not 0 <= self.early_stopping < self.steps:
+            raise DifformerError(
+                f"--decoding-early-stopping ({self.early_stopping}) must be in [0, --decoding-steps) "
+                f"= [0, {self.steps}): it is the number of final steps to skip, at least one must run"
+            )
+        check_rescaling_factor(self.rescaling_factor, "--decoding-rescaling-factor")
+        if self.sampler not in SAMPLERS:
+            raise DifformerError(
+                f"--decoding-sampler {self.sampler!r} is not one of {', '.join(SAMPLERS)}"
+            )
+        if self.eta is not None and self.sampler != "ddim":
+            raise DifformerError(
+                f"--decoding-eta is an option of --decoding-sampler ddim, not of {self.sampler}: "
+                f"drop it, or decode with --decoding-sampler ddim"
+            )
+        if self.eta is not None and not 0 <= self.eta <= 1:
+            raise DifformerError(
+                f"--decoding-eta must be in [0, 1] (got {self.eta}): 0 is deterministic DDIM, "
+                f"1 samples from the DDPM posterior"
+            )
+        if self.precision not in PRECISIONS:
+            raise DifformerError(
+                f"--decoding-precision {self.precision!r} is not one of {', '.join(PRECISIONS)}"
+            )
+        if self.length_beam < 1 or self.noise_beam < 1:
+            raise DifformerError(
+                f"--length-beam-size and --noise-beam-size must be ≥ 1 "
+                f"(got {self.length_beam} and {self.noise_beam})"
+            )
+
+
+@dataclass
+class DecodingOptions:
+    """The task's decoding flags (``--decoding-steps`` …, ``--length-beam-size``, ``--ppl-mbr``):
+    fields of the task's configuration, and the keyword arguments of ``translate``/``generate``.
+    The fields taking one of a few names are typed ``str`` here; the task declares them again as
+    fairseq's ``ChoiceEnum`` so that argparse lists the choices."""
+
+    # The default decoding, 5 steps of which the last is skipped (4 denoiser calls), was chosen
+    # from the benchmark's samplers part (docs/benchmarks.md): on Multi30k it is within the seed
+    # band of the paper's 20 steps with early stopping 5 (15 calls) at 3.0× its speed.
+    decoding_steps: int = field(
+        default=5, metadata={"help": "denoising steps, evenly spaced over the training steps T "
+                                     "(the paper: 20)"}
+    )
+    decoding_early_stopping: Optional[int] = field(
+        default=None,
+        metadata={"help": "skip this many final steps and keep the ẑ0 of the last step taken "
+                          "(default: a quarter of --decoding-steps, rounded down: 5 → 1, the "
+                          "paper's 20 → 5)"},
+    )
+    decoding_rescaling_factor: float = field(
+        default=1.0, metadata={"help": "noise rescaling factor F used while decoding"}
+    )
+    decoding_vp_rf: bool = field(
+        default=False, metadata={"help": "apply the decoding F by rescaling the schedule (variance preserving)"}
+    )
+    decoding_noise_schedule: Optional[str] = field(
+        default=None, metadata={"help": "noise schedule while decoding (default: the model's)"}
+    )
+    decoding_sampler: str = field(
+        default="ddpm",
+        metadata={"help": "how the latents move from one step to the next: ddpm (ancestral, the "
+                          "paper's), ddim (--decoding-eta), dpm-solver++ (DPM-Solver++(2M))"},
+    )
+    decoding_eta: Optional[float] = field(
+        default=None,
+        metadata={"help": "DDIM's η in [0, 1] (--decoding-sampler ddim only; default 0): 0 is "
+                          "deterministic, 1 samples from the DDPM posterior"},
+    )
+    decoding_precision: str = field(
+        default="auto",
+        metadata={"help": "the precision of the matrix products while decoding: int8 (the denoiser's "
+                          "dense layers and every feed-forward layer, the encoder's and the AR "
+                          "reranker's, as dynamic int8 layers; CPU only), bf16 (torch.autocast; CPUs "
+                          "with AVX512-BF16 or AMX, recent GPUs), model (the model's own weights, "
+                          "float32 or --fp16's float16), auto (int8 for a float32 model on the CPU, "
+                          "else model). The latents, the sampler and the rounding stay float32"},
+    )
+    clamping: bool = field(
+        default=False, metadata={"help": "replace ẑ0 by the embedding of its argmax word at each step"}
+    )
+    decoding_keep_repeats: bool = field(
+        default=False,
+        metadata={"help": "keep runs of one repeated word (\"in in the\"); by default each run is "
+                          "collapsed to its first word before the candidates are scored"},
+    )
+    # 2 was chosen on Multi30k's validation set (docs/benchmarks.md): collapsing repeated words
+    # shortens the hypotheses of a briefly trained model, and on three checkpoints and three seeds
+    # a canvas 2 tokens longer gained 0.2 to 1.1 BLEU, 1×1 and 3×2 reranked alike. With the
+    # repeats kept it lost 1.9 (16.19 → 14.34): there nothing is collapsed to make up for.
+    decoding_length_offset: Optional[int] = field(
+        default=None,
+        metadata={"help": "add K to the length the length beam is centred on: collapsing repeated "
+                          "words shortens hypotheses, and a longer canvas makes up for it (default: "
+                          "2, or 0 with --decoding-keep-repeats; the paper: 0)"},
+    )
+    decoding_oracle_length: bool = field(
+        default=False,
+        metadata={"help": "centre the length beam on the reference's length instead of the "
+                          "predicted one (analysis: the BLEU ceiling of the length predictor; needs "
+                          "the references in the data-bin)"},
+    )
+    length_beam_size: int = field(
+        default=1, metadata={"help": "L: decode the L lengths around the predicted one"}
+    )
+    noise_beam_size: int = field(
+        default=1, metadata={"help": "N: decode N noise samples per length"}
+    )
+    ppl_mbr: bool = field(
+        default=False,
+        metadata={"help": "pick the candidate an AR Transformer finds most likely "
+                          "(--path difformer.pt:transformer.pt)"},
+    )
+    bleu_mbr: bool = field(
+        default=False, metadata={"help": "pick the candidate with the highest mean BLEU against the others"}
+    )
+
+
+#: The names of the decoding options, read by the task's build_generator from the generation args
+#: when given there, else from the task.
+DECODING_OPTIONS = tuple(f.name for f in fields(DecodingOptions))
+
+
+def default_early_stopping(steps: int, early_stopping: Optional[int]) -> int:
+    """--decoding-early-stopping, by default ⌊steps / 4⌋: the paper's 5 of 20 at any number of
+    steps (in the samplers benchmark, leaving out the last quarter gained BLEU for every sampler)."""
+    return steps // 4 if early_stopping is None else early_stopping
+
+
+def default_length_offset(length_offset: Optional[int], keep_repeats: bool) -> int:
+    """--decoding-length-offset, by default 2 where repeated words are collapsed (they shorten the
+    hypotheses; chosen on the benchmark's validation set) and 0 with --decoding-keep-repeats."""
+    if length_offset is not None:
+        return length_offset
+    return 0 if keep_repeats else 2
