@@ -14,7 +14,7 @@ quickstart: install
 demo: quickstart
 
 benchmark: install
-	$(PYTHON) benchmarks/run.py
+	$(PYTHON) -m benchmarks
 
 benchmark-quick: install
-	$(PYTHON) benchmarks/run.py --quick
+	$(PYTHON) -m benchmarks --quick

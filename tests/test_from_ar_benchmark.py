@@ -1,13 +1,9 @@
 """The benchmark's from_ar part: learning curves from fairseq's logs, ratios, targets, report."""
 
 import json
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from benchmarks import from_ar, from_ar_report, report  # noqa: E402
+from benchmarks.parts import from_ar
+from benchmarks.report import plots, sections, tables, targets
 
 
 def valid_line(updates, loss, bleu):
@@ -54,28 +50,28 @@ def test_ratios_are_bleu_differences_and_speed_ratios_to_each_ar_baseline():
 
 
 def test_targets_need_both_bleu_and_speed_for_the_greedy_goal():
-    met_greedy, met_beam = from_ar_report.targets(synthetic())
+    met_greedy, met_beam = targets.from_ar_targets(synthetic())
     assert met_greedy["met"] is True and "ar_init_kd: 34.00 vs 35.00 (-1.00) at 1.88×" == met_greedy["shown"]
     assert met_beam["met"] is True  # 36.0 ≥ 36.5 − 1
-    slow, low = from_ar_report.targets(synthetic(ar_init_default=(34.0, 100.0), ar_init_rerank=35.0))
+    slow, low = targets.from_ar_targets(synthetic(ar_init_default=(34.0, 100.0), ar_init_rerank=35.0))
     assert slow["met"] is False  # 1.25× AR greedy's speed: within 2 BLEU is not enough
     assert low["met"] is False
-    assert all(t["met"] is None for t in from_ar_report.targets({}))
+    assert all(t["met"] is None for t in targets.from_ar_targets({}))
 
 
 def test_report_has_a_row_per_arm_and_decoding_and_the_curves_plot(tmp_path):
     results = synthetic()
-    plots = report.make_plots(results, tmp_path / "benchmarks", "benchmarks")
+    made = plots.make_plots(results, tmp_path / "benchmarks", "benchmarks")
     assert (tmp_path / "benchmarks" / "from_ar_curves.png").stat().st_size > 0
-    text = from_ar_report.section(results, plots)
-    for label in (from_ar_report.ARM_LABELS[f"{i}_{d}"] for i, d in from_ar.ARMS):
-        for decoding in from_ar_report.DECODING_LABELS.values():
+    text = sections.from_ar(results, made)
+    for label in (tables.ARM_LABELS[f"{i}_{d}"] for i, d in from_ar.ARMS):
+        for decoding in tables.DECODING_LABELS.values():
             assert f"Difformer, {label}, {decoding} |" in text
     assert "| AR Transformer, greedy | 1,800 | 35.00 |" in text
     assert "1,800 updates" in text and "4.20 min" in text
     assert "benchmarks/from_ar_curves.png" in text
     assert "latent_full" not in text and "spent two ways" not in text  # neither measured here
-    assert "Not measured yet (`--part from_ar`)" in from_ar_report.section({}, {})
+    assert "Not measured yet (`--part from_ar`)" in sections.from_ar({}, {})
 
 
 def test_validation_args_bound_the_ar_models_length_and_keep_one_interval_checkpoint():
@@ -93,10 +89,10 @@ def test_technique_arms_are_rows_and_count_for_the_targets():
     part["training"]["ar_init_kd_latent_full"] = {"updates": 1800, "curve": part["ar"]["curve"]}
     part["records"]["ar_init_kd_latent_full_default"] = record(34.5, 140.0, 40.0)
     part["records"]["ar_init_kd_latent_full_3x2_rerank"] = record(36.2, 30.0, 8.0)
-    text = from_ar_report.section(results, {})
+    text = sections.from_ar(results, {})
     assert "| Difformer, AR-initialised, distilled, latent_full, default 1×1 | 1,800 | 34.50 |" in text
     assert "`latent_full`: latent as wide as the model" in text and "`--latent-dim 256`" in text
-    greedy, beam = from_ar_report.targets(results)
+    greedy, beam = targets.from_ar_targets(results)
     assert greedy["shown"].startswith("ar_init_kd_latent_full: 34.50") and greedy["met"] is True
     assert beam["shown"].startswith("ar_init_kd_latent_full: 36.20")
 
@@ -108,10 +104,10 @@ def test_equal_budget_section_says_which_route_wins():
                   "difformer_minutes": 6.5, "ar_init_kd_updates": 520, "scratch_refs_updates": 1700},
         "records": {"ar_greedy": record(20.0, 150.0, 20.0), "ar_init_kd_default": record(17.25, 300.0, 40.0),
                     "ar_init_kd_3x2_rerank": record(19.0, 60.0, 10.0), "scratch_refs_default": record(15.0, 280.0, 40.0)}}
-    text = from_ar_report.section(results, {})
+    text = sections.from_ar(results, {})
     assert "### One budget of 20 minutes, spent two ways" in text
     assert "| Difformer from scratch, references (20 min, 1,700 updates), default 1×1 | 15.00 |" in text
     assert "the AR route wins by 2.25 BLEU" in text
     results["from_ar"]["equal_budget"]["records"]["scratch_refs_default"]["bleu"] = 18.0
-    assert "the AR route loses by 0.75 BLEU" in from_ar_report.section(results, {})
-    assert from_ar_report.equal_budget_section({}) == ""
+    assert "the AR route loses by 0.75 BLEU" in sections.from_ar(results, {})
+    assert sections.equal_budget({}) == ""

@@ -10,7 +10,7 @@ from argparse import Namespace
 
 import pytest
 import torch
-from conftest import REPO, TRAIN_COMMON, USER_DIR, run_cli
+from conftest import TRAIN_COMMON, USER_DIR, run_cli
 
 import fairseq_difformer  # noqa: F401
 from fairseq.data import Dictionary
@@ -167,10 +167,8 @@ def test_features_are_deterministic_and_independent_of_the_batch(labelled_bin, t
 
 
 def test_the_untrained_control_has_the_checkpoints_shape_and_fresh_weights(labelled_bin, text_model):
-    """benchmarks/diffssl.py's control probes the checkpoint's architecture with fresh weights."""
-    import sys
-    sys.path.insert(0, str(REPO))
-    from benchmarks.diffssl_probe import probe_grid
+    """The diffssl benchmark's control probes the checkpoint's architecture with fresh weights."""
+    from benchmarks.diffssl.probe import probe_grid
     from fairseq_difformer.models.difformer_fusion import load_difformer
 
     _, checkpoint = text_model

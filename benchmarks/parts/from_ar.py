@@ -1,4 +1,4 @@
-"""The from_ar part: one AR Transformer as initialisation, distillation teacher and reranker.
+"""Part from_ar: one AR Transformer as initialisation, distillation teacher and reranker.
 
 One AR model is trained with the benchmark's AR recipe, the training set is translated with it
 (beam 5, ``difformer-distill``; its minutes reported apart), then four Difformer arms train with
@@ -30,7 +30,7 @@ Difformer on the distilled data for the rest, against a Difformer from scratch f
 import json
 from pathlib import Path
 
-from benchmarks import measure, systems
+from .. import measure, systems
 
 #: in the order they are run: the AR-initialised arms first, scratch on distilled data last
 ARMS = (("ar_init", "kd"), ("ar_init", "refs"), ("scratch", "refs"), ("scratch", "kd"))
@@ -76,7 +76,7 @@ def learning_curve(log_text: str):
 
 
 class FromAR:
-    """Runs the part inside a :class:`benchmarks.run.Benchmark` (its data, tools and results)."""
+    """Runs the part inside a :class:`benchmarks.pipeline.Pipeline` (its data, tools and results)."""
 
     def __init__(self, bench):
         self.bench = bench
@@ -209,3 +209,7 @@ def ratios(records):
                    for b in BATCHES if record.get(f"sentences_per_s_{b}") and base.get(f"sentences_per_s_{b}")},
             }
     return out
+
+
+def run(bench):
+    FromAR(bench).run()

@@ -1,4 +1,4 @@
-"""Where the time goes: torch profiler on training steps and a decoding batch, in process.
+"""Part profile, where the time goes: torch profiler on training steps and a decoding batch, in process.
 
 The models, batches and generators are built from the same command lines the benchmark runs
 (fairseq's own parsers), so a profile is of exactly what was measured. Besides the operators,
@@ -12,6 +12,8 @@ from typing import Dict, List
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
+
+from .. import systems
 
 TOP_OPS = 12
 
@@ -141,8 +143,6 @@ def profile_decoding(generate_cmd: List[str]) -> Dict:
 def profile_all(bench, steps: int) -> Dict:
     """Training steps of every system, and a batch of 100 in the AR beam-5 and Difformer 20-step
     settings, from the benchmark's own commands and trained checkpoints."""
-    from benchmarks import systems
-
     result = {"train_step": {}, "decode_batch": {}}
     for system in systems.SYSTEMS:
         cmd = bench.train_command(system, bench.work / "profile" / system)
@@ -152,3 +152,7 @@ def profile_all(bench, steps: int) -> Dict:
         cmd = bench.generate_command(setting, 100)
         result["decode_batch"][name] = profile_decoding(cmd)
     return result
+
+
+def run(bench):
+    bench.results.set("profile", profile_all(bench, steps=2 if bench.args.quick else 5))

@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """The second system on SST-2: a text-free Difformer's frozen features under the DifFormer heads.
 
-    python benchmarks/diffssl.py                   # every part (about 3 hours on 2 CPU cores)
-    python benchmarks/diffssl.py --part grid       # one part (each needs the parts before it)
-    python benchmarks/diffssl.py --quick           # every step on a small subset, a few minutes
+    python -m benchmarks.diffssl                 # every part (about 3 hours on 2 CPU cores)
+    python -m benchmarks.diffssl --part grid       # one part (each needs the parts before it)
+    python -m benchmarks.diffssl --quick           # every step on a small subset, a few minutes
 
 Parts, in this order:
 
@@ -37,17 +36,16 @@ import re
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from difformer_cli.commands import run_logged
+from difformer_cli.recipes import OPTIMISATION, train_args
 
-from benchmarks import measure  # noqa: E402
-from benchmarks.diffssl_report import _options as feature_placement  # noqa: E402
-from benchmarks.run import Results, _shell, run_parts, say  # noqa: E402
-from difformer_cli import user_dir  # noqa: E402
-from difformer_cli.commands import run_logged  # noqa: E402
-from difformer_cli.recipes import OPTIMISATION, train_args  # noqa: E402
+from .. import measure
+from ..pipeline import Results, run_parts, say
+from ..pipeline.commands import REPO, USER_DIR, shell
+from . import report
+from .probe import probe_grid
+from .report import feature_placement
 
-USER_DIR = user_dir()
 PARTS = ("prepare", "lm", "grid", "control", "heads", "scratch", "labels", "report")
 SHARED = REPO.parent / "shared" / "data"
 SEEDS = (1, 2, 3)
@@ -121,7 +119,7 @@ class DiffSSLBenchmark:
                "--bpe-merges", self.scale.bpe_merges, "--destdir", self.lm_dir, *common]
         say("preparing the text")
         run_logged(cmd, self.work / "logs" / "prepare-text.log")
-        self.results.set("commands", "prepare_text", _shell(cmd))
+        self.results.set("commands", "prepare_text", shell(cmd))
         counts = json.loads((self.lm_dir / "manifest.json").read_text())["counts"]
         self.results.set("data", "text_sentences", counts)
         train = self.labelled_file("train.tsv", self.scale.labelled_lines)
@@ -158,7 +156,7 @@ class DiffSSLBenchmark:
         say(f"  {updates} updates")
         self.forget_features()
         self.results.set("lm", {"minutes": minutes, "updates": updates, "wall_s": round(usage["wall_s"], 1),
-                                "command": _shell(cmd)})
+                                "command": shell(cmd)})
 
     def forget_features(self):
         """Drop every measurement read from the text model's features (the grid, the control and
@@ -178,8 +176,6 @@ class DiffSSLBenchmark:
     # -- the linear-probe grid -------------------------------------------------------------------
 
     def grid(self):
-        from benchmarks.diffssl_probe import probe_grid
-
         say(f"extracting features at layers 0 … N × t in {GRID_TIMESTEPS}, probing each")
         layers, accuracy = probe_grid(self.lm_checkpoint, self.sst2_dir(1.0), GRID_TIMESTEPS)
         cells = {f"{layer}@{t}": accuracy[i][j] for i, layer in enumerate(layers)
@@ -190,8 +186,6 @@ class DiffSSLBenchmark:
                                   "best": best})
 
     def control(self):
-        from benchmarks.diffssl_probe import probe_grid
-
         say("probing the untrained denoiser's layers at t = 0")
         layers, accuracy = probe_grid(self.lm_checkpoint, self.sst2_dir(1.0), (0,), trained=False)
         self.results.set("control", {"layers": layers, "timesteps": [0], "accuracy": accuracy})
@@ -247,14 +241,14 @@ class DiffSSLBenchmark:
         updates = measure.final_updates(log.read_text())
         say(f"  dev accuracy {accuracy:.2f} % after {updates} updates")
         return {"accuracy": accuracy, "updates": updates, "minutes": self.args.head_minutes,
-                "command": _shell(cmd)}
+                "command": shell(cmd)}
 
     def measure_classifier(self, keys, name, system, fraction, seed):
         """Train and record one classifier under ``keys`` in the results, unless a run with the
         same minutes and the same placement is already there (``--redo`` trains it again)."""
         done = self.results.get(*keys)
         if done and not self.args.redo and done["minutes"] == self.args.head_minutes and \
-                feature_placement(done["command"]) == feature_placement(_shell(self.model_args(system))):
+                feature_placement(done["command"]) == feature_placement(shell(self.model_args(system))):
             say(f"{name}: kept from {self.args.results.name} ({done['accuracy']:.2f} %); --redo trains it again")
             return
         self.results.set(*keys, self.train_classifier(name, system, fraction, seed))
@@ -277,7 +271,7 @@ class DiffSSLBenchmark:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m benchmarks.diffssl", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--part", action="append", choices=PARTS, help="run only this part (repeatable)")
@@ -301,12 +295,7 @@ def main(argv=None):
     args.docs = args.docs or (args.workdir / "docs" if args.quick else REPO / "docs")
     bench = DiffSSLBenchmark(args)
     bench.results.set("machine", measure.machine_description())
-    from benchmarks import diffssl_report
-
     logging.getLogger().setLevel(logging.WARNING)  # importing fairseq turned the root logger on
-    run_parts(bench, [p for p in PARTS if p in (args.part or PARTS)],
-              lambda: diffssl_report.write(bench.results.data, args.docs), args.results)
+    steps = [(part, None if part == "report" else getattr(bench, part)) for part in PARTS if part in (args.part or PARTS)]
+    run_parts(bench.results, steps, lambda: report.write(bench.results.data, args.docs), args.results)
 
-
-if __name__ == "__main__":
-    main()

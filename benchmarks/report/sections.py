@@ -1,168 +1,17 @@
-"""The benchmark report: ``docs/benchmarks.md`` and its PNG plots, from the results file.
-
-Every section is written from whatever parts the results hold; missing parts are named. The one
-hand-written part is ``benchmarks/findings.md`` (the reading of a full run's figures), placed after
-the targets; quick-mode reports leave it out.
-"""
+"""The report's sections, one function per part (and the setup line): markdown from the results."""
 
 import shlex
-from pathlib import Path
 from statistics import fmean
 from typing import Dict, List
 
-from benchmarks import from_ar_report, systems
 from difformer_cli.recipes import BATCH_ARGS
 
-SYSTEM_NAMES = {"ar": "AR Transformer", "cmlm": "CMLM", "difformer": "Difformer"}
-TARGET_TRAIN = 0.8      # Difformer words/s ÷ CMLM words/s
-TARGET_DECODE = 1.0     # difformer_20 ÷ ar_beam5 sentences/s at batch 100
-TARGET_DEFAULT = 2.0    # the default decoding ÷ ar_beam5 sentences/s at batch 100
-TARGET_RERANKED = 0.5   # the default decoding, 3×2 with the AR reranker ÷ ar_beam5 at batch 100
-TARGET_LATENCY = 4.0    # the default decoding ÷ ar_beam5 sentences/s at batch 1
-TARGET_SUMMARIZATION = 0.8  # Difformer's best ROUGE-L ÷ the AR Transformer's on AESLC dev
+from .. import systems
+from ..parts.from_ar import DECODINGS, TECHNIQUES, arm_names
+from .tables import ARM_LABELS, BASELINE_LABELS, DECODING_LABELS, SYSTEM_NAMES, fixed, fmt, fmt_ratio, table
 
 
-def _fmt(value, digits=2):
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return str(value)
-
-
-def _ratio(a, b, digits=2):
-    return f"{a / b:.{digits}f}×" if a is not None and b else "–"
-
-
-def _table(header: List[str], rows: List[List]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def targets(results: Dict) -> List[Dict]:
-    """The targets, each with its measured ratio (None where not measured yet)."""
-    wps = results.get("train_words_per_s", {})
-    speed = results.get("decode_sentences_per_s", {})
-    bleu = results.get("bleu", {})
-    train = wps["difformer"] / wps["cmlm"] if wps.get("difformer") and wps.get("cmlm") else None
-    decode = (speed["difformer_20"] / speed[systems.BASELINE_SETTING]
-              if speed.get("difformer_20") and speed.get(systems.BASELINE_SETTING) else None)
-    quality = bleu["difformer"] - bleu["cmlm"] if "difformer" in bleu and "cmlm" in bleu else None
-    return [
-        {"name": "Difformer training words/s ≥ 0.8 × CMLM", "value": train,
-         "shown": _ratio(wps.get("difformer"), wps.get("cmlm")), "met": None if train is None else train >= TARGET_TRAIN},
-        {"name": "Difformer 20 steps 1×1 ≥ 1 × AR beam 5 sentences/s (batch 100)", "value": decode,
-         "shown": _ratio(speed.get("difformer_20"), speed.get(systems.BASELINE_SETTING)),
-         "met": None if decode is None else decode >= TARGET_DECODE},
-        {"name": "Difformer (best setting) SacreBLEU ≥ CMLM (best setting), equal budget", "value": quality,
-         "shown": "–" if quality is None else f"{bleu['difformer']:.2f} vs {bleu['cmlm']:.2f} ({quality:+.2f})",
-         "met": None if quality is None else quality >= 0},
-        _speed_target(results, "Default decoding ≥ 2 × AR beam 5 sentences/s (batch 100), SacreBLEU ≥ the "
-                      "paper's 20 steps, early stop 5", "difformer_default", TARGET_DEFAULT, "difformer_20"),
-        _speed_target(results, "Default decoding, 3×2 with the AR reranker ≥ 0.5 × AR beam 5 (batch 100), "
-                      "SacreBLEU ≥ 20 steps 3×2 reranked", "difformer_default_3x2_rerank", TARGET_RERANKED,
-                      "difformer_20_3x2_rerank"),
-        _speed_target(results, "Default decoding ≥ 4 × AR beam 5 sentences/s at batch 1 (latency)",
-                      "difformer_default", TARGET_LATENCY, batch="batch1"),
-        _distilled_cmlm_target(results),
-        _summarization_target(results),
-        *from_ar_report.targets(results),
-    ]
-
-
-def _distilled_cmlm_target(results):
-    """In every distill arm with a CMLM student: Difformer's best decoding against CMLM's, both
-    trained on the same distilled data for the same minutes."""
-    name = "Difformer ahead of CMLM trained on the same distilled data (distill part, each arm)"
-    arms = [a for a in results.get("distillation", {}).values() if a.get("cmlm_lb3") and a.get("teacher_minutes")]
-    if not arms:
-        return {"name": name, "value": None, "shown": "–", "met": None}
-    shown, gaps = [], []
-    for arm in sorted(arms, key=lambda a: a["teacher_minutes"]):
-        best = max(v["bleu"] for k, v in arm.items() if k.startswith("difformer_default"))
-        gaps.append(best - arm["cmlm_lb3"]["bleu"])
-        shown.append(f"teacher {arm['teacher_minutes']:g} min: {best:.2f} vs {arm['cmlm_lb3']['bleu']:.2f}")
-    return {"name": name, "value": min(gaps), "shown": "; ".join(shown), "met": min(gaps) > 0}
-
-
-def _summarization_target(results):
-    """Difformer's best ROUGE-L on AESLC dev (over its decodings) against 0.8 × the AR model's."""
-    decodings = results.get("summarization", {}).get("decoding", {})
-    name = "Summarization (AESLC dev, equal budget): Difformer's ROUGE-L ≥ 0.8 × the AR Transformer's"
-    difformer = {k: v["rougeL"] for k, v in decodings.items() if k.startswith("difformer")}
-    ar = decodings.get(systems.BASELINE_SETTING, {}).get("rougeL")
-    if not difformer or not ar:
-        return {"name": name, "value": None, "shown": "–", "met": None}
-    best = max(difformer, key=difformer.get)
-    ratio = difformer[best] / ar
-    shown = f"{ratio:.2f}× (`{best}` {difformer[best]:.2f} vs {ar:.2f})"
-    lead = results["summarization"].get("lead")
-    if lead and ar <= lead["rougeL"]:
-        # A ratio to a baseline that has learnt less than copying the email's first words says nothing.
-        return {"name": name, "value": ratio, "met": False,
-                "shown": shown + f"; the AR Transformer is below LEAD-{lead['k']} ({lead['rougeL']:.2f}): "
-                                 "no meaningful comparison"}
-    return {"name": name, "value": ratio, "met": ratio >= TARGET_SUMMARIZATION, "shown": shown}
-
-
-def _speed_target(results, name, setting, threshold, bleu_floor=None, batch="batch100"):
-    """``setting``'s sentences/s ÷ AR beam 5's at ``batch`` against ``threshold``, and where
-    ``bleu_floor`` names a setting, its SacreBLEU at least that setting's."""
-    speed = results.get("decode_sentences_per_s" if batch == "batch100" else f"decode_sentences_per_s_{batch}", {})
-    base = speed.get(systems.BASELINE_SETTING)
-    ratio = speed[setting] / base if speed.get(setting) and base else None
-    met = None if ratio is None else ratio >= threshold
-    shown = _ratio(speed.get(setting), base)
-    if bleu_floor:
-        bleu = results.get("bleu", {})
-        if setting in bleu and bleu_floor in bleu:
-            shown += f"; SacreBLEU {bleu[setting]:.2f} vs {bleu[bleu_floor]:.2f}"
-            met = None if met is None else met and bleu[setting] >= bleu[bleu_floor]
-        else:
-            met = None
-    return {"name": name, "value": ratio, "shown": shown, "met": met}
-
-
-FINDINGS = Path(__file__).with_name("findings.md")
-
-
-def render(results: Dict, plots: Dict[str, str], findings: str = "") -> str:
-    out = ["# Benchmarks: Difformer against fairseq's AR Transformer and CMLM\n"]
-    if results.get("mode") == "quick":
-        out.append("> **Quick check** (`benchmarks/run.py --quick`): a small subset and budgets of seconds. "
-                   "These figures check that every step runs; they measure nothing.\n")
-    out.append("Generated by `benchmarks/run.py` from `benchmarks/results.json`; do not edit by hand.\n")
-    machine = results.get("machine", {})
-    out.append(f"**Machine:** {machine.get('description', 'unknown')}.\n")
-    parts = results.get("parts", {})
-    out.append("**Parts:** " + (", ".join(f"`{p}` (last run {v['minutes']} min, finished {v['finished']})"
-                                          for p, v in parts.items()) or "none run") + ".\n")
-    out.append("**Setup:** " + _setup(results) + "\n")
-
-    out.append("## Targets\n")
-    out.append(_table(["target", "measured", "met"],
-                      [[t["name"], t["shown"], {None: "not measured", True: "yes", False: "**no**"}[t["met"]]]
-                       for t in targets(results)]))
-    if findings and results.get("mode") != "quick":
-        out.append("## Findings\n\n" + findings.strip() + "\n")
-
-    out.append(_section_throughput(results))
-    out.append(_section_quality(results))
-    out.append(_section_decoding(results, plots))
-    out.append(_section_samplers(results, plots))
-    out.append(_section_distillation(results))
-    out.append(from_ar_report.section(results, plots))
-    out.append(_section_summarization(results))
-    out.append(_section_precision(results))
-    out.append(_section_ablations(results, plots))
-    out.append(_section_sweep(results))
-    out.append(_section_profile(results))
-    out.append(_section_commands(results))
-    return "\n".join(out)
-
-
-def _setup(results):
+def setup(results):
     if results.get("device") == "cuda":
         size = ("Every system is 6+6 layers, d_model 512, FFN 1024, 4 heads (IWSLT size: AR at "
                 "transformer_iwslt_de_en's size, CMLM, difformer_iwslt_de_en), one shared embedding table, "
@@ -205,7 +54,7 @@ def _second_batch(results):
     return "batch1", "batch 1"
 
 
-def _section_distillation(results):
+def distillation(results):
     arms = results.get("distillation", {})
     if not arms:
         return "## Distillation at an equal budget\n\nNot measured yet (`--part distill`).\n"
@@ -218,7 +67,7 @@ def _section_distillation(results):
         cmlm = a.get("cmlm_lb3")
         batch = _max_tokens(a.get("commands", {}).get("difformer", "")) or "–"
         rows.append([a["budget_minutes"], batch, teacher, a.get("distill_minutes", "–"), a["difformer_minutes"],
-                     a.get("difformer_updates", "–"), single.get("bleu", "–"), _fmt(single.get("length_ratio"), 3),
+                     a.get("difformer_updates", "–"), single.get("bleu", "–"), fmt(single.get("length_ratio"), 3),
                      reranked if reranked is not None else "–",
                      f"{cmlm['bleu']:.2f} ({a['cmlm_updates']} updates)" if cmlm else "–"])
     return ("## Distillation at an equal budget\n\n"
@@ -233,12 +82,12 @@ def _section_distillation(results):
             "One seed each: read the differences against the seed band of section 4; – where a student was not "
             "trained in that arm. The minutes buy different numbers of updates on different machines and "
             "batch sizes (the arms' commands say which): compare the students within an arm.\n\n"
-            + _table(["budget (min)", "tokens a batch", "AR teacher", "translation (min)", "student (min)", "Difformer updates",
+            + table(["budget (min)", "tokens a batch", "AR teacher", "translation (min)", "student (min)", "Difformer updates",
                       "Difformer SacreBLEU 1×1", "Difformer length ratio 1×1",
                       "Difformer SacreBLEU 3×2, teacher reranks", "CMLM SacreBLEU, length beam 3"], rows))
 
 
-def _section_summarization(results):
+def summarization(results):
     summary = results.get("summarization", {})
     if not summary.get("decoding"):
         return "## Summarization (AESLC)\n\nNot measured yet (`--part summarization`).\n"
@@ -250,12 +99,12 @@ def _section_summarization(results):
         system = "ar" if name.startswith("ar") else "difformer"
         t = training.get(system, {})
         rows.append([d["label"], t.get("updates", "–"), d["rouge1"], d["rouge2"], d["rougeL"],
-                     _ratio(d["rougeL"], ar) if ar else "–", _fmt(d["length_ratio"], 3), d["sentences_per_s"]])
+                     fmt_ratio(d["rougeL"], ar) if ar else "–", fmt(d["length_ratio"], 3), d["sentences_per_s"]])
     lead = summary.get("lead")
     if lead:
         rows.append([f"LEAD-{lead['k']}: the email's first {lead['k']} words (no model)", "–", lead["rouge1"],
-                     lead["rouge2"], lead["rougeL"], _ratio(lead["rougeL"], ar) if ar else "–",
-                     _fmt(lead["length_ratio"], 3), "–"])
+                     lead["rouge2"], lead["rougeL"], fmt_ratio(lead["rougeL"], ar) if ar else "–",
+                     fmt(lead["length_ratio"], 3), "–"])
     minutes = {t.get("minutes") for t in training.values()}
     return ("## Summarization (AESLC)\n\n"
             f"Email → subject line on AESLC's dev set ({summary.get('dev_sentences', 0):,} emails), the AR "
@@ -266,38 +115,38 @@ def _section_summarization(results):
             "is hypothesis over reference length in words; Difformer's 3×2 is reranked by this AR model; LEAD-k "
             "takes the first k words of the email (k the training subjects' mean length). "
             "Batch 100, one seed.\n\n"
-            + _table(["setting", "updates", "ROUGE-1", "ROUGE-2", "ROUGE-L", "÷ AR ROUGE-L", "length ratio",
+            + table(["setting", "updates", "ROUGE-1", "ROUGE-2", "ROUGE-L", "÷ AR ROUGE-L", "length ratio",
                       "sent/s"], rows))
 
 
-def _section_precision(results):
+def precision(results):
     precision = results.get("precision")
     if not precision:
         return "## Precision\n\nNot measured yet (`--part precision`).\n"
     rows = [[f"`{name}`", p["float32"]["bleu"], p["fp16"]["bleu"], f"{p['difference']:+.2f}",
              p["float32"]["sentences_per_s"], p["fp16"]["sentences_per_s"]] for name, p in precision.items()]
     return ("## Precision\n\nThe same checkpoints decoded in float32 and with `--fp16` (same seed, batch "
-            "100, test2016).\n\n" + _table(["setting", "SacreBLEU float32", "SacreBLEU fp16", "fp16 − float32",
+            "100, test2016).\n\n" + table(["setting", "SacreBLEU float32", "SacreBLEU fp16", "fp16 − float32",
                                                "sent/s float32", "sent/s fp16"], rows))
 
 
-def _section_throughput(results):
+def throughput(results):
     wps = results.get("train_words_per_s", {})
     rss = results.get("train_peak_rss_mib", {})
     if not wps:
         return "## 1. Training throughput\n\nNot measured yet (`--part throughput`).\n"
     info = results.get("throughput", {})
-    rows = [[SYSTEM_NAMES[s], f"{wps[s]:,.0f}", _ratio(wps[s], wps.get("ar")), _ratio(wps[s], wps.get("cmlm")),
+    rows = [[SYSTEM_NAMES[s], f"{wps[s]:,.0f}", fmt_ratio(wps[s], wps.get("ar")), fmt_ratio(wps[s], wps.get("cmlm")),
              f"{rss[s]:,.0f}" if s in rss else "–"] for s in systems.SYSTEMS if s in wps]
     updates = next(iter(info.values()), {}).get("total_updates")
     return ("## 1. Training throughput\n\n"
             f"Each system trained for {updates} updates from scratch; words/s over the updates after the "
             "first logged interval (total tokens ÷ total time). Peak memory is the resident set of the "
             "`fairseq-train` process.\n\n"
-            + _table(["system", "words/s", "÷ AR", "÷ CMLM", "peak memory (MiB)"], rows))
+            + table(["system", "words/s", "÷ AR", "÷ CMLM", "peak memory (MiB)"], rows))
 
 
-def _section_quality(results):
+def quality(results):
     training = results.get("training", {})
     bleu, tok = results.get("bleu", {}), results.get("tok_bleu", {})
     if not training:
@@ -308,10 +157,10 @@ def _section_quality(results):
     return ("## 2. Quality at an equal training budget\n\n"
             "Each system trained for the same wall-clock minutes (fairseq's `--stop-time-hours`), the last "
             "checkpoint decoded; BLEU of each system's best decoding setting (all settings in section 3).\n\n"
-            + _table(["system", "minutes", "updates", "best setting", "SacreBLEU", "tokenised BLEU"], rows))
+            + table(["system", "minutes", "updates", "best setting", "SacreBLEU", "tokenised BLEU"], rows))
 
 
-def _section_decoding(results, plots):
+def decoding(results, plots):
     decoding = results.get("decoding", {})
     if not decoding:
         return "## 3. Decoding\n\nNot measured yet (`--part decode`).\n"
@@ -326,8 +175,8 @@ def _section_decoding(results, plots):
         b100, b1 = d.get("batch100", {}), d.get(second, {})
         rows.append([f"`{setting.name}`", setting.label, results.get("bleu", {}).get(setting.name),
                      results.get("tok_bleu", {}).get(setting.name),
-                     b100.get("sentences_per_s"), _ratio(b100.get("sentences_per_s"), base100),
-                     b1.get("sentences_per_s"), _ratio(b1.get("sentences_per_s"), base1),
+                     b100.get("sentences_per_s"), fmt_ratio(b100.get("sentences_per_s"), base100),
+                     b1.get("sentences_per_s"), fmt_ratio(b1.get("sentences_per_s"), base1),
                      b100.get("peak_rss_mib")])
     text = ("## 3. Decoding\n\n"
             "`fairseq-generate` on test2016, sentences/s as it reports them (the decoding loop, model "
@@ -335,7 +184,7 @@ def _section_decoding(results, plots):
             "set of the process at batch 100. CMLM stops refining a sentence early when an iteration "
             "changes nothing (fairseq's default). Difformer's 3×2 is 3 lengths × 2 noises, all decoded as "
             "one batch, chosen by mean log-probability or by the AR model (reranker).\n\n"
-            + _table(["setting", "", "SacreBLEU", "tok. BLEU", "sent/s (batch 100)", "÷ AR beam 5",
+            + table(["setting", "", "SacreBLEU", "tok. BLEU", "sent/s (batch 100)", "÷ AR beam 5",
                       f"sent/s ({second_label})", "÷ AR beam 5", "peak memory (MiB)"], rows))
     if "quality_speed" in plots:
         text += f"\n![BLEU against decoding speed, every setting (batch 100)]({plots['quality_speed']})\n"
@@ -367,11 +216,11 @@ def _lengths_table(results):
             "Difformer collapses each run of one repeated token by default (`--decoding-keep-repeats` "
             "keeps them); `--decoding-oracle-length` decodes at the reference's length, the ceiling of "
             "length prediction.\n\n"
-            + _table(["setting", "SacreBLEU", "length ratio", "exact length", "mean length difference",
+            + table(["setting", "SacreBLEU", "length ratio", "exact length", "mean length difference",
                       "repeated tokens"], rows))
 
 
-def _sampler_rows(results):
+def sampler_rows(results):
     """{(sampler, candidates, early stopping): {steps: entry}} of the samplers part, in the
     systems' order; early stopping is "" (none) or "¼" (the last quarter of the steps left out)."""
     grid = {}
@@ -383,14 +232,14 @@ def _sampler_rows(results):
     return {key: grid[key] for key in order if key in grid}
 
 
-def _section_samplers(results, plots):
-    grid = _sampler_rows(results)
+def samplers(results, plots):
+    grid = sampler_rows(results)
     if not grid:
         return "## Samplers\n\nNot measured yet (`--part samplers`).\n"
     base = results.get("samplers_baseline", {}).get("sentences_per_s")
     steps = sorted({n for row in grid.values() for n in row})
     rows = [[f"`{sampler}`", candidates.replace("x", "×"), stop or "–",
-             *[f"{row[n]['bleu']:.2f} ({_ratio(row[n]['sentences_per_s'], base)})" if n in row else "–"
+             *[f"{row[n]['bleu']:.2f} ({fmt_ratio(row[n]['sentences_per_s'], base)})" if n in row else "–"
                for n in steps]]
             for (sampler, candidates, stop), row in grid.items()]
     text = ("## Samplers\n\n"
@@ -398,19 +247,19 @@ def _section_samplers(results, plots):
             "of steps (`--decoding-steps`), early stopping (–: none; ¼: the last quarter of the steps left "
             "out, `--decoding-early-stopping` ⌊steps/4⌋, the paper's 5 of 20) and lengths × noises, at "
             "batch 100 on test2016: SacreBLEU and, in brackets, sentences/s ÷ AR beam 5 decoded in the same "
-            f"run ({_fmt(base)} sentences/s). 3×2 is chosen by mean log-probability.\n\n"
-            + _table(["sampler", "candidates", "early stop", *[f"{n} step{'s' * (n > 1)}" for n in steps]], rows))
+            f"run ({fmt(base)} sentences/s). 3×2 is chosen by mean log-probability.\n\n"
+            + table(["sampler", "candidates", "early stop", *[f"{n} step{'s' * (n > 1)}" for n in steps]], rows))
     if "samplers" in plots:
         text += f"\n![SacreBLEU against speed for each sampler]({plots['samplers']})\n"
     return text
 
 
-def _seed_bleus(ablations) -> List[float]:
+def seed_bleus(ablations) -> List[float]:
     """SacreBLEU of the reference ablation recipe from each seed measured (run-to-run noise)."""
     return [ablations[v]["bleu"] for v in systems.SEED_VARIANTS if v in ablations]
 
 
-def _section_ablations(results, plots):
+def ablations(results, plots):
     ablations = results.get("ablations", {})
     if not ablations:
         return "## 4. Ablations\n\nNot measured yet (`--part ablations`).\n"
@@ -423,7 +272,7 @@ def _section_ablations(results, plots):
                 rows.append([group, f"`{variant}`", a["description"], a["minutes"], a["updates"], a["bleu"],
                              a["tok_bleu"], c["spread"], c["mean_distance"], c["mean_norm"],
                              c["distance_over_noise_scale"], c["norm_variation"]])
-    seeds = _seed_bleus(ablations)
+    seeds = seed_bleus(ablations)
     noise = (f"The reference recipe trained from {len(seeds)} seeds lands between {min(seeds):.2f} and "
              f"{max(seeds):.2f} SacreBLEU: a difference smaller than that range ({max(seeds) - min(seeds):.2f}) "
              "is not resolved by single runs at this budget.\n\n" if len(seeds) > 1 else "")
@@ -437,7 +286,7 @@ def _section_ablations(results, plots):
             "of the norms ÷ their mean, how unevenly one noise scale corrupts different words (what the "
             "embedding LayerNorm on the denoiser's input answers).\n\n"
             + noise
-            + _table(["ablation", "variant", "", "minutes", "updates", "SacreBLEU", "tok. BLEU", "spread",
+            + table(["ablation", "variant", "", "minutes", "updates", "SacreBLEU", "tok. BLEU", "spread",
                       "mean distance", "mean norm", "distance ÷ F", "norm variation"], rows))
     if "ablations" in plots:
         text += f"\n![Ablations]({plots['ablations']})\n"
@@ -480,7 +329,7 @@ def _paired_differences(runs, reference_by_seed) -> str:
     return " / ".join(f"{d:+.2f}" for d in deltas) + f" (mean {fmean(deltas):+.2f})"
 
 
-def _section_sweep(results):
+def sweep(results):
     sweep = {v: r for v, r in results.get("sweep", {}).items() if r.get("seeds")}
     if not sweep:
         return "## Recipe sweep\n\nNot measured yet (`--part sweep`).\n"
@@ -523,12 +372,12 @@ def _section_sweep(results):
             "(– where a run predates its recording). The length columns are the "
             "validation hypotheses' (means over the seeds, BPE tokens for exact length and mean "
             "difference; the length ratio is on words).\n\n"
-            + _table(["variant", "change", "seeds", "updates (mean)", "words/s (mean)", "valid SacreBLEU per seed", "valid mean",
+            + table(["variant", "change", "seeds", "updates (mean)", "words/s (mean)", "valid SacreBLEU per seed", "valid mean",
                       "baseline", "Δ valid, same seed", "test mean", "against the baseline", "length ratio", "exact length",
                       "mean length difference"], rows))
 
 
-def _section_profile(results):
+def profile(results):
     profile = results.get("profile")
     if not profile:
         return "## 5. Profile\n\nNot measured yet (`--part profile`).\n"
@@ -542,12 +391,12 @@ def _section_profile(results):
             extra = (f", {p['target_tokens_per_step']:.0f} target tokens per step" if "target_tokens_per_step" in p
                      else f", {p.get('sentences_per_batch', 0):.0f} sentences")
             text.append(f"### {kind}: `{name}` — {p['ms_per_step']} ms{extra}\n")
-            text.append(_table(["operator", "ms", "% of op time"], [[f"`{o}`", ms, pct] for o, ms, pct in p["top_ops"]]))
-            text.append(_table(["module (forward)", "ms"], [[f"`{m}`", ms] for m, ms in p["modules_forward_ms"][:12]]))
+            text.append(table(["operator", "ms", "% of op time"], [[f"`{o}`", ms, pct] for o, ms, pct in p["top_ops"]]))
+            text.append(table(["module (forward)", "ms"], [[f"`{m}`", ms] for m, ms in p["modules_forward_ms"][:12]]))
     return "\n".join(text)
 
 
-def _section_commands(results):
+def commands(results):
     commands = []
     commands += list(results.get("commands", {}).items())  # the data preparation
     for system, info in results.get("throughput", {}).items():
@@ -574,123 +423,89 @@ def _section_commands(results):
     return ("## Commands\n\nExactly what ran (paths relative to the repository).\n\n```\n" + body + "\n```\n")
 
 
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend, its logger quiet."""
-    import logging
-
-    import matplotlib
-
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def make_plots(results: Dict, directory: Path, prefix: str) -> Dict[str, str]:
-    """PNG plots next to the report; returns {plot: path relative to the report}."""
-    plt = pyplot()
-    directory.mkdir(parents=True, exist_ok=True)
-    made = {}
-    bleu = results.get("bleu", {})
-    speed = results.get("decode_sentences_per_s", {})
-
-    points = [(s, bleu[s.name], speed[s.name]) for s in systems.DECODING_SETTINGS
-              if s.name in bleu and s.name in speed]
-    if points:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        colours = {"ar": "tab:green", "cmlm": "tab:orange", "difformer": "tab:blue"}
-        for setting, b, sps in points:
-            ax.scatter(sps, b, color=colours[setting.system])
-            ax.annotate(setting.name, (sps, b), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        for system, colour in colours.items():
-            ax.scatter([], [], color=colour, label=SYSTEM_NAMES[system])
-        ax.set_xscale("log")
-        ax.set_xlabel("sentences/s (batch 100, log scale)")
-        ax.set_ylabel("SacreBLEU")
-        ax.legend()
-        ax.set_title("Quality against decoding speed, test2016")
-        fig.tight_layout()
-        fig.savefig(directory / "quality_speed.png", dpi=120)
-        plt.close(fig)
-        made["quality_speed"] = f"{prefix}/quality_speed.png"
-
-    grid = _sampler_rows(results)
-    base = results.get("samplers_baseline", {}).get("sentences_per_s")
-    if grid and base:
-        beams = [f"{l}x{n}" for l, n in systems.SAMPLER_BEAMS if any(key[1] == f"{l}x{n}" for key in grid)]
-        fig, axes = plt.subplots(1, len(beams), figsize=(6 * len(beams), 4.5), squeeze=False)
-        colours = {"ddpm": "tab:blue", "ddim": "tab:orange", "dpm-solver++": "tab:green"}
-        for ax, candidates in zip(axes[0], beams):
-            for (sampler, beam, stop), row in grid.items():
-                if beam != candidates:
-                    continue
-                steps = sorted(row)
-                ax.plot([row[n]["sentences_per_s"] / base for n in steps], [row[n]["bleu"] for n in steps],
-                        "o:" if stop else "o-", color=colours.get(sampler, "tab:gray"),
-                        fillstyle="none" if stop else "full",
-                        label=sampler + (", early stop ¼" if stop else ""))
-                for n in steps:
-                    ax.annotate(str(n), (row[n]["sentences_per_s"] / base, row[n]["bleu"]), fontsize=7,
-                                xytext=(3, 3), textcoords="offset points")
-            ax.axvline(1.0, color="gray", linewidth=0.8)
-            ax.set_xscale("log")
-            ax.set_xlabel("sentences/s ÷ AR beam 5 (batch 100, log scale; labels: steps)")
-            ax.set_ylabel("SacreBLEU")
-            ax.legend(fontsize=8)
-            ax.set_title(f"{candidates.replace('x', '×')} candidates")
-        fig.suptitle("Samplers: quality against speed, test2016")
-        fig.tight_layout()
-        fig.savefig(directory / "samplers.png", dpi=120)
-        plt.close(fig)
-        made["samplers"] = f"{prefix}/samplers.png"
-
-    ablations = results.get("ablations", {})
-    if ablations:
-        names = [v for v in systems.ABLATIONS if v in ablations]
-        stats = {v: ablations[v]["collapse_stats"] for v in names}
-        x = list(range(len(names)))
-        fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 4))
-        bleu = [ablations[v]["bleu"] for v in names]
-        ax1.bar(x, bleu, color="tab:blue")
-        seeds = _seed_bleus(ablations)
-        if len(seeds) > 1:
-            ax1.axhspan(min(seeds), max(seeds), color="tab:orange", alpha=0.3,
-                        label=f"reference over {len(seeds)} seeds")
-            ax1.legend(fontsize=8)
-        ax1.set_ylim(0, 1.25 * max(bleu + [1.0]))
-        ax1.set_ylabel("SacreBLEU")
-        ax1.set_title("BLEU (20 steps, 1×1)")
-        width = 0.4
-        ax2.bar([i - width / 2 for i in x], [stats[v]["spread"] for v in names], width, color="tab:gray",
-                label="spread (distance ÷ norm)")
-        ax2.bar([i + width / 2 for i in x], [stats[v]["norm_variation"] for v in names], width,
-                color="tab:green", label="norm variation (std ÷ mean)")
-        ax2.legend(fontsize=8)
-        ax2.set_title("embedding geometry")
-        ax3.bar(x, [stats[v]["distance_over_noise_scale"] for v in names], color="tab:red")
-        ax3.set_title("mean distance between words ÷ F")
-        for ax in (ax1, ax2, ax3):
-            ax.set_xticks(x, names)
-            ax.tick_params(axis="x", rotation=40, labelsize=8)
-        fig.tight_layout()
-        fig.savefig(directory / "ablations.png", dpi=120)
-        plt.close(fig)
-        made["ablations"] = f"{prefix}/ablations.png"
-    made.update(from_ar_report.plot(results, directory, prefix, plt))
-    return made
+def from_ar(results: Dict, plots: Dict[str, str]) -> str:
+    part = results.get("from_ar", {})
+    title = "## From your AR Transformer: initialisation, distillation and reranking from one checkpoint\n\n"
+    if not part.get("records"):
+        return title + "Not measured yet (`--part from_ar`).\n"
+    records, training = part["records"], part.get("training", {})
+    budget = part.get("budget", {})
+    budget_text = (f"{budget['updates']:,} updates" if "updates" in budget else f"{budget.get('minutes')} minutes")
+    ar = part.get("ar", {})
+    distill = part.get("distillation", {})
+    rows = []
+    for key, label in BASELINE_LABELS.items():
+        r = records.get(key)
+        if r:
+            rows.append([label, fixed(ar.get("updates"), 0), fixed(r["bleu"]), fixed(r["tok_bleu"]), fixed(r["length_ratio"], 3),
+                         fixed(r["sentences_per_s_batch100"], 1), fixed(r.get("sentences_per_s_batch1"), 1), "–", "–"])
+    greedy, beam = records.get("ar_greedy"), records.get("ar_beam5")
+    for arm in arm_names():
+        for decoding in DECODINGS:
+            r = records.get(f"{arm}_{decoding}")
+            if not r:
+                continue
+            versus = []
+            for base in (greedy, beam):
+                versus.append("–" if not base else
+                              f"{r['bleu'] - base['bleu']:+.2f}, {r['sentences_per_s_batch100'] / base['sentences_per_s_batch100']:.2f}×"
+                              f" / {r['sentences_per_s_batch1'] / base['sentences_per_s_batch1']:.2f}×")
+            rows.append([f"Difformer, {ARM_LABELS[arm]}, {DECODING_LABELS[decoding]}",
+                         fixed(training.get(arm, {}).get("updates"), 0), fixed(r["bleu"]), fixed(r["tok_bleu"]),
+                         fixed(r["length_ratio"], 3), fixed(r["sentences_per_s_batch100"], 1),
+                         fixed(r.get("sentences_per_s_batch1"), 1), *versus])
+    header = ["system", "updates", "SacreBLEU", "tok. BLEU", "length ratio", "sent/s batch 100",
+              "sent/s batch 1", "vs AR greedy (BLEU, speed b100 / b1)", "vs AR beam 5 (BLEU, speed b100 / b1)"]
+    table = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    table += ["| " + " | ".join(row) + " |" for row in rows]
+    machine = part.get("machine", {}).get("description", "unknown")
+    signature = (greedy or {}).get("signature")
+    text = (title +
+            f"**Machine:** {machine} (this part's own run; compare its figures with each other only).\n\n"
+            f"One AR Transformer (the benchmark's AR recipe, {budget_text}) is the initialisation of the "
+            f"AR-initialised arms (`--init-from-ar`), the teacher of the distilled arms (the training set "
+            f"translated with beam 5 by `difformer-distill`: {fixed(distill.get('minutes'))} min, not counted in "
+            f"the arms' budgets) and the reranker of every 3×2 decoding. Each Difformer arm trains with the "
+            f"benchmark's Difformer recipe for {budget_text}. All rows decode test2016 in this one run, "
+            f"each with no training running beside it"
+            + (f"; SacreBLEU signature `{signature}`" if signature else "") + ".\n\n"
+            + "\n".join(table) + "\n")
+    tried = [f"- `{name}`: {TECHNIQUES[name][0]} (`{' '.join(TECHNIQUES[name][1])}`)" for name in TECHNIQUES
+             if f"ar_init_kd_{name}" in training]
+    if tried:
+        text += "\nTechniques, each one change to the AR-initialised arm on distilled data:\n" + "\n".join(tried) + "\n"
+    text += equal_budget(part.get("equal_budget", {}))
+    if "from_ar_curves" in plots:
+        text += f"\n![validation BLEU and loss of each arm against updates]({plots['from_ar_curves']})\n"
+    notes = [f"{ARM_LABELS.get(arm, arm)}: {t['curve_note']}" for arm, t in training.items() if t.get("curve_note")]
+    if notes:
+        text += "\n" + "\n".join(f"- {note}" for note in notes) + "\n"
+    return text
 
 
-def write_report(results: Dict, docs: Path, name: str, make_plots, render, findings: Path) -> Path:
-    """``docs/NAME.md`` from ``render(results, plots, findings)``, its plots in ``docs/NAME/``;
-    the findings file is the hand-written reading of a full run (optional)."""
-    docs.mkdir(parents=True, exist_ok=True)
-    plots = make_plots(results, docs / name, name)
-    path = docs / f"{name}.md"
-    text = findings.read_text(encoding="utf-8") if findings.exists() else ""
-    path.write_text(render(results, plots, text), encoding="utf-8")
-    return path
-
-
-def write(results: Dict, docs: Path) -> Path:
-    return write_report(results, docs, "benchmarks", make_plots, render, FINDINGS)
+def equal_budget(equal: Dict) -> str:
+    """One wall-clock budget spent two ways: AR + distillation + AR-initialised Difformer against
+    a Difformer from scratch for all of it."""
+    setup, records = equal.get("setup"), equal.get("records", {})
+    if not setup or not records:
+        return ""
+    labels = {"ar_greedy": f"AR Transformer ({setup['ar_minutes']:g} min, {setup['ar_updates']:,} updates), greedy",
+              "ar_init_kd_default": f"Difformer, AR-initialised, distilled ({setup['difformer_minutes']:g} min, "
+                                    f"{setup['ar_init_kd_updates']:,} updates), default 1×1",
+              "ar_init_kd_3x2_rerank": "the same, 3×2 AR-reranked",
+              "scratch_refs_default": f"Difformer from scratch, references ({setup['total_minutes']:g} min, "
+                                      f"{setup['scratch_refs_updates']:,} updates), default 1×1"}
+    rows = [f"| {label} | {fixed(records[key]['bleu'])} | {fixed(records[key]['length_ratio'], 3)} | "
+            f"{fixed(records[key]['sentences_per_s_batch100'], 1)} |" for key, label in labels.items() if key in records]
+    text = (f"\n### One budget of {setup['total_minutes']:g} minutes, spent two ways\n\n"
+            f"AR model {setup['ar_minutes']:g} min + distillation {fixed(setup['distill_minutes'])} min + "
+            f"AR-initialised Difformer on its translations {setup['difformer_minutes']:g} min, against a Difformer "
+            f"from scratch on the references for all {setup['total_minutes']:g} min (wall-clock budgets, "
+            f"test2016, batch 100).\n\n| system | SacreBLEU | length ratio | sent/s batch 100 |\n|---|---|---|---|\n"
+            + "\n".join(rows) + "\n")
+    student, scratch = records.get("ar_init_kd_default"), records.get("scratch_refs_default")
+    if student and scratch:
+        difference = student["bleu"] - scratch["bleu"]
+        text += (f"\nDefault decoding: the AR route {'wins' if difference > 0 else 'loses'} by "
+                 f"{abs(difference):.2f} BLEU at equal total minutes.\n")
+    return text

@@ -1,0 +1,187 @@
+"""Difformer against fairseq's AR Transformer and CMLM on Multi30k de→en, and the paper's ablations.
+
+    python -m benchmarks                       # everything (about 10 hours on 2 CPU cores)
+    python -m benchmarks --part throughput --part train --part decode     # about 105 minutes
+    python -m benchmarks --part ablations --part profile                  # about 90 minutes
+    python -m benchmarks --part sweep --sweep-variants reference warmup_200   # about 55 minutes
+    python -m benchmarks --quick               # every step on a small subset, a few minutes
+    python -m benchmarks --device cuda --databin BIN --budget-minutes 1 \
+        --part throughput --part train --part decode --part precision   # IWSLT size, --fp16, on a GPU
+
+Parts (run in this order when several are given; each needs only what the parts before it left
+in the work directory):
+
+  throughput  each system trained for the same number of updates: words/s, peak memory
+  train       each system trained for --budget-minutes of wall-clock time (equal budgets)
+  decode      every decoding setting on test2016 at batch 100 and batch 1: sentences/s, peak
+              memory, SacreBLEU and tokenised BLEU (needs train)
+  samplers    every sampler × steps × candidates on the trained Difformer, against AR beam 5
+              (needs train)
+  distill     sequence-level distillation at an equal total budget (--distill-budget-minutes):
+              for each --teacher-minutes T, an AR teacher trained T minutes, the training set
+              translated with it, each student (Difformer, CMLM) trained on that for the
+              minutes left; against the students trained on the references for the whole budget
+  from_ar     one AR Transformer as initialisation (--init-from-ar), distillation teacher and
+              reranker: four Difformer arms (scratch / AR-initialised × references / distilled)
+              at one budget (--budget-minutes, or --from-ar-updates), their learning curves, each
+              decoded 1×1 and 3×2 AR-reranked against AR greedy and beam 5 (benchmarks/parts/from_ar.py)
+  summarization  AESLC (email → subject line): the AR Transformer and Difformer of the same size
+              trained --summarization-minutes each with the summarization recipe, decoded on
+              the dev set: ROUGE-1/2/L and length ratio
+  precision   the same checkpoints decoded in float32 and in fp16 (--fp16): BLEU of each and the
+              difference (needs train)
+  ablations   the paper's ablations, each trained --ablation-minutes: BLEU and embedding collapse
+  sweep       the small-budget recipe sweep: each recipe variant (systems.SWEEP) trained
+              --sweep-minutes from 3 seeds (--sweep-seeds), the default decoding's SacreBLEU on
+              valid and test2016, each variant against its baseline's seed band; a run already in
+              the results file with the same command is not trained again
+  profile     torch profiler on one training step and one decoding batch (needs train)
+  report      only regenerate the report from the results file
+
+Each finished measurement is merged into the results file at once, so parts run in separate
+sessions add up to one results file; the report (docs/benchmarks.md and its PNG plots) is
+regenerated after every part. Quick-mode results never merge with full-run results: a quick run
+writes its results and report into its work folder (work/benchmarks-quick), never over the
+committed ones. Run with nothing else busy on the machine.
+
+``--device cuda`` measures the IWSLT-size systems (AR transformer_iwslt_de_en size, CMLM, Difformer
+difformer_iwslt_de_en) with --fp16, decoding at batch 100 and at --max-tokens 8192; it runs fairseq
+as ``python -m fairseq_cli.*`` (no console scripts needed), writes results-cuda.json and the report
+under docs/gpu/, and with ``--databin`` takes an already prepared data-bin.
+"""
+
+import argparse
+import functools
+import logging
+from pathlib import Path
+
+from . import measure, report, systems
+from .parts import PARTS, from_ar
+from .parts.distill import DISTILL_DECODINGS
+from .pipeline import Pipeline, run_parts
+from .pipeline.commands import REPO
+
+#: every part, and ``report``: only regenerate the report from the results file
+PART_NAMES = (*PARTS, "report")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--part", action="append", choices=PART_NAMES,
+                   help="run only this part (repeatable); default: all of them")
+    p.add_argument("--budget-minutes", type=float, default=None,
+                   help="training minutes per system in the train part (default 20; quick 0.5)")
+    p.add_argument("--ablation-minutes", type=float, default=None,
+                   help="training minutes per ablation variant (default 8; quick 0.3)")
+    p.add_argument("--sweep-minutes", type=float, default=None,
+                   help="training minutes per recipe variant and seed in the sweep part (default 8, "
+                        "the ablations' budget; quick 0.3)")
+    p.add_argument("--sweep-seeds", type=int, nargs="+",
+                   help="train the sweep's variants from these seeds (default 1 2 3; --quick 1)")
+    p.add_argument("--sweep-variants", nargs="+", choices=list(systems.SWEEP),
+                   help="run only these recipe variants in the sweep part (the others keep their results)")
+    p.add_argument("--distill-budget-minutes", type=float, default=None,
+                   help="the distill part's total budget per arm: teacher, translation and Difformer "
+                        "(default 30; quick 1.5)")
+    p.add_argument("--teacher-minutes", type=float, nargs="+", default=None,
+                   help="the distill part's teacher shares of that budget (default 8 12: the AR recipe "
+                        "warms up for 400 updates, about 5 minutes; quick 0.3)")
+    p.add_argument("--distill-students", nargs="+", choices=list(DISTILL_DECODINGS), default=list(DISTILL_DECODINGS),
+                   help="the distill part's students, each trained on the teacher's outputs for the minutes "
+                        "left (default: difformer cmlm)")
+    p.add_argument("--teacher-only", action="store_true",
+                   help="the distill part runs only the teacher arms, not the references arm (its "
+                        "results are kept)")
+    p.add_argument("--from-ar-updates", type=int, default=None,
+                   help="the from_ar part's budget in updates for every training (default: --budget-minutes "
+                        "of wall-clock time)")
+    p.add_argument("--from-ar-curve-interval", type=int, default=None,
+                   help="the from_ar part validates every N updates for its learning curves (default 300; "
+                        "quick 10)")
+    p.add_argument("--from-ar-techniques", nargs="+", choices=list(from_ar.TECHNIQUES), default=None,
+                   help="the from_ar part also trains the AR-initialised arm on distilled data with each of "
+                        "these changes (" + "; ".join(f"{k}: {v[0]}" for k, v in from_ar.TECHNIQUES.items())
+                        + "; default: none)")
+    p.add_argument("--from-ar-total-minutes", type=float, default=None,
+                   help="the from_ar part also spends this wall-clock budget two ways: AR model + distillation + "
+                        "AR-initialised Difformer, against a Difformer from scratch for all of it (default: not run)")
+    p.add_argument("--from-ar-ar-minutes", type=float, default=None,
+                   help="the AR model's share of --from-ar-total-minutes (default 8; quick 0.3)")
+    p.add_argument("--summarization-minutes", type=float, default=None,
+                   help="training minutes per system in the summarization part (default 20, as "
+                        "examples/aeslc/run.sh; quick 0.5)")
+    p.add_argument("--aeslc", type=Path, default=REPO.parent / "shared" / "data" / "aeslc",
+                   help="AESLC folder with train.jsonl and dev.jsonl (default ../shared/data/aeslc)")
+    p.add_argument("--quick", action="store_true",
+                   help="check every step in a few minutes: 2,000 training pairs, 60 test sentences, "
+                        "short budgets; results are marked quick")
+    p.add_argument("--systems", nargs="+", choices=list(systems.SYSTEMS),
+                   help="train only these systems in the train part (the others keep their checkpoints)")
+    p.add_argument("--settings", nargs="+", choices=[s.name for s in systems.DECODING_SETTINGS],
+                   help="decode only these settings")
+    p.add_argument("--variants", nargs="+", choices=list(systems.ABLATIONS),
+                   help="run only these ablation variants")
+    p.add_argument("--data", type=Path, default=REPO / "data" / "multi30k",
+                   help="Multi30k folder with train/val/test_2016_flickr.{de,en} (default data/multi30k)")
+    p.add_argument("--databin", type=Path, default=None,
+                   help="an already prepared Multi30k data-bin (difformer-prepare's bin/) instead of --data")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu: the small systems in float32; cuda: the IWSLT-size systems with --fp16")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="data, checkpoints, outputs, logs (default work/benchmarks[-quick|-cuda])")
+    p.add_argument("--results", type=Path, default=None,
+                   help="default benchmarks/results.json (results-cuda.json with --device cuda; with "
+                        "--quick the work folder's results.json, so a check never touches the committed one)")
+    p.add_argument("--docs", type=Path, default=None,
+                   help="where benchmarks.md and the plots (benchmarks/*.png) are written "
+                        "(default docs/, docs/gpu/ with --device cuda, the work folder's docs/ with --quick)")
+    args = p.parse_args(argv)
+    cuda = args.device == "cuda"
+    if cuda and args.quick:
+        p.error("--quick is a CPU check; with --device cuda shorten --budget-minutes instead")
+    if args.budget_minutes is None:
+        args.budget_minutes = 0.5 if args.quick else 20
+    if args.ablation_minutes is None:
+        args.ablation_minutes = 0.3 if args.quick else 8
+    if args.sweep_minutes is None:
+        args.sweep_minutes = 0.3 if args.quick else 8
+    if args.distill_budget_minutes is None:
+        args.distill_budget_minutes = 1.5 if args.quick else 30
+    if args.from_ar_ar_minutes is None:
+        args.from_ar_ar_minutes = 0.3 if args.quick else 8
+    if args.from_ar_curve_interval is None:
+        args.from_ar_curve_interval = 10 if args.quick else 300
+    if args.summarization_minutes is None:
+        args.summarization_minutes = 0.5 if args.quick else 20
+    if args.teacher_minutes is None:
+        args.teacher_minutes = [0.3] if args.quick else [8, 12]
+    if args.workdir is None:
+        args.workdir = REPO / "work" / ("benchmarks-quick" if args.quick else "benchmarks-cuda" if cuda else "benchmarks")
+    args.results = args.results or (args.workdir / "results.json" if args.quick
+                                    else REPO / "benchmarks" / ("results-cuda.json" if cuda else "results.json"))
+    args.docs = args.docs or (args.workdir / "docs" if args.quick else REPO / "docs" / ("gpu" if cuda else ""))
+    if args.databin is not None and not (args.databin / "dict.en.txt").exists():
+        p.error(f"--databin {args.databin}: no dict.en.txt there; give difformer-prepare's bin/ folder")
+    if args.databin is None and not (args.data / "train.de").exists():
+        p.error(f"--data {args.data}: no train.de there; give the Multi30k folder")
+    parts = [part for part in PART_NAMES if part in (args.part or PART_NAMES)]
+    if "summarization" in parts and not (args.aeslc / "train.jsonl").exists():
+        p.error(f"--aeslc {args.aeslc}: no train.jsonl there; give the AESLC folder")
+    if cuda and parts != ["report"] and not _cuda_available():
+        p.error("--device cuda: torch sees no CUDA GPU here")
+
+    bench = Pipeline(args)
+    if set(parts) - {"from_ar", "report"}:
+        bench.results.set("machine", measure.machine_description())
+    bench.results.set("device", args.device)
+    logging.getLogger().setLevel(logging.WARNING)  # importing fairseq turned the root logger on
+    steps = [(part, None if part == "report" else functools.partial(PARTS[part], bench)) for part in parts]
+    run_parts(bench.results, steps, lambda: report.write(bench.results.data, args.docs), args.results)

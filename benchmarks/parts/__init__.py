@@ -1,0 +1,20 @@
+"""The benchmark's experiment parts, one module each; ``run(pipeline)`` runs one.
+
+PARTS lists them in the order they run when several are given: each needs only what the parts
+before it left in the work folder."""
+
+from . import ablations, decode, distill, from_ar, precision, profile, samplers, summarization, sweep, throughput, train
+
+PARTS = {
+    "throughput": throughput.run,
+    "train": train.run,
+    "decode": decode.run,
+    "samplers": samplers.run,
+    "distill": distill.run,
+    "from_ar": from_ar.run,
+    "summarization": summarization.run,
+    "precision": precision.run,
+    "ablations": ablations.run,
+    "sweep": sweep.run,
+    "profile": profile.run,
+}
