@@ -122,3 +122,15 @@ def test_diffssl_a_new_text_model_drops_what_was_read_from_the_old_one(tmp_path,
     assert "grid" not in saved and "control" not in saved
     assert saved["heads"] == {"scratch": {"1": run}} and saved["labels"] == {"scratch": {"0.1": run}}
     assert saved["lm"]["updates"] == 1746
+
+
+def test_diffssl_report_alone_keeps_the_measuring_machines_line(tmp_path):
+    """``--part report`` measures nothing, so it must not replace the machine line of the run
+    whose figures the results hold."""
+    results = tmp_path / "r.json"
+    machine = {"description": "the machine that measured", "cpu": "x"}
+    results.write_text(json.dumps({"mode": "full", "machine": machine}))
+    diffssl.main(["--part", "report", "--results", str(results), "--workdir", str(tmp_path),
+                  "--docs", str(tmp_path / "docs")])
+    assert json.loads(results.read_text())["machine"] == machine
+    assert "the machine that measured" in (tmp_path / "docs" / "diffssl.md").read_text()
