@@ -4,9 +4,16 @@ setup(
     name="fairseq-difformer",
     version="0.1.0",
     description="Difformer (embedding-space text diffusion) as a fairseq plugin",
-    long_description=open("README.md", encoding="utf-8").read(),
-    long_description_content_type="text/markdown",
-    packages=find_packages(include=["difformer_core", "difformer_core.*", "fairseq_difformer", "fairseq_difformer.*", "difformer_cli"]),
+    long_description=(
+        "Difformer (Gao et al., NAACL 2024), embedding-space text diffusion, as a fairseq plugin: "
+        "fairseq-train --user-dir $(difformer-user-dir) --task difformer, then fairseq-generate. "
+        "Includes AR-initialised training (--init-from-ar), distillation, AR reranking, DDPM / DDIM / "
+        "DPM-Solver++ decoding, int8 CPU decoding, the console tools and DifFormer / DifFeed heads. "
+        "See README.md in the repository."
+    ),
+    long_description_content_type="text/plain",
+    packages=find_packages(include=["difformer_core", "difformer_core.*", "fairseq_difformer", "fairseq_difformer.*",
+                                    "difformer_cli"]),
     python_requires=">=3.9",
     # torch and fairseq (fairseq-fixed 0.12.3.1) are installed by scripts/install.sh: listing
     # them here would let pip replace a user's GPU torch or pull a CUDA build and torchaudio.
