@@ -10,17 +10,15 @@ and its decoder. Chosen for a short CPU budget: a peak learning rate reached qui
 high, small batches for many updates, and the paper's F = 4 noise rescaling. The CPU batch comes
 from the benchmark's recipe sweep: two CPU cores process tokens at the same rate with 1,024- and
 2,048-token batches, so the smaller batch doubles the updates, and at a budget of minutes the
-updates, not the gradient noise, bound the model (8 minutes: +3.2 SacreBLEU on valid over three
-seeds; 30 minutes: 27.3 against 23.5 on test2016). 512-token batches train at about 0.87× the
-token rate and won again at 8 minutes (two seeds, +1.4 to +1.5 on valid); they wait for a
-30-minute comparison (benchmarks/findings.md).
+updates, not the gradient noise, bound the model. 512-token batches win at 8 minutes and lose at
+20, once the warm-up is a small share of the run (benchmarks/findings.md).
 
 Summarization (AESLC: emails of about 100 tokens, subject lines of about 6) changes two things
 (:func:`summarization_recipe`): sources are cut to their first 64 tokens, and batches are 4,096
 tokens (about 65 pairs, 500 target tokens) with 150 warm-up updates. With 256-token sources a
 4,096-token batch held about 200 target tokens, and a short run spent most of its updates warming
-up. This recipe gives 2.4 times the updates, but 20 minutes on 2 CPU cores are still not enough
-for either system to condition on the email (the benchmark report's summarization section).
+up. 20 minutes on 2 CPU cores are still not enough for either system to condition on the email
+(the benchmark report's summarization section).
 """
 
 from typing import Dict, List, Optional

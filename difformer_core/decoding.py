@@ -82,9 +82,9 @@ class DecodingOptions:
     The fields taking one of a few names are typed ``str`` here; the task declares them again as
     fairseq's ``ChoiceEnum`` so that argparse lists the choices."""
 
-    # The default decoding, 5 steps of which the last is skipped (4 denoiser calls), was chosen
-    # from the benchmark's samplers part (docs/benchmarks.md): on Multi30k it is within the seed
-    # band of the paper's 20 steps with early stopping 5 (15 calls) at 3.0× its speed.
+    # The default decoding, 5 steps of which the last is skipped (4 denoiser calls against the
+    # paper's 15), is the fewest calls the samplers benchmark found near the paper's quality
+    # (docs/benchmarks.md).
     decoding_steps: int = field(
         default=5, metadata={"help": "denoising steps, evenly spaced over the training steps T "
                                      "(the paper: 20)"}
@@ -132,9 +132,8 @@ class DecodingOptions:
                           "collapsed to its first word before the candidates are scored"},
     )
     # 2 was chosen on Multi30k's validation set (docs/benchmarks.md): collapsing repeated words
-    # shortens the hypotheses of a briefly trained model, and on three checkpoints and three seeds
-    # a canvas 2 tokens longer gained 0.2 to 1.1 BLEU, 1×1 and 3×2 reranked alike. With the
-    # repeats kept it lost 1.9 (16.19 → 14.34): there nothing is collapsed to make up for.
+    # shortens the hypotheses, and a longer canvas makes up for it. With the repeats kept nothing
+    # is collapsed to make up for, and the offset costs BLEU: 0 there.
     decoding_length_offset: Optional[int] = field(
         default=None,
         metadata={"help": "add K to the length the length beam is centred on: collapsing repeated "
