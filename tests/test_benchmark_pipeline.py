@@ -124,3 +124,28 @@ def test_recipe_options_are_replaced_where_they_stand_and_new_ones_added_once():
         *args, "--max-tokens", "1024", "--pred-length-offset"]
     assert with_options(args, {"--no-embed-norm": None}) == args  # a flag already given stays once
     assert args == ["--lr", "1e-3", "--no-embed-norm", "--seed", "1"]  # the recipe itself is untouched
+
+
+def test_every_step_a_part_calls_is_a_pipeline_step(tmp_path):
+    """The parts reach the pipeline only through ``bench.NAME``: each NAME they use exists on a
+    Pipeline (a part's own helper called as a pipeline method fails only hours into a run)."""
+    import ast
+    from argparse import Namespace
+    from pathlib import Path
+
+    from benchmarks.pipeline import Pipeline
+
+    bench = Pipeline(Namespace(device="cpu", quick=True, workdir=tmp_path, databin=tmp_path / "bin",
+                               results=tmp_path / "results.json"))
+    used = set()
+    for path in sorted((Path(__file__).resolve().parents[1] / "benchmarks" / "parts").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and (
+                    getattr(node.value, "id", None) == "bench"
+                    or (isinstance(node.value, ast.Attribute) and node.value.attr == "bench")):
+                used.add((path.name, node.attr))
+    assert {name for _, name in used} >= {"generate", "train_for_budget", "results"}
+    # On the class (methods, properties: not evaluated here) or set by __init__.
+    missing = sorted(f"{part}: bench.{name}" for part, name in used
+                     if not (hasattr(Pipeline, name) or name in vars(bench)))
+    assert not missing

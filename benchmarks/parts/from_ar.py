@@ -31,6 +31,7 @@ import json
 from pathlib import Path
 
 from .. import measure, systems
+from .distill import distilled_databin
 
 #: in the order they are run: the AR-initialised arms first, scratch on distilled data last
 ARMS = (("ar_init", "kd"), ("ar_init", "refs"), ("scratch", "refs"), ("scratch", "kd"))
@@ -109,7 +110,7 @@ class FromAR:
         ar = self.train("from_ar-ar", "ar")
         self.results.set("from_ar", "ar", _training_record(ar))
         teacher = Path(ar["checkpoint"])
-        kd_databin, distill_minutes = self.bench.distilled_databin("from_ar", teacher)
+        kd_databin, distill_minutes = distilled_databin(self.bench, "from_ar", teacher)
         self.results.set("from_ar", "distillation", {
             "minutes": distill_minutes, "beam": 5,
             "command": json.loads((self.bench.work / "distill" / "from_ar" / "timing.json").read_text())["command"]})
@@ -142,7 +143,7 @@ class FromAR:
         name = f"from_ar-B{total:g}"
         ar = self.bench.train_for_budget(f"{name}-ar", "ar", ar_minutes)
         teacher = Path(ar["checkpoint"])
-        kd_databin, distill_minutes = self.bench.distilled_databin(name, teacher)
+        kd_databin, distill_minutes = distilled_databin(self.bench, name, teacher)
         minutes = round(total - ar_minutes - distill_minutes, 2)
         student = self.bench.train_for_budget(f"{name}-ar_init_kd", "difformer", minutes, databin=kd_databin,
                                               extra=["--init-from-ar", teacher])
