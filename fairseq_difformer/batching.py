@@ -1,9 +1,12 @@
-"""Batching rows of different lengths: groups of similar length, each run at its own width, so
-that fewer padded positions go through a network (the denoiser, the AR reranker)."""
+"""Batching: rows of different lengths in groups of similar length, each run at its own width, so
+that fewer padded positions go through a network (the denoiser, the AR reranker); and datasets
+whose batches cover every sentence."""
 
+import functools
 import math
 from typing import List
 
+import numpy as np
 import torch
 
 # What one more call of the network costs, in target positions: a group of rows runs in a call of
@@ -36,3 +39,26 @@ def length_groups(lengths: torch.Tensor, call_cost: int = GROUP_CALL_COST) -> Li
         bounds.append((values[cut[j] - 1], values[j - 1]))
         j = cut[j] - 1
     return [((lengths >= low) & (lengths <= high)).nonzero().squeeze(1) for low, high in reversed(bounds)]
+
+
+def batch_every_sentence(batch_by_size, indices, *args, **kwargs):
+    """``batch_by_size`` whose batches cover all ``indices``: fairseq cuts them into consecutive
+    batches and may drop the last one; the sentences it left out become a final batch."""
+    batches = batch_by_size(indices, *args, **kwargs)
+    covered = sum(len(b) for b in batches)
+    if covered < len(indices):
+        batches = list(batches) + [np.asarray(indices[covered:], dtype=np.int64)]
+    return batches
+
+
+def batching_every_sentence(dataset):
+    """``dataset`` with every sentence in some batch (the tasks' ``get_batch_iterator``).
+
+    fairseq 0.12.3 drops the last batch when its size is not a multiple of
+    ``--required-batch-size-multiple`` (default 8): the last n mod 8 sentences of a split would go
+    unused without a word, and a split of fewer than 8 sentences would be empty. The left-over
+    sentences form one more batch instead (as in fairseq 0.10)."""
+    if not getattr(dataset, "batches_every_sentence", False):
+        dataset.batch_by_size = functools.partial(batch_every_sentence, dataset.batch_by_size)
+        dataset.batches_every_sentence = True
+    return dataset

@@ -5,7 +5,6 @@ with Difformer decoding options and generator.
 this task too; both must have been trained on the same (joined) dictionary.
 """
 
-import functools
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from difformer_core.diffusion import NOISE_SCHEDULES, SAMPLERS
 from difformer_core.errors import DifformerError
 from difformer_core.rouge import ROUGE_TYPES, rouge_f1_sums
 
+from ..batching import batching_every_sentence
 from ..criterions.difformer_loss import DifformerCriterion
 from ..generator import DifformerGenerator
 from ..models.ar_init import maybe_init_from_ar
@@ -176,10 +176,7 @@ class DifformerTask(TranslationTask):
         ``--required-batch-size-multiple`` (default 8): the last n mod 8 sentences of a test set
         would go untranslated without a word. The left-over sentences form one more batch instead
         (as in fairseq 0.10)."""
-        if not getattr(dataset, "batches_every_sentence", False):
-            dataset.batch_by_size = functools.partial(batch_every_sentence, dataset.batch_by_size)
-            dataset.batches_every_sentence = True
-        return super().get_batch_iterator(dataset, *args, **kwargs)
+        return super().get_batch_iterator(batching_every_sentence(dataset), *args, **kwargs)
 
     def _check_checkpoint_layout(self, module, state_dict, prefix, *args):
         """A checkpoint of another Difformer layout fails with what to do, not a key list."""
@@ -299,16 +296,6 @@ class DifformerTask(TranslationTask):
                 src_tokens[i] = torch.cat([tokens[: limit - 1], tokens[-1:]])
         src_lengths = [len(t) for t in src_tokens]
         return super().build_dataset_for_inference(src_tokens, src_lengths, constraints)
-
-
-def batch_every_sentence(batch_by_size, indices, *args, **kwargs):
-    """``batch_by_size`` whose batches cover all ``indices``: fairseq cuts them into consecutive
-    batches and may drop the last one; the sentences it left out become a final batch."""
-    batches = batch_by_size(indices, *args, **kwargs)
-    covered = sum(len(b) for b in batches)
-    if covered < len(indices):
-        batches = list(batches) + [np.asarray(indices[covered:], dtype=np.int64)]
-    return batches
 
 
 def check_precision_flags(args):

@@ -7,7 +7,9 @@ sentences is padded to its longest one: on SST-2 (median 9 tokens, 90th percenti
 spends about three quarters of its time on padding. Here the examples are ordered by source length
 first, the same permutation breaking ties (``np.lexsort([permutation, lengths])``), as fairseq's
 translation tasks order theirs; the epoch iterator still shuffles the order of the batches every
-epoch. Data, options, criterion and metrics are ``sentence_prediction``'s::
+epoch. Every sentence is in some batch (:func:`~fairseq_difformer.batching.batching_every_sentence`:
+fairseq 0.12.3 drops the last n mod 8). Data, options, criterion and metrics are
+``sentence_prediction``'s::
 
     fairseq-train data-bin --task sentence_prediction_by_length --criterion sentence_prediction \\
         --num-classes 2 --arch difformer_fusion --difformer-checkpoint text.pt --batch-size 64 …
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 from fairseq.data import SortDataset
 from fairseq.tasks import register_task
 from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
+
+from ..batching import batching_every_sentence
 
 
 @dataclass
@@ -33,3 +37,6 @@ class SentencePredictionByLengthTask(SentencePredictionTask):
             (lengths,) = dataset.dataset.sizes  # one input: the (joined) source's token counts
             dataset.sort_order = [*dataset.sort_order, lengths]
         return dataset
+
+    def get_batch_iterator(self, dataset, *args, **kwargs):
+        return super().get_batch_iterator(batching_every_sentence(dataset), *args, **kwargs)
