@@ -224,6 +224,22 @@ def test_tensorboard_logdir_records_the_criterion_terms(difformer_checkpoint):
     assert "lr" in per_update and "gnorm" in per_update
 
 
+@pytest.mark.parametrize("tool", ["fairseq-train", "fairseq-generate"])
+def test_a_missing_or_wrong_data_bin_is_one_line(tmp_path, tool, difformer_checkpoint):
+    extra = (["--arch", "difformer_small", "--criterion", "difformer", "--max-tokens", "1024",
+              "--save-dir", tmp_path / "ckpt"]
+             if tool == "fairseq-train" else ["--path", difformer_checkpoint])
+    missing = run_cli(tool, tmp_path / "no-such-bin", "--user-dir", USER_DIR, "--task", "difformer", "--cpu",
+                      *extra, check=False)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert f"error: data-bin {tmp_path / 'no-such-bin'} not found" in missing.stderr
+    (tmp_path / "text").mkdir()
+    wrong = run_cli(tool, tmp_path / "text", "--user-dir", USER_DIR, "--task", "difformer", "--cpu",
+                    *extra, check=False)
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
+    assert f"error: {tmp_path / 'text'} holds no dict.*.txt" in wrong.stderr
+
+
 def test_reranker_dictionary_mismatch_is_explained(databin, difformer_checkpoint, other_dict_reranker):
     proc = generate(databin, f"{difformer_checkpoint}:{other_dict_reranker}", "--ppl-mbr", check=False)
     assert proc.returncode != 0

@@ -118,6 +118,21 @@ def test_bad_decoding_options_are_explained_in_one_line(hub, options, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("sentences, message", [
+    (b"Ein Hund rennt.", "got bytes (decode bytes first"),
+    (None, "got NoneType"),
+    (["Ein Hund rennt.", 3], "item 1 is int 3"),
+    ([b"Ein Hund rennt."], "item 0 is bytes"),
+])
+def test_translate_takes_str_or_a_list_of_str_only(hub, sentences, message):
+    """Bytes would be iterated one translation per byte, None fail deep inside: one line each."""
+    for method in (hub.translate, hub.sample):
+        with pytest.raises(DifformerError) as error:
+            method(sentences)
+        assert message in str(error.value) and "\n" not in str(error.value)
+    assert isinstance(hub.translate(("Ein Hund rennt.",)), list)  # a tuple is a list of sentences
+
+
 def test_score_is_refused(hub):
     with pytest.raises(DifformerError, match="does not score given target sentences"):
         hub.score(RAW)

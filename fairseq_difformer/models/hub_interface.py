@@ -51,6 +51,7 @@ class DifformerHubInterface(hub_utils.GeneratorHubInterface):
         return self.sample(sentences, verbose=verbose, **options)
 
     def sample(self, sentences, verbose=False, **options):
+        check_sentences(sentences)
         if isinstance(sentences, str):
             return self.sample([sentences], verbose=verbose, **options)[0]
         candidates = self.generate([self.encode(s) for s in sentences], verbose=verbose, **options)
@@ -74,6 +75,25 @@ class DifformerHubInterface(hub_utils.GeneratorHubInterface):
             "target through an autoregressive decoder): use generate() for the candidates' scores, "
             "or an AR Transformer for likelihoods"
         )
+
+
+def check_sentences(sentences):
+    """``translate`` / ``sample`` take a sentence or a list (or tuple) of sentences, each a ``str``;
+    anything else (bytes, None, a number, a list holding one) is one line naming what came."""
+    if isinstance(sentences, str):
+        return
+    if isinstance(sentences, (list, tuple)):
+        for i, sentence in enumerate(sentences):
+            if not isinstance(sentence, str):
+                raise DifformerError(
+                    f"translate() and sample() take sentences as str; item {i} is {type(sentence).__name__} {sentence!r:.60}"
+                    + (" (decode bytes first, e.g. text.decode('utf-8'))" if isinstance(sentence, bytes) else "")
+                )
+        return
+    raise DifformerError(
+        f"translate() and sample() take a sentence (str) or a list of sentences, got {type(sentences).__name__}"
+        + (" (decode bytes first, e.g. text.decode('utf-8'))" if isinstance(sentences, bytes) else "")
+    )
 
 
 def check_decoding_options(options):

@@ -83,6 +83,11 @@ class DifformerTask(TranslationTask):
                 f"recipes never falls to 1e-09 within their updates"
             )
 
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        check_databin(cfg.data)
+        return super().setup_task(cfg, **kwargs)
+
     def build_criterion(self, cfg, from_checkpoint=False):
         """``--criterion nat_loss`` (what the original recipes pass) trains with the difformer
         criterion, keeping its ``--label-smoothing``; fairseq's nat_loss cannot read this model."""
@@ -296,6 +301,22 @@ class DifformerTask(TranslationTask):
                 src_tokens[i] = torch.cat([tokens[: limit - 1], tokens[-1:]])
         src_lengths = [len(t) for t in src_tokens]
         return super().build_dataset_for_inference(src_tokens, src_lengths, constraints)
+
+
+def check_databin(data):
+    """The data-bin folders of ``data`` (``DATA-BIN[:DATA-BIN…]``) exist, and the first holds the
+    dictionaries (fairseq reads them there); else one line naming the folder."""
+    paths = utils.split_paths(data) if data else []
+    if not paths:
+        raise DifformerError("no data-bin given: the first argument is the folder fairseq-preprocess "
+                             "(or difformer-prepare) wrote, the one holding dict.*.txt")
+    for path in paths:
+        if not os.path.isdir(path):
+            raise DifformerError(f"data-bin {path} not found: give the folder fairseq-preprocess "
+                                 f"(or difformer-prepare, as DESTDIR/bin) wrote, the one holding dict.*.txt")
+    if not any(name.startswith("dict.") and name.endswith(".txt") for name in os.listdir(paths[0])):
+        raise DifformerError(f"{paths[0]} holds no dict.*.txt, so it is no fairseq data-bin: give the "
+                             f"folder fairseq-preprocess wrote (difformer-prepare writes it as DESTDIR/bin)")
 
 
 def check_precision_flags(args):
