@@ -63,6 +63,17 @@ from .pipeline.commands import REPO
 
 #: every part, and ``report``: only regenerate the report from the results file
 PART_NAMES = (*PARTS, "report")
+#: the budget options' defaults: (a full run's, --quick's)
+BUDGET_DEFAULTS = {
+    "budget_minutes": (20, 0.5),
+    "ablation_minutes": (8, 0.3),
+    "sweep_minutes": (8, 0.3),
+    "distill_budget_minutes": (30, 1.5),
+    "from_ar_ar_minutes": (8, 0.3),
+    "from_ar_curve_interval": (300, 10),
+    "summarization_minutes": (20, 0.5),
+    "teacher_minutes": ([8, 12], [0.3]),
+}
 
 
 def _cuda_available() -> bool:
@@ -147,22 +158,9 @@ def main(argv=None):
     cuda = args.device == "cuda"
     if cuda and args.quick:
         p.error("--quick is a CPU check; with --device cuda shorten --budget-minutes instead")
-    if args.budget_minutes is None:
-        args.budget_minutes = 0.5 if args.quick else 20
-    if args.ablation_minutes is None:
-        args.ablation_minutes = 0.3 if args.quick else 8
-    if args.sweep_minutes is None:
-        args.sweep_minutes = 0.3 if args.quick else 8
-    if args.distill_budget_minutes is None:
-        args.distill_budget_minutes = 1.5 if args.quick else 30
-    if args.from_ar_ar_minutes is None:
-        args.from_ar_ar_minutes = 0.3 if args.quick else 8
-    if args.from_ar_curve_interval is None:
-        args.from_ar_curve_interval = 10 if args.quick else 300
-    if args.summarization_minutes is None:
-        args.summarization_minutes = 0.5 if args.quick else 20
-    if args.teacher_minutes is None:
-        args.teacher_minutes = [0.3] if args.quick else [8, 12]
+    for name, (full, quick) in BUDGET_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     if args.workdir is None:
         args.workdir = REPO / "work" / ("benchmarks-quick" if args.quick else "benchmarks-cuda" if cuda else "benchmarks")
     args.results = args.results or (args.workdir / "results.json" if args.quick

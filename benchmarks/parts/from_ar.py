@@ -31,6 +31,7 @@ import json
 from pathlib import Path
 
 from .. import measure, systems
+from ..pipeline import say, shell
 from .distill import distilled_databin
 
 #: in the order they are run: the AR-initialised arms first, scratch on distilled data last
@@ -165,11 +166,11 @@ class FromAR:
     def decode(self, key, setting, checkpoint, updates, reranker, where=("records",), batches=BATCHES):
         """Decode test2016 with ``setting`` at each of ``batches``; score the batch-100 output, into
         from_ar.``where``.``key`` of the results."""
-        commands = {name: self.bench.shell(self.bench.generate_command(setting, batch, checkpoint, reranker=reranker))
+        commands = {name: shell(self.bench.generate_command(setting, batch, checkpoint, reranker=reranker))
                     for name, batch in batches.items()}
         measured = self.results.get("from_ar", *where, key)
         if measured and all(measured.get(f"command_{name}") == c for name, c in commands.items()):
-            self.bench.say(f"  {key}: already measured (SacreBLEU {measured['bleu']:.2f})")
+            say(f"  {key}: already measured (SacreBLEU {measured['bleu']:.2f})")
             return
         record = {"updates": updates}
         for name, batch in batches.items():
@@ -182,7 +183,7 @@ class FromAR:
                 record.update(bleu=round(scores["sacrebleu"], 2), tok_bleu=round(scores["tok_bleu"], 2),
                               length_ratio=round(scores["length_ratio"], 3), signature=scores.get("sacrebleu_signature"),
                               sentences_per_s=speed["sentences_per_s"], command=speed["command"])
-        self.bench.say(f"  {key}: SacreBLEU {record['bleu']:.2f}, {record['sentences_per_s']:.1f} sentences/s")
+        say(f"  {key}: SacreBLEU {record['bleu']:.2f}, {record['sentences_per_s']:.1f} sentences/s")
         self.results.set("from_ar", *where, key, record)
 
 

@@ -7,7 +7,7 @@ import datetime
 import time
 
 from .. import systems
-from .commands import say, shell, tool
+from .commands import say, shell, tool  # noqa: F401  (shell: the parts import it from here)
 from .data import DataSteps
 from .decode import DecodeSteps
 from .results import Results
@@ -15,9 +15,6 @@ from .train import TrainSteps
 
 
 class Pipeline(DataSteps, TrainSteps, DecodeSteps):
-    say = staticmethod(say)
-    shell = staticmethod(shell)
-
     def __init__(self, args):
         self.args = args
         self.device = args.device
