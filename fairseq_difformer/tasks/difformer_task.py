@@ -35,6 +35,7 @@ from ..criterions.difformer_loss import DifformerCriterion
 from ..generator import DifformerGenerator
 from ..models.ar_init import maybe_init_from_ar
 from ..models.difformer import DifformerModel
+from ..training_run import guard_save_dir, is_training_run
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,8 @@ class DifformerTask(TranslationTask):
     def build_model(self, cfg, from_checkpoint=False):
         if not from_checkpoint:
             check_precision_flags(cfg)
+            if is_training_run(cfg):
+                guard_save_dir(cfg)
         model = super().build_model(cfg, from_checkpoint)
         if not from_checkpoint:
             maybe_init_from_ar(model, cfg, self.source_dictionary, self.target_dictionary, self.cfg.data,

@@ -22,6 +22,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
 
 from ..batching import batching_every_sentence
+from ..training_run import guard_save_dir, is_training_run
 
 
 @dataclass
@@ -40,3 +41,9 @@ class SentencePredictionByLengthTask(SentencePredictionTask):
 
     def get_batch_iterator(self, dataset, *args, **kwargs):
         return super().get_batch_iterator(batching_every_sentence(dataset), *args, **kwargs)
+
+    def build_model(self, cfg, from_checkpoint=False):
+        """fairseq's, with the save dir of a training run guarded (:mod:`..training_run`)."""
+        if not from_checkpoint and is_training_run(cfg):
+            guard_save_dir(cfg)
+        return super().build_model(cfg, from_checkpoint)

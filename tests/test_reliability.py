@@ -1,0 +1,231 @@
+"""A training's save dir under interruption and contention: atomic checkpoint writes, the save-dir
+lock, stale temporary files, an unloadable checkpoint_last.pt, and SIGKILL at random moments."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+import torch
+
+from conftest import USER_DIR, preprocess, run_cli, write_synthetic_translation
+from fairseq_difformer import training_run
+from fairseq_difformer.training_run import checkpoint_problem
+
+MICRO_ARCH = [
+    "--arch", "difformer_small", "--model-dim", "32", "--latent-dim", "8", "--encoder-ffn-embed-dim", "64",
+    "--encoder-attention-heads", "2", "--encoder-layers", "1", "--decoder-layers", "1", "--share-all-embeddings",
+]
+
+
+@pytest.fixture(scope="module")
+def micro_databin(tmp_path_factory):
+    work = tmp_path_factory.mktemp("micro")
+    prefixes = write_synthetic_translation(work, sizes=(("train", 200), ("valid", 20)))
+    return preprocess(work, prefixes, "src", "tgt")
+
+
+def train_command(databin, save_dir, max_update, *extra):
+    return [
+        sys.executable, "-m", "fairseq_cli.train", str(databin), "--user-dir", USER_DIR, "--task", "difformer",
+        "--criterion", "difformer", *MICRO_ARCH, "--cpu", "--optimizer", "adam", "--lr", "1e-3",
+        "--max-tokens", "256", "--no-progress-bar", "--log-interval", "1", "--seed", "1", "--num-workers", "0",
+        "--max-update", str(max_update), "--save-interval-updates", "2", "--save-dir", str(save_dir), *extra,
+    ]
+
+
+def train(databin, save_dir, max_update, *extra, env=None, check=True):
+    """The finished training; its log (fairseq's, on stdout) and errors are both in ``stderr``."""
+    proc = subprocess.run(train_command(databin, save_dir, max_update, *extra), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})
+    proc.stderr = proc.stdout
+    if check and proc.returncode != 0:
+        raise AssertionError(f"fairseq-train failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def updates_in(path):
+    return training_run.updates_of(str(path))
+
+
+def weights(path):
+    return torch.load(path, map_location="cpu")["model"]
+
+
+def test_checkpoint_problem_names_what_is_wrong(tmp_path):
+    good = tmp_path / "good.pt"
+    torch.save({"model": {"w": torch.arange(1000.0)}}, good)
+    assert checkpoint_problem(str(good)) is None
+    data = good.read_bytes()
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "half.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.pt").write_text("not a checkpoint\n")
+    torch.save({"args": None}, tmp_path / "weightless.pt")
+    # Flip a byte inside the tensor's stored data: the archive is whole, its CRC is not.
+    with zipfile.ZipFile(good) as archive:
+        member = next(i for i in archive.infolist() if i.filename.endswith("/data/0"))
+    offset = member.header_offset + 30 + len(member.filename.encode()) + len(member.extra) + 100
+    flipped = bytearray(data)
+    flipped[offset] ^= 0xFF
+    (tmp_path / "flipped.pt").write_bytes(bytes(flipped))
+    assert checkpoint_problem(str(tmp_path / "empty.pt")) == "it is empty (0 bytes)"
+    assert checkpoint_problem(str(tmp_path / "half.pt")).startswith("it is truncated or not a torch checkpoint")
+    assert checkpoint_problem(str(tmp_path / "text.pt")).startswith("it is truncated or not a torch checkpoint")
+    assert checkpoint_problem(str(tmp_path / "weightless.pt")) == "it holds no model weights (not a fairseq checkpoint)"
+    assert checkpoint_problem(str(tmp_path / "flipped.pt")) == f"its member {member.filename} fails its CRC check"
+
+
+def test_atomic_file_keeps_the_old_content_when_the_write_fails(tmp_path):
+    path = tmp_path / "checkpoint_last.pt"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with training_run.atomic_file(str(path)) as out:
+            out.write(b"new, half")
+            raise RuntimeError("interrupted")
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["checkpoint_last.pt"]
+    with training_run.atomic_file(str(path)) as out:
+        out.write(b"new")
+    assert path.read_bytes() == b"new" and os.listdir(tmp_path) == ["checkpoint_last.pt"]
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~training_run._umask)
+
+
+def test_a_second_training_on_a_save_dir_fails_at_once(micro_databin, tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from fairseq_difformer import training_run; "
+         "lock = training_run.lock_save_dir(sys.argv[1]); print('locked', flush=True); time.sleep(60)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = train(micro_databin, tmp_path, 4, check=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"train.py: error: --save-dir {tmp_path} is in use by another training (process {holder.pid}, holding "
+        f"{tmp_path / 'train.lock'}): wait for it to end, or give this run another --save-dir"
+    )
+    assert not any(name.endswith(".pt") for name in os.listdir(tmp_path))
+    # The OS released the lock with the process: the same command now trains.
+    train(micro_databin, tmp_path, 4)
+    assert updates_in(tmp_path / "checkpoint_last.pt") == 4
+
+
+def test_an_unloadable_checkpoint_last_is_replaced_by_the_newest_that_loads(micro_databin, tmp_path):
+    train(micro_databin, tmp_path, 4)  # checkpoints at updates 2 and 4 (checkpoint_1_4.pt, _last, _best)
+    last = tmp_path / "checkpoint_last.pt"
+    data = last.read_bytes()
+    last.write_bytes(data[:1000])
+    (tmp_path / "checkpoint_best.pt").write_bytes(b"")
+    (tmp_path / "checkpoint_1_4.pt.tmp").write_bytes(data[:10])  # fairseq's own temporary name
+    (tmp_path / "checkpoint_last.pt.abc123.tmp").write_bytes(data[:10])
+    proc = train(micro_databin, tmp_path, 6)
+    assert f"removed {tmp_path / 'checkpoint_1_4.pt.tmp'}, left by an interrupted checkpoint write" in proc.stderr
+    assert f"removed {tmp_path / 'checkpoint_last.pt.abc123.tmp'}" in proc.stderr
+    assert (f"{last} does not load (it is truncated or not a torch checkpoint (RuntimeError: PytorchStreamReader "
+            f"failed reading zip archive") in proc.stderr
+    assert (f"kept as {last}.unloadable; resuming from {tmp_path / 'checkpoint_1_4.pt'} (update 4), the newest "
+            f"checkpoint in {tmp_path} that loads") in proc.stderr
+    assert "Loaded checkpoint" in proc.stderr and "(epoch 1 @ 4 updates)" in proc.stderr
+    assert (tmp_path / "checkpoint_last.pt.unloadable").read_bytes() == data[:1000]
+    assert updates_in(last) == 6
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+
+def test_no_loadable_checkpoint_stops_with_the_command_to_start_fresh(micro_databin, tmp_path):
+    train(micro_databin, tmp_path, 2)
+    for name in os.listdir(tmp_path):
+        if name.endswith(".pt"):
+            (tmp_path / name).write_bytes(b"")
+    proc = train(micro_databin, tmp_path, 4, check=False)
+    last = tmp_path / "checkpoint_last.pt"
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"train.py: error: {last} does not load (it is empty (0 bytes)) and no other checkpoint in {tmp_path} "
+        f"does: to start this training fresh, move it away (mv {last} {last}.unloadable) and run the same command"
+    )
+
+
+def test_a_complete_training_run_again_changes_nothing(micro_databin, tmp_path):
+    """fairseq tests --max-update after a step: a finished training started again would train one
+    more update over its checkpoints."""
+    train(micro_databin, tmp_path, 4)
+    before = (tmp_path / "checkpoint_last.pt").read_bytes()
+    proc = train(micro_databin, tmp_path, 4)
+    assert f"{tmp_path / 'checkpoint_last.pt'} is at update 4, --max-update 4: the training is complete" in proc.stderr
+    assert (tmp_path / "checkpoint_last.pt").read_bytes() == before
+
+
+def run_and_kill_while_training(command, delay, log):
+    """Start the training, wait until it trains (its first update is logged), then SIGKILL it after
+    ``delay`` seconds; whether it was still running then."""
+    with open(log, "w") as out:
+        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                 env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    deadline = time.monotonic() + 120
+    while child.poll() is None and "num_updates=" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        child.wait(timeout=delay)
+        return False
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        return True
+
+
+def test_sigkill_at_random_moments_loses_nothing(micro_databin, tmp_path):
+    """Twelve SIGKILLs, half of them inside a checkpoint write (the fault hook), half at a random
+    moment of the training from outside; each time the same command resumes. The training ends at
+    its planned update with every checkpoint loadable and the same weights as an uninterrupted
+    run: fairseq reseeds every update from --seed and the update number (dropout and the diffusion
+    noise come from that seed) and restores the optimizer and the place in the epoch.
+
+    fairseq makes the batches once per process, from the seed plus the epoch it starts in, so a
+    run resumed in epoch 2 or later would see other batches than one that started in epoch 1;
+    fairseq's --update-epoch-batch-itr True makes each epoch's batches from that epoch's seed, and
+    with it the resumed training is exactly the uninterrupted one."""
+    max_update, exact = 40, ("--update-epoch-batch-itr", "True")
+    reference = tmp_path / "reference"
+    train(micro_databin, reference, max_update, *exact)
+    save_dir = tmp_path / "interrupted"
+    rng = random.Random(0)
+    kills, logs = [], []
+    for attempt in range(12):
+        if attempt % 2 == 0:
+            write = rng.randint(1, 6)
+            proc = train(micro_databin, save_dir, max_update, *exact, env={training_run.KILL_AT_WRITE: str(write)},
+                         check=False)
+            assert proc.returncode in (0, -signal.SIGKILL), proc.stderr[-3000:]
+            killed, how = proc.returncode == -signal.SIGKILL, f"inside checkpoint write {write}"
+            logs.append(proc.stderr)
+        else:
+            delay = rng.uniform(0.0, 0.5)
+            command = train_command(micro_databin, save_dir, max_update, *exact)
+            killed = run_and_kill_while_training(command, delay, tmp_path / "log")
+            logs.append((tmp_path / "log").read_text())
+            how = f"{delay:.2f} s into training"
+        last = save_dir / "checkpoint_last.pt"
+        at = updates_in(last) if last.exists() and checkpoint_problem(str(last)) is None else None
+        kills.append((how, killed, at))
+    assert sum(killed for _, killed, _ in kills) >= 10, kills
+    logs.append(train(micro_databin, save_dir, max_update, *exact).stderr)
+    # The writes are atomic: no start ever found checkpoint_last.pt unloadable, only temporaries.
+    assert not [log for log in logs if "does not load" in log], kills
+    assert any("left by an interrupted checkpoint write" in log for log in logs), kills
+    print("kills (how, killed, update of checkpoint_last.pt after):", kills)
+    assert updates_in(save_dir / "checkpoint_last.pt") == max_update, kills
+    names = sorted(os.listdir(save_dir))
+    assert not [n for n in names if n.endswith(".tmp")], names
+    for name in names:
+        if name.endswith(".pt"):
+            assert checkpoint_problem(str(save_dir / name)) is None, name
+    ours, theirs = weights(save_dir / "checkpoint_last.pt"), weights(reference / "checkpoint_last.pt")
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours), kills
