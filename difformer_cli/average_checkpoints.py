@@ -25,15 +25,16 @@ def load_checkpoint(path):
     """A checkpoint's state dict, on CPU, exactly as fairseq saved it."""
     import torch
 
-    from difformer_core.checkpoints import allow_fairseq_checkpoints
+    from difformer_core.checkpoints import allow_fairseq_checkpoints, checkpoint_problem
 
     allow_fairseq_checkpoints()
     try:
         state = torch.load(path, map_location="cpu")
     except FileNotFoundError:
         raise DifformerError(f"{path}: no such file") from None
-    except Exception as exc:  # corrupt, truncated or not a torch file: say which file
-        raise DifformerError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # corrupt, truncated or not a torch file: say which file and how
+        problem = checkpoint_problem(path) or f"{type(exc).__name__}: {exc}"
+        raise DifformerError(f"checkpoint {path} does not load: {problem}") from None
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise DifformerError(f"{path} has no 'model' state dict: not a fairseq checkpoint")
     return state

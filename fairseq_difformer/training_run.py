@@ -30,12 +30,12 @@ import shutil
 import signal
 import sys
 import tempfile
-import zipfile
 
 import torch
 from fairseq import checkpoint_utils
 from fairseq.file_io import PathManager
 
+from difformer_core.checkpoints import checkpoint_problem, updates_of
 from difformer_core.errors import DifformerError
 
 logger = logging.getLogger(__name__)
@@ -129,38 +129,6 @@ def remove_stale_temporaries(save_dir):
         os.remove(os.path.join(save_dir, name))
         logger.warning(f"removed {os.path.join(save_dir, name)}, left by an interrupted checkpoint write")
     return removed
-
-
-def checkpoint_problem(path):
-    """Why ``path`` does not load as a checkpoint (a short phrase), or None when it does.
-
-    torch writes checkpoints as zip files: a truncated one has no central directory, and every
-    member's CRC-32 is checked (``ZipFile.testzip``); then the pickle is read (tensors mapped,
-    not read) with the checks fairseq's loading makes."""
-    try:
-        if os.path.getsize(path) == 0:
-            return "it is empty (0 bytes)"
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                bad = archive.testzip()
-            if bad is not None:
-                return f"its member {bad} fails its CRC check"
-            state = torch.load(path, map_location="cpu", mmap=True)
-        else:  # torch's legacy format has no zip container to check
-            state = torch.load(path, map_location="cpu")
-    except Exception as exc:  # truncated, not torch, unpicklable: all say the file is unusable
-        detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else "no detail"
-        return f"it is truncated or not a torch checkpoint ({type(exc).__name__}: {detail})"
-    if not isinstance(state, dict) or "model" not in state:
-        return "it holds no model weights (not a fairseq checkpoint)"
-    return None
-
-
-def updates_of(path):
-    """The number of updates a loadable fairseq checkpoint was saved at (0 when not recorded)."""
-    state = torch.load(path, map_location="cpu", mmap=zipfile.is_zipfile(path))
-    history = state.get("optimizer_history") or [{}]
-    return int(history[-1].get("num_updates", 0))
 
 
 def ensure_loadable_restore_file(args, save_dir, removed=()):

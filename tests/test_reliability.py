@@ -14,7 +14,7 @@ import torch
 
 from conftest import USER_DIR, preprocess, run_cli, write_synthetic_translation
 from fairseq_difformer import training_run
-from fairseq_difformer.training_run import checkpoint_problem
+from difformer_core.checkpoints import checkpoint_problem, updates_of
 
 MICRO_ARCH = [
     "--arch", "difformer_small", "--model-dim", "32", "--latent-dim", "8", "--encoder-ffn-embed-dim", "64",
@@ -50,7 +50,7 @@ def train(databin, save_dir, max_update, *extra, env=None, check=True):
 
 
 def updates_in(path):
-    return training_run.updates_of(str(path))
+    return updates_of(str(path))
 
 
 def weights(path):
@@ -74,8 +74,10 @@ def test_checkpoint_problem_names_what_is_wrong(tmp_path):
     flipped[offset] ^= 0xFF
     (tmp_path / "flipped.pt").write_bytes(bytes(flipped))
     assert checkpoint_problem(str(tmp_path / "empty.pt")) == "it is empty (0 bytes)"
-    assert checkpoint_problem(str(tmp_path / "half.pt")).startswith("it is truncated or not a torch checkpoint")
-    assert checkpoint_problem(str(tmp_path / "text.pt")).startswith("it is truncated or not a torch checkpoint")
+    assert checkpoint_problem(str(tmp_path / "half.pt")) == (
+        f"it is truncated ({len(data) // 2} bytes: a torch zip archive without its end)")
+    assert checkpoint_problem(str(tmp_path / "text.pt")).startswith("it is not a torch checkpoint (")
+    assert checkpoint_problem(str(tmp_path / "missing.pt")) == "no such file"
     assert checkpoint_problem(str(tmp_path / "weightless.pt")) == "it holds no model weights (not a fairseq checkpoint)"
     assert checkpoint_problem(str(tmp_path / "flipped.pt")) == f"its member {member.filename} fails its CRC check"
 
@@ -128,8 +130,7 @@ def test_an_unloadable_checkpoint_last_is_replaced_by_the_newest_that_loads(micr
     proc = train(micro_databin, tmp_path, 6)
     assert f"removed {tmp_path / 'checkpoint_1_4.pt.tmp'}, left by an interrupted checkpoint write" in proc.stderr
     assert f"removed {tmp_path / 'checkpoint_last.pt.abc123.tmp'}" in proc.stderr
-    assert (f"{last} does not load (it is truncated or not a torch checkpoint (RuntimeError: PytorchStreamReader "
-            f"failed reading zip archive") in proc.stderr
+    assert f"{last} does not load (it is truncated (1000 bytes: a torch zip archive without its end))" in proc.stderr
     assert (f"kept as {last}.unloadable; resuming from {tmp_path / 'checkpoint_1_4.pt'} (update 4), the newest "
             f"checkpoint in {tmp_path} that loads") in proc.stderr
     assert "Loaded checkpoint" in proc.stderr and "(epoch 1 @ 4 updates)" in proc.stderr
@@ -229,3 +230,51 @@ def test_sigkill_at_random_moments_loses_nothing(micro_databin, tmp_path):
     ours, theirs = weights(save_dir / "checkpoint_last.pt"), weights(reference / "checkpoint_last.pt")
     assert ours.keys() == theirs.keys()
     assert all(torch.equal(ours[k], theirs[k]) for k in ours), kills
+
+
+@pytest.fixture(scope="module")
+def truncated_checkpoint(difformer_checkpoint, tmp_path_factory):
+    """The Difformer checkpoint cut in half, as an interrupted copy leaves it."""
+    path = tmp_path_factory.mktemp("truncated") / "checkpoint_best.pt"
+    data = difformer_checkpoint.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def truncation_of(path):
+    return f"does not load: it is truncated ({path.stat().st_size} bytes: a torch zip archive without its end)"
+
+
+@pytest.mark.parametrize("tool", ["fairseq-generate", "fairseq-generate reranker", "fairseq-interactive",
+                                  "difformer-average-checkpoints", "difformer-convert-checkpoint"])
+def test_a_truncated_checkpoint_is_one_line_naming_it(tool, databin, difformer_checkpoint, truncated_checkpoint,
+                                                      tmp_path):
+    common = [databin, "--user-dir", USER_DIR, "--task", "difformer", "--cpu"]
+    commands = {
+        "fairseq-generate": ["fairseq-generate", *common, "--path", truncated_checkpoint, "--gen-subset", "valid"],
+        "fairseq-generate reranker": ["fairseq-generate", *common, "--path",
+                                      f"{difformer_checkpoint}:{truncated_checkpoint}", "--gen-subset", "valid"],
+        "fairseq-interactive": ["fairseq-interactive", *common, "--path", truncated_checkpoint],
+        "difformer-average-checkpoints": ["difformer-average-checkpoints", "--inputs", difformer_checkpoint,
+                                          truncated_checkpoint, "--output", tmp_path / "avg.pt"],
+        "difformer-convert-checkpoint": ["difformer-convert-checkpoint", truncated_checkpoint, tmp_path / "out.pt"],
+    }
+    proc = run_cli(*commands[tool], check=False, input="ein hund .\n")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{tool.split()[0]}: error: ") and "\n" not in last
+    assert f"checkpoint {truncated_checkpoint} {truncation_of(truncated_checkpoint)}" in last, last
+
+
+def test_from_pretrained_names_a_truncated_checkpoint_or_reranker(databin, difformer_checkpoint, truncated_checkpoint):
+    from fairseq_difformer import DifformerModel
+    from difformer_core.errors import DifformerError
+
+    with pytest.raises(DifformerError) as error:
+        DifformerModel.from_pretrained(truncated_checkpoint.parent, checkpoint_file=truncated_checkpoint.name,
+                                       data_name_or_path=str(databin), bpe=None)
+    assert str(error.value) == f"checkpoint {truncated_checkpoint} {truncation_of(truncated_checkpoint)}"
+    with pytest.raises(DifformerError) as error:
+        DifformerModel.from_pretrained(difformer_checkpoint.parent, checkpoint_file=difformer_checkpoint.name,
+                                       data_name_or_path=str(databin), bpe=None, reranker=str(truncated_checkpoint))
+    assert str(error.value) == f"reranker checkpoint {truncated_checkpoint} {truncation_of(truncated_checkpoint)}"

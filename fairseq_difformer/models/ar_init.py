@@ -39,6 +39,7 @@ from fairseq.models.nat import FairseqNATModel
 from fairseq.models.transformer import TransformerModel
 from fairseq.modules import SinusoidalPositionalEmbedding
 
+from difformer_core.checkpoints import checkpoint_problem
 from difformer_core.errors import DifformerError
 
 logger = logging.getLogger(__name__)
@@ -91,13 +92,15 @@ def load_ar_checkpoint(path):
     or non-Transformer file."""
     if not os.path.isfile(path):
         raise DifformerError(f"--init-from-ar {path}: file not found (give an AR fairseq-train checkpoint)")
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise DifformerError(f"--init-from-ar {path} does not load: {problem}")
     try:
         state = checkpoint_utils.load_checkpoint_to_cpu(path)
-    except Exception as exc:  # truncated, not a torch file, foreign pickle: all say the same to a user
+    except Exception as exc:  # loads as a torch file, but not as a fairseq checkpoint
         raise DifformerError(
             f"--init-from-ar {path}: cannot read it as a fairseq checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:120] if str(exc) else 'no detail'}); the file may be truncated "
-            f"or not a checkpoint"
+            f"{str(exc).splitlines()[0][:120] if str(exc) else 'no detail'})"
         ) from None
     cfg = state.get("cfg") if isinstance(state, dict) else None
     model_args = cfg.get("model") if cfg is not None else None

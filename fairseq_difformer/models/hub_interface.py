@@ -23,6 +23,7 @@ from fairseq import hub_utils
 from fairseq.data.encoders import BPE_REGISTRY, TOKENIZER_REGISTRY
 from omegaconf import open_dict
 
+from difformer_core.checkpoints import checkpoint_problem
 from difformer_core.decoding import DECODING_OPTIONS, PRECISIONS, DecodingOptions
 from difformer_core.diffusion import NOISE_SCHEDULES, SAMPLERS
 from difformer_core.errors import DifformerError
@@ -171,6 +172,7 @@ def from_pretrained(model_name_or_path, checkpoint_file="checkpoint_best.pt", da
     if reranker is not None:
         if not os.path.isfile(reranker):
             raise DifformerError(f"reranker checkpoint {reranker} not found")
+        check_loadable(reranker, "reranker checkpoint")
         checkpoint_file += os.pathsep + os.path.abspath(reranker)
 
     # Validation-time decoding (--eval-bleu / --eval-rouge) is for training: it would build a
@@ -219,6 +221,13 @@ def check_checkpoint(folder, name):
             f"checkpoint {path} not found"
             + (f"; {folder} holds {', '.join(found)} (checkpoint_file=...)" if found else "")
         )
+    check_loadable(path)
+
+
+def check_loadable(path, role="checkpoint"):
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise DifformerError(f"{role} {path} does not load: {problem}")
 
 
 def check_databin(data_dir):
