@@ -72,10 +72,11 @@ def is_training_run(args) -> bool:
 def guard_save_dir(args):
     """Lock ``args.save_dir`` for this process, remove stale temporary files, make the
     checkpoint the run resumes from one that loads, and route the run's checkpoint writes
-    through :func:`atomic_file`. Once per save dir and process."""
+    through :func:`atomic_file`. Once per save dir and process. Returns the checkpoint the run
+    resumes from (None for a fresh start)."""
     save_dir = os.path.abspath(args.save_dir)
     if save_dir in _guarded_dirs:
-        return
+        return None
     os.makedirs(save_dir, exist_ok=True)
     _guarded_dirs[save_dir] = lock_save_dir(save_dir)
     removed = remove_stale_temporaries(save_dir)
@@ -84,6 +85,7 @@ def guard_save_dir(args):
     PathManager.copy = staticmethod(atomic_copy)
     if resume is not None:
         stop_if_complete(args, resume)
+    return resume
 
 
 def stop_if_complete(args, resume):

@@ -12,7 +12,7 @@ import zipfile
 import pytest
 import torch
 
-from conftest import USER_DIR, preprocess, run_cli, write_synthetic_translation
+from conftest import USER_DIR, preprocess, run_cli, train_reranker, write_synthetic_translation
 from fairseq_difformer import training_run
 from difformer_core.checkpoints import checkpoint_problem, updates_of
 
@@ -26,6 +26,14 @@ MICRO_ARCH = [
 def micro_databin(tmp_path_factory):
     work = tmp_path_factory.mktemp("micro")
     prefixes = write_synthetic_translation(work, sizes=(("train", 200), ("valid", 20)))
+    return preprocess(work, prefixes, "src", "tgt")
+
+
+@pytest.fixture(scope="module")
+def reordered_databin(tmp_path_factory):
+    """The same 88 types as ``micro_databin`` in another order (other counts): other token ids."""
+    work = tmp_path_factory.mktemp("reordered")
+    prefixes = write_synthetic_translation(work, seed=2, sizes=(("train", 200), ("valid", 20)))
     return preprocess(work, prefixes, "src", "tgt")
 
 
@@ -278,3 +286,55 @@ def test_from_pretrained_names_a_truncated_checkpoint_or_reranker(databin, diffo
         DifformerModel.from_pretrained(difformer_checkpoint.parent, checkpoint_file=difformer_checkpoint.name,
                                        data_name_or_path=str(databin), bpe=None, reranker=str(truncated_checkpoint))
     assert str(error.value) == f"reranker checkpoint {truncated_checkpoint} {truncation_of(truncated_checkpoint)}"
+
+
+def generate(databin, path):
+    return run_cli("fairseq-generate", databin, "--user-dir", USER_DIR, "--task", "difformer", "--cpu",
+                   "--path", path, "--gen-subset", "valid", check=False)
+
+
+def test_a_dictionary_of_the_same_size_with_other_tokens_is_refused(micro_databin, reordered_databin, tmp_path):
+    """Only sizes were compared: a model decoded with another data-bin's token ids gave garbage."""
+    assert (micro_databin / "dict.src.txt").read_text() != (reordered_databin / "dict.src.txt").read_text()
+    train(micro_databin, tmp_path / "model", 2)
+    checkpoint = tmp_path / "model" / "checkpoint_last.pt"
+    recorded = torch.load(checkpoint, map_location="cpu")["cfg"]["model"].dictionary_fingerprints
+    assert recorded["source"]["file"] == str(micro_databin / "dict.src.txt") and recorded["source"]["types"] == 88
+    mismatch = (f"the Difformer model was trained on the source dictionary {micro_databin / 'dict.src.txt'} "
+                f"(fingerprint {recorded['source']['sha256'][:12]}), and {reordered_databin / 'dict.src.txt'} has "
+                f"the same 88 types but other tokens")
+    proc = generate(reordered_databin, checkpoint)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"fairseq-generate: error: {mismatch}")
+    assert generate(micro_databin, checkpoint).returncode == 0
+    # A training resumed on the other data-bin: refused before any update, naming the checkpoint.
+    resumed = train(reordered_databin, tmp_path / "model", 4, check=False)
+    assert resumed.returncode == 1
+    assert (f"train.py: error: the checkpoint {checkpoint} was trained on the source dictionary "
+            f"{micro_databin / 'dict.src.txt'}") in resumed.stderr
+    assert updates_in(checkpoint) == 2
+    # An AR reranker trained on the other data-bin (--task translation records no fingerprint: its
+    # recorded data-bin's dictionary is compared).
+    reranker = train_reranker(reordered_databin, tmp_path / "ar", "--disable-validation")
+    proc = generate(micro_databin, f"{checkpoint}:{reranker}")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"fairseq-generate: error: the reranker (second --path) was trained on the source dictionary "
+        f"{reordered_databin / 'dict.src.txt'}")
+
+
+def test_a_checkpoint_without_fingerprint_is_compared_through_its_data_bin_or_warned_about(
+        micro_databin, reordered_databin, tmp_path):
+    train(micro_databin, tmp_path / "model", 2)
+    state = torch.load(tmp_path / "model" / "checkpoint_last.pt", map_location="cpu")
+    del state["cfg"]["model"].dictionary_fingerprints  # as written before fingerprints were recorded
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    proc = generate(reordered_databin, old)  # its recorded data-bin is here: compared through it
+    assert proc.returncode == 1 and "other tokens" in proc.stderr.strip().splitlines()[-1]
+    state["cfg"]["model"].data = str(tmp_path / "gone")
+    torch.save(state, old)
+    proc = generate(micro_databin, old)
+    assert proc.returncode == 0
+    assert (f"the Difformer model records no dictionary fingerprint and its data-bin ({tmp_path / 'gone'}) is not "
+            f"here: only the source dictionary's size is compared, not its tokens") in proc.stdout + proc.stderr

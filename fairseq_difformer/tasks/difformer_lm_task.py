@@ -67,6 +67,10 @@ class DifformerLMTask(DifformerTask):
         logger.info(f"[text] dictionary: {len(dictionary)} types")
         return cls(cfg, dictionary, dictionary)
 
+    def dictionary_files(self):
+        dictionary = os.path.join(utils.split_paths(self.cfg.data)[0], "dict.txt")
+        return dictionary, dictionary
+
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         paths = utils.split_paths(self.cfg.data)
         prefix = os.path.join(paths[(epoch - 1) % len(paths)], split)

@@ -30,6 +30,7 @@ from difformer_core.diffusion import NOISE_SCHEDULES, SAMPLERS
 from difformer_core.errors import DifformerError
 from difformer_core.rouge import ROUGE_TYPES, rouge_f1_sums
 
+from .. import dictionary_fingerprints
 from ..batching import batching_every_sentence
 from ..criterions.difformer_loss import DifformerCriterion
 from ..generator import DifformerGenerator
@@ -104,10 +105,14 @@ class DifformerTask(TranslationTask):
         return super().build_criterion(cfg, from_checkpoint)
 
     def build_model(self, cfg, from_checkpoint=False):
-        if not from_checkpoint:
+        if from_checkpoint:
+            dictionary_fingerprints.check(cfg, self, dictionary_fingerprints.role_of(cfg))
+        else:
             check_precision_flags(cfg)
-            if is_training_run(cfg):
-                guard_save_dir(cfg)
+            resume = guard_save_dir(cfg) if is_training_run(cfg) else None
+            if resume is not None:
+                dictionary_fingerprints.check_resumed(resume, self)
+            dictionary_fingerprints.record(cfg, self)
         model = super().build_model(cfg, from_checkpoint)
         if not from_checkpoint:
             maybe_init_from_ar(model, cfg, self.source_dictionary, self.target_dictionary, self.cfg.data,
@@ -121,6 +126,11 @@ class DifformerTask(TranslationTask):
             )
             self.sequence_generator = self.build_generator([model], Namespace(**json.loads(self.cfg.eval_bleu_args)))
         return model
+
+    def dictionary_files(self):
+        """The source and target dictionary files (``dict.LANG.txt`` of the first data-bin)."""
+        data = utils.split_paths(self.cfg.data)[0]
+        return tuple(os.path.join(data, f"dict.{lang}.txt") for lang in (self.cfg.source_lang, self.cfg.target_lang))
 
     def begin_valid_epoch(self, epoch, model):
         """Each validation decodes with the weights trained so far: the validation generator's
