@@ -65,6 +65,7 @@ def prepare(data: Path, work: Path, max_lines, bpe_merges):
                 n = max_lines if name == "train" else max(1, max_lines // 10)
                 (source / f"{name}.{lang}").write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
     run(["difformer-prepare", "--source-lang", "de", "--target-lang", "en", "--no-tokenize",
+         "--input-tokenizer", "moses_lowercase", "--input-tokenizer-args", '{"moses_no_dash_splits": true}',
          "--trainpref", source / "train", "--validpref", source / "val",
          "--testpref", source / "test_2016_flickr", "--bpe-merges", bpe_merges,
          "--destdir", work / "data"], work / "prepare.log", on_line=lambda line: print("   ", line.rstrip()))

@@ -39,7 +39,10 @@ BATCH_LINES = 20000
 TOOLS = ("sacremoses", "subword-nmt", "fairseq-fixed", "fairseq")  # distributions whose version counts
 # The options that shape the output (--workers and --destdir do not).
 SHAPING_OPTIONS = ("source_lang", "target_lang", "source_field", "target_field", "tokenize", "lowercase",
-                   "max_source_words", "bpe_merges")
+                   "max_source_words", "bpe_merges", "input_tokenizer", "input_tokenizer_args")
+#: how difformer-prepare's own tokenisation reads as fairseq's tokenizer options: sacremoses with
+#: escape=False and no aggressive dash splits
+OWN_TOKENIZER_ARGS = {"moses_no_dash_splits": True, "moses_no_escape": True}
 
 
 def positive_int(text):
@@ -79,6 +82,12 @@ def build_parser():
     text.add_argument("--lowercase", action="store_true", help="lowercase after tokenisation")
     text.add_argument("--no-tokenize", dest="tokenize", action="store_false",
                       help="the input is already tokenised: only normalise whitespace")
+    text.add_argument("--input-tokenizer", metavar="NAME",
+                      help="with --no-tokenize: the fairseq tokenizer the input was tokenised with (e.g. "
+                      "moses, or moses_lowercase for lowercased text), recorded in bin/preprocessing.json "
+                      "so that the hub and fairseq-interactive prepare raw text the same way")
+    text.add_argument("--input-tokenizer-args", metavar="JSON", default="{}",
+                      help="that tokenizer's fairseq options, e.g. '{\"moses_no_dash_splits\": true}'")
     text.add_argument("--bpe-merges", type=positive_int, metavar="N",
                       help=f"number of joint BPE merges to learn (default {DEFAULT_BPE_MERGES})")
     text.add_argument("--bpe-codes", metavar="FILE",
@@ -116,6 +125,14 @@ def parse_args(argv=None):
         parser.error("plain files need --source-lang and --target-lang (the file suffixes)")
     if options.source_lang == options.target_lang:
         parser.error("--source-lang and --target-lang must differ")
+    if options.input_tokenizer and options.tokenize:
+        parser.error("--input-tokenizer describes input that is already tokenised: it needs --no-tokenize")
+    try:
+        options.input_tokenizer_args = json.loads(options.input_tokenizer_args)
+    except ValueError as error:
+        parser.error(f"--input-tokenizer-args {options.input_tokenizer_args!r}: not JSON ({error})")
+    if not isinstance(options.input_tokenizer_args, dict):
+        parser.error("--input-tokenizer-args must be a JSON object, e.g. '{\"moses_no_dash_splits\": true}'")
     if options.bpe_codes and options.bpe_merges:
         parser.error("--bpe-merges learns new codes, --bpe-codes applies existing ones: use one")
     if options.srcdict and not options.bpe_codes:
@@ -295,22 +312,52 @@ def build_all(options, splits, build: Path):
             bpe(str(codes)).process_lines(str(build / "tok" / name), out, num_workers=options.workers)
     log(f"applied BPE to {len(splits) * 2} files", start)
     binarize(options, splits, build, counts)
+    write_preprocessing(options, build / "bin")
     return counts
 
 
-def read_lines(path):
-    """The lines of a UTF-8 file, without their newline; a bad byte names file and line."""
+def preprocessing_of(options):
+    """What raw text goes through to become this data: the tokenizer as fairseq names it and its
+    options, lowercasing, and the BPE with its codes (relative to the data-bin)."""
+    if options.tokenize:
+        tokenizer = "moses_lowercase" if options.lowercase else "moses"
+        args = dict(OWN_TOKENIZER_ARGS)
+    else:
+        tokenizer, args = options.input_tokenizer, dict(options.input_tokenizer_args)
+    return {"tokenizer": tokenizer, "tokenizer_args": args,
+            "lowercase": bool(options.lowercase or tokenizer == "moses_lowercase"),
+            "bpe": "subword_nmt", "bpe_codes": os.path.join(os.pardir, "codes"), "written_by": PROG}
+
+
+def write_preprocessing(options, databin: Path):
+    """``bin/preprocessing.json``, the record the hub, fairseq-interactive and the trainings read."""
+    record = preprocessing_of(options)
+    (databin / "preprocessing.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    if record["tokenizer"] is None:
+        log("note: --no-tokenize without --input-tokenizer: raw text given to the model is not tokenised "
+            "unless --tokenizer (or tokenizer=) says how")
+
+
+def read_lines(path, byte_order_marks=None):
+    """The lines of a UTF-8 file, without their newline; a bad byte names file and line. A UTF-8
+    byte-order mark opening the file (as Windows editors write) is removed, not read as part of
+    the first word, and ``path`` is appended to the list ``byte_order_marks`` when given."""
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             try:
-                yield raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                raise DifformerError(f"{path}:{number}: not UTF-8 text") from None
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as error:
+                raise DifformerError(f"{path}:{number}: not UTF-8 text (byte {error.start + 1} of the line)") from None
+            if number == 1 and line.startswith("\ufeff"):
+                line = line[1:]
+                if byte_order_marks is not None:
+                    byte_order_marks.append(str(path))
+            yield line
 
 
-def read_jsonl(path, source_field, target_field):
+def read_jsonl(path, source_field, target_field, byte_order_marks=None):
     """Yield (source, target) from JSON lines; a bad line or a missing field names file:line."""
-    for number, line in enumerate(read_lines(path), 1):
+    for number, line in enumerate(read_lines(path, byte_order_marks), 1):
         try:
             record = json.loads(line)
         except ValueError as error:
@@ -357,8 +404,9 @@ def tokenize_split(split, named, options, normalise, tok_dir: Path, pool):
     """Write tok/<split>.<lang>; drops (and counts) train pairs with an empty side."""
     start = time.monotonic()
     tok_dir.mkdir(exist_ok=True)
-    pairs = (read_jsonl(named["jsonl"][1], options.source_field, options.target_field) if "jsonl" in named
-             else zip(*(read_lines(path) for _, path in named.values())))
+    marks = []  # the files that opened with a byte-order mark
+    pairs = (read_jsonl(named["jsonl"][1], options.source_field, options.target_field, marks) if "jsonl" in named
+             else zip(*(read_lines(path, marks) for _, path in named.values())))
     lines = kept = 0
     with open(tok_dir / f"{split}.{options.source_lang}", "w", encoding="utf-8") as src_out, \
             open(tok_dir / f"{split}.{options.target_lang}", "w", encoding="utf-8") as tgt_out:
@@ -371,11 +419,13 @@ def tokenize_split(split, named, options, normalise, tok_dir: Path, pool):
             kept += 1
     if lines > kept:
         log(f"warning: {split}: dropped {lines - kept} of {lines} pairs with an empty source or target")
+    if marks:
+        log(f"{split}: removed the UTF-8 byte-order mark opening {', '.join(marks)}")
     if kept == 0:
         files = " and ".join(path for _, path in named.values())
         raise DifformerError(f"{files}: no pair with a non-empty source and target")
     log(f"{'tokenised' if options.tokenize else 'read'} {split}: {kept} pairs", start)
-    return {"lines": lines, "pairs": kept, "dropped_empty": lines - kept}
+    return {"lines": lines, "pairs": kept, "dropped_empty": lines - kept, "byte_order_marks": len(marks)}
 
 
 def learn_codes(tok_dir: Path, langs, merges, codes: Path, workers):

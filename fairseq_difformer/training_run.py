@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import signal
-import sys
 import tempfile
 
 import torch
@@ -37,6 +36,8 @@ from fairseq.file_io import PathManager
 
 from difformer_core.checkpoints import checkpoint_problem, updates_of
 from difformer_core.errors import DifformerError
+
+from .entry_points import running
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,7 @@ os.umask(_umask)
 def is_training_run(args) -> bool:
     """Whether ``args`` are those of a fairseq-train run (fairseq-train, fairseq-hydra-train or
     ``fairseq_cli.train.main``) that saves checkpoints, on its first worker."""
-    main = getattr(sys.modules.get("__main__"), "__spec__", None)  # python -m fairseq_cli.train
-    if "fairseq_cli.train" not in sys.modules and getattr(main, "name", None) != "fairseq_cli.train":
+    if not running("fairseq_cli.train"):
         return False
     if getattr(args, "no_save", False):
         return False

@@ -13,6 +13,7 @@ task's decoding options.
 """
 
 import glob
+import logging
 import numbers
 import os
 import tarfile
@@ -27,6 +28,10 @@ from difformer_core.checkpoints import checkpoint_problem
 from difformer_core.decoding import DECODING_OPTIONS, PRECISIONS, DecodingOptions
 from difformer_core.diffusion import NOISE_SCHEDULES, SAMPLERS
 from difformer_core.errors import DifformerError
+
+from .. import preprocessing
+
+logger = logging.getLogger(__name__)
 
 # Keyword arguments of translate / sample / generate: the task's decoding options and the
 # generation flag build_generator reads.
@@ -137,8 +142,11 @@ def check_decoding_options(options):
             raise DifformerError(f"decoding option {name}={value!r} must be {kind}")
 
 
+RECORDED = "recorded"  # from_pretrained's default: the preprocessing the data-bin records
+
+
 def from_pretrained(model_name_or_path, checkpoint_file="checkpoint_best.pt", data_name_or_path=".",
-                    tokenizer="moses", bpe="subword_nmt", bpe_codes=None, reranker=None,
+                    tokenizer=RECORDED, bpe=RECORDED, bpe_codes=None, reranker=None,
                     archive_map=None, **kwargs):
     """Load a Difformer checkpoint with its task and return a :class:`DifformerHubInterface`.
 
@@ -154,17 +162,23 @@ def from_pretrained(model_name_or_path, checkpoint_file="checkpoint_best.pt", da
     override the checkpoint's configuration as in fairseq, e.g. ``moses_no_dash_splits=True``,
     ``max_tokens=4096`` or a default decoding option (``decoding_steps=10``).
     """
-    check_registered("tokenizer", tokenizer, TOKENIZER_REGISTRY)
-    check_registered("bpe", bpe, BPE_REGISTRY)
     check_decoding_options({k: v for k, v in kwargs.items() if k in GENERATION_OPTIONS})
     model_dir, data = str(model_name_or_path), str(data_name_or_path)
+    record = None
     if os.path.isdir(model_dir):
         for name in checkpoint_file.split(os.pathsep):
             check_checkpoint(model_dir, name)
         data_dir = os.path.join(model_dir, data) if data.startswith(".") else data
         check_databin(data_dir)
+        record = preprocessing.read_record(data_dir)
+    tokenizer, bpe = recorded_or_given(tokenizer, bpe, bpe_codes, record, kwargs)
+    check_registered("tokenizer", tokenizer, TOKENIZER_REGISTRY)
+    check_registered("bpe", bpe, BPE_REGISTRY)
+    if os.path.isdir(model_dir):
         if bpe == "subword_nmt":
-            bpe_codes = find_bpe_codes(bpe_codes, model_dir, data_dir)
+            recorded_codes = record.get("bpe_codes") if record and bpe_codes is None else None
+            bpe_codes = recorded_codes if recorded_codes and os.path.isfile(recorded_codes) else \
+                find_bpe_codes(bpe_codes, model_dir, data_dir)
     elif not (archive_map and model_dir in archive_map) and "://" not in model_dir:
         check_archive(model_dir)
     if reranker is True:
@@ -191,6 +205,28 @@ def from_pretrained(model_name_or_path, checkpoint_file="checkpoint_best.pt", da
             cfg.tokenizer.source_lang = task.cfg.source_lang
             cfg.tokenizer.target_lang = task.cfg.target_lang
     return DifformerHubInterface(cfg, task, loaded["models"])
+
+
+def recorded_or_given(tokenizer, bpe, bpe_codes, record, kwargs):
+    """from_pretrained's tokenizer and bpe: the given ones (a warning where they differ from the
+    record), else the recorded ones, whose tokenizer options join ``kwargs`` unless given there;
+    without a record, moses and subword_nmt."""
+    if tokenizer == RECORDED:
+        tokenizer = record.get("tokenizer") if record else "moses"
+        if record:
+            for name, value in (record.get("tokenizer_args") or {}).items():
+                kwargs.setdefault(name, value)
+    elif record:
+        preprocessing.warn_if_different("tokenizer", tokenizer, record,
+                                        [(k, kwargs.get(k)) for k in record.get("tokenizer_args") or {}])
+    if bpe == RECORDED:
+        bpe = record.get("bpe") if record else "subword_nmt"
+    elif record:
+        preprocessing.warn_if_different("bpe", bpe, record)
+    if record and bpe_codes is not None and record.get("bpe_codes") and \
+            os.path.abspath(bpe_codes) != os.path.abspath(record["bpe_codes"]):
+        logger.warning(f"bpe_codes {bpe_codes} is used, and {record['path']} records {record['bpe_codes']}")
+    return tokenizer, bpe
 
 
 def recorded_ar_model(model_dir, checkpoint_file):

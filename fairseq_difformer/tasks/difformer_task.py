@@ -30,7 +30,8 @@ from difformer_core.diffusion import NOISE_SCHEDULES, SAMPLERS
 from difformer_core.errors import DifformerError
 from difformer_core.rouge import ROUGE_TYPES, rouge_f1_sums
 
-from .. import dictionary_fingerprints
+from .. import dictionary_fingerprints, preprocessing
+from ..entry_points import running
 from ..batching import batching_every_sentence
 from ..criterions.difformer_loss import DifformerCriterion
 from ..generator import DifformerGenerator
@@ -287,10 +288,26 @@ class DifformerTask(TranslationTask):
 
         return option
 
+    def recorded_preprocessing(self):
+        """fairseq-interactive's record of the data-bin's preprocessing (None elsewhere: fairseq-
+        generate reads binarised text, and its scores must not change with a record)."""
+        if not running("fairseq_cli.interactive"):
+            return None
+        return preprocessing.read_record(utils.split_paths(self.cfg.data)[0])
+
+    def build_tokenizer(self, args):
+        """fairseq's ``--tokenizer``; in fairseq-interactive, by default the one the data-bin's
+        ``preprocessing.json`` records (difformer-prepare writes it)."""
+        args = preprocessing.interactive_tokenizer(args, self.recorded_preprocessing(),
+                                                   (self.cfg.source_lang, self.cfg.target_lang))
+        return super().build_tokenizer(args)
+
     def build_bpe(self, args):
         """fairseq's ``--bpe`` (fairseq-interactive / fairseq-generate), with subword-nmt's missing
-        ``--bpe-codes`` said in one line instead of omegaconf's or fairseq's traceback."""
-        if getattr(args, "_name", None) == "subword_nmt":
+        ``--bpe-codes`` said in one line instead of omegaconf's or fairseq's traceback; in
+        fairseq-interactive, by default the BPE and codes the data-bin's record names."""
+        args = preprocessing.interactive_bpe(args, self.recorded_preprocessing())
+        if getattr(args, "_name", None) == "subword_nmt" or getattr(args, "bpe", None) == "subword_nmt":
             missing = isinstance(args, DictConfig) and OmegaConf.is_missing(args, "bpe_codes")
             codes = None if missing else args.bpe_codes
             if not codes:
