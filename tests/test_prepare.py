@@ -303,3 +303,37 @@ def test_interrupted_rebuild_keeps_the_finished_one_then_starts_over(prepared, m
     assert prep.prepare(other) == dest / "bin"
     assert json.loads((dest / "manifest.json").read_text())["options"]["bpe_merges"] == 150
     assert sentences(dest / "bin", "train.de-en.en") == 300 and not (dest / "bin" / "valid.de-en.en.idx").exists()
+
+
+def test_the_preprocessing_is_recorded_in_the_data_bin(prepared, multi30k, tmp_path, capsys):
+    record = json.loads((prepared / "bin" / "preprocessing.json").read_text())
+    assert record == {"tokenizer": "moses_lowercase", "tokenizer_args": {"moses_no_dash_splits": True,
+                                                                         "moses_no_escape": True},
+                      "lowercase": True, "bpe": "subword_nmt", "bpe_codes": "../codes",
+                      "written_by": "difformer-prepare"}
+    # Already tokenised input: the tokenizer it went through is what the user says.
+    dest = tmp_path / "pretokenised"
+    code, _, err = run_main(capsys, "--source-lang", "de", "--target-lang", "en", "--no-tokenize", "--bpe-merges",
+                            "50", "--input-tokenizer", "moses_lowercase", "--input-tokenizer-args",
+                            '{"moses_no_dash_splits": true}', "--trainpref", prepared / "tok" / "train",
+                            "--destdir", dest)
+    assert code == 0, err
+    assert json.loads((dest / "bin" / "preprocessing.json").read_text())["tokenizer_args"] == {
+        "moses_no_dash_splits": True}
+    code, _, err = run_main(capsys, "--source-lang", "de", "--target-lang", "en", "--input-tokenizer", "moses",
+                            "--trainpref", multi30k / "train", "--destdir", tmp_path / "x")
+    assert code == 2 and "--input-tokenizer describes input that is already tokenised: it needs --no-tokenize" in err
+
+
+def test_a_byte_order_mark_is_removed_and_counted(multi30k, tmp_path, capsys):
+    for lang in ("de", "en"):
+        text = (multi30k / f"train.{lang}").read_text(encoding="utf-8")
+        (tmp_path / f"train.{lang}").write_text(("\ufeff" if lang == "de" else "") + text, encoding="utf-8")
+    code, _, err = run_main(capsys, *MULTI30K_ARGS, "--trainpref", tmp_path / "train", "--destdir", tmp_path / "d")
+    assert code == 0, err
+    assert f"difformer-prepare: train: removed the UTF-8 byte-order mark opening {tmp_path / 'train.de'}" in err
+    first = (tmp_path / "d" / "tok" / "train.de").read_text(encoding="utf-8").splitlines()[0]
+    assert first.split()[0] == "zwei"  # "Zwei junge weiße Männer …", its first word as it is
+    assert "\ufeff" not in (tmp_path / "d" / "bin" / "dict.de.txt").read_text(encoding="utf-8")
+    counts = json.loads((tmp_path / "d" / "manifest.json").read_text())["counts"]
+    assert counts["train"]["byte_order_marks"] == 1

@@ -12,7 +12,7 @@ import zipfile
 import pytest
 import torch
 
-from conftest import USER_DIR, preprocess, run_cli, train_reranker, write_synthetic_translation
+from conftest import REPO, USER_DIR, preprocess, run_cli, train_reranker, write_synthetic_translation
 from fairseq_difformer import training_run
 from difformer_core.checkpoints import checkpoint_problem, updates_of
 
@@ -338,3 +338,77 @@ def test_a_checkpoint_without_fingerprint_is_compared_through_its_data_bin_or_wa
     assert proc.returncode == 0
     assert (f"the Difformer model records no dictionary fingerprint and its data-bin ({tmp_path / 'gone'}) is not "
             f"here: only the source dictionary's size is compared, not its tokens") in proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def prepared_model(tmp_path_factory):
+    """A micro model on raw, cased Multi30k prepared by difformer-prepare --lowercase (which records
+    its preprocessing in bin/preprocessing.json)."""
+    work = tmp_path_factory.mktemp("recorded")
+    data = REPO.parent / "shared" / "data" / "multi30k"
+    for lang in ("de", "en"):
+        lines = (data / f"train.raw.{lang}").read_text(encoding="utf-8").splitlines()[:300]
+        (work / f"train.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run_cli("difformer-prepare", "--source-lang", "de", "--target-lang", "en", "--lowercase", "--bpe-merges", "200",
+            "--trainpref", work / "train", "--validpref", work / "train", "--destdir", work / "data")
+    train(work / "data" / "bin", work / "model", 2)
+    return work / "data" / "bin", work / "model" / "checkpoint_last.pt"
+
+
+MIXED_CASE, LOWERCASED = "Zwei Männer spielen Fußball im Park.", "zwei männer spielen fußball im park ."
+
+
+def test_raw_mixed_case_text_is_prepared_as_the_training_data_by_default(prepared_model):
+    from fairseq_difformer import DifformerModel
+
+    databin, checkpoint = prepared_model
+    hub = DifformerModel.from_pretrained(checkpoint.parent, checkpoint_file=checkpoint.name,
+                                         data_name_or_path=str(databin))
+    assert torch.equal(hub.encode(MIXED_CASE), hub.encode(LOWERCASED))
+    assert hub.src_dict.unk() not in hub.encode(MIXED_CASE).tolist()
+    outputs = []
+    for sentence in (MIXED_CASE, LOWERCASED):
+        torch.manual_seed(1)
+        outputs.append(hub.translate(sentence))
+    assert outputs[0] == outputs[1]
+    said = []
+    for sentence in (MIXED_CASE, LOWERCASED):  # one run each: the same seed, the same noise
+        proc = run_cli("fairseq-interactive", databin, "--user-dir", USER_DIR, "--task", "difformer", "--cpu",
+                       "--path", checkpoint, input=sentence + "\n")
+        said.append([line.split("\t", 1)[1] for line in proc.stdout.splitlines() if line[:2] in ("S-", "D-")])
+    assert said[0] == said[1] and len(said[0]) == 2, said
+    assert (f"tokenizer moses_lowercase {{'moses_no_dash_splits': True, 'moses_no_escape': True}}, as "
+            f"{databin / 'preprocessing.json'} records") in proc.stdout + proc.stderr
+
+
+def test_explicit_preprocessing_wins_with_a_warning(prepared_model, caplog):
+    from fairseq_difformer import DifformerModel
+
+    databin, checkpoint = prepared_model
+    hub = DifformerModel.from_pretrained(checkpoint.parent, checkpoint_file=checkpoint.name,
+                                         data_name_or_path=str(databin), tokenizer="moses")
+    assert hub.src_dict.unk() in hub.encode(MIXED_CASE).tolist()  # "Zwei" is not a word of the data
+    assert (f"tokenizer moses is used, and {databin / 'preprocessing.json'} records moses_lowercase: the model "
+            f"reads text prepared otherwise than its training data") in caplog.text
+
+
+def test_bytes_that_are_not_utf8_are_reported_with_their_line(prepared_model):
+    from fairseq_difformer import DifformerModel
+    from difformer_core.errors import DifformerError
+
+    databin, checkpoint = prepared_model
+    latin1 = "zwei männer spielen .".encode("latin-1")
+    proc = subprocess.run([
+        "fairseq-interactive", str(databin), "--user-dir", USER_DIR, "--task", "difformer", "--cpu",
+        "--path", str(checkpoint)], input=b"ein hund .\n" + latin1 + b"\n", capture_output=True,
+        env={**os.environ, "LC_ALL": "C.UTF-8", "PYTHONWARNINGS": "ignore"})
+    err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+    assert proc.returncode == 1 and err[-1] == (
+        "fairseq-interactive: error: input line 2, column 7: byte 0xe4, which is not UTF-8; convert the input "
+        "to UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+    hub = DifformerModel.from_pretrained(checkpoint.parent, checkpoint_file=checkpoint.name,
+                                         data_name_or_path=str(databin))
+    with pytest.raises(DifformerError, match=r"^sentence 2, column 7: byte 0xe4, which is not UTF-8"):
+        hub.translate(["ein hund .", latin1.decode("utf-8", "surrogateescape")])
+    with pytest.raises(DifformerError, match=r"^sentence 1, column 7: U\+FFFD, a replaced byte"):
+        hub.translate(latin1.decode("utf-8", "replace"))

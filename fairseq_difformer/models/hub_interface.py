@@ -28,6 +28,7 @@ from difformer_core.checkpoints import checkpoint_problem
 from difformer_core.decoding import DECODING_OPTIONS, PRECISIONS, DecodingOptions
 from difformer_core.diffusion import NOISE_SCHEDULES, SAMPLERS
 from difformer_core.errors import DifformerError
+from difformer_core.text import undecodable
 
 from .. import preprocessing
 
@@ -87,7 +88,7 @@ def check_sentences(sentences):
     """``translate`` / ``sample`` take a sentence or a list (or tuple) of sentences, each a ``str``;
     anything else (bytes, None, a number, a list holding one) is one line naming what came."""
     if isinstance(sentences, str):
-        return
+        return check_decodable([sentences])
     if isinstance(sentences, (list, tuple)):
         for i, sentence in enumerate(sentences):
             if not isinstance(sentence, str):
@@ -95,11 +96,22 @@ def check_sentences(sentences):
                     f"translate() and sample() take sentences as str; item {i} is {type(sentence).__name__} {sentence!r:.60}"
                     + (" (decode bytes first, e.g. text.decode('utf-8'))" if isinstance(sentence, bytes) else "")
                 )
-        return
+        return check_decodable(sentences)
     raise DifformerError(
         f"translate() and sample() take a sentence (str) or a list of sentences, got {type(sentences).__name__}"
         + (" (decode bytes first, e.g. text.decode('utf-8'))" if isinstance(sentences, bytes) else "")
     )
+
+
+def check_decodable(sentences):
+    """No sentence holds bytes that were not UTF-8 (see :mod:`difformer_core.text`)."""
+    for number, sentence in enumerate(sentences, 1):
+        found = undecodable(sentence)
+        if found is not None:
+            raise DifformerError(
+                f"sentence {number}, column {found[0]}: {found[1]}; read the text as UTF-8 (or convert it, "
+                f"e.g. iconv -f latin1 -t utf-8)"
+            )
 
 
 def check_decoding_options(options):

@@ -29,6 +29,7 @@ from difformer_core.decoding import (
 from difformer_core.diffusion import NOISE_SCHEDULES, SAMPLERS
 from difformer_core.errors import DifformerError
 from difformer_core.rouge import ROUGE_TYPES, rouge_f1_sums
+from difformer_core.text import undecodable
 
 from .. import dictionary_fingerprints, preprocessing
 from ..entry_points import running
@@ -318,6 +319,19 @@ class DifformerTask(TranslationTask):
             if "://" not in codes and not os.path.isfile(codes):
                 raise DifformerError(f"--bpe-codes {codes} not found")
         return super().build_bpe(args)
+
+    def get_interactive_tokens_and_lengths(self, lines, encode_fn):
+        """fairseq-interactive's input lines, refused with their line number where they hold bytes
+        that were not UTF-8 (see :mod:`difformer_core.text`)."""
+        for line in lines:
+            self.interactive_lines = getattr(self, "interactive_lines", 0) + 1
+            found = undecodable(line)
+            if found is not None:
+                raise DifformerError(
+                    f"input line {self.interactive_lines}, column {found[0]}: {found[1]}; convert the input "
+                    f"to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+                )
+        return super().get_interactive_tokens_and_lengths(lines, encode_fn)
 
     def build_dataset_for_inference(self, src_tokens, src_lengths, constraints=None):
         """Interactive input longer than --max-source-positions is cut (keeping </s>) with a
