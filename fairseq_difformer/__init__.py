@@ -9,11 +9,12 @@ translating raw text from Python.
 from difformer_core.checkpoints import allow_fairseq_checkpoints
 from difformer_core.errors import install_excepthook, register_explainer
 
-from .checkpoint_errors import explain_unreadable_checkpoint
+from .fairseq_errors import explain_missing_batch_size, explain_unreadable_checkpoint
 
 allow_fairseq_checkpoints()
 install_excepthook()
 register_explainer(explain_unreadable_checkpoint)
+register_explainer(explain_missing_batch_size)
 
 from . import criterions, models, tasks, tokenizers  # noqa: E402,F401  (registration)
 from .models import DifformerModel  # noqa: E402,F401

@@ -3,11 +3,16 @@ that fewer padded positions go through a network (the denoiser, the AR reranker)
 whose batches cover every sentence."""
 
 import functools
+import logging
 import math
 from typing import List
 
 import numpy as np
 import torch
+
+from difformer_core.errors import DifformerError
+
+logger = logging.getLogger(__name__)
 
 # What one more call of the network costs, in target positions: a group of rows runs in a call of
 # its own when that saves more padded positions than this. On the quickstart model
@@ -51,14 +56,46 @@ def batch_every_sentence(batch_by_size, indices, *args, **kwargs):
     return batches
 
 
-def batching_every_sentence(dataset):
+def batching_every_sentence(dataset, skip_too_long=False, split="input"):
     """``dataset`` with every sentence in some batch (the tasks' ``get_batch_iterator``).
 
     fairseq 0.12.3 drops the last batch when its size is not a multiple of
     ``--required-batch-size-multiple`` (default 8): the last n mod 8 sentences of a split would go
     unused without a word, and a split of fewer than 8 sentences would be empty. The left-over
-    sentences form one more batch instead (as in fairseq 0.10)."""
+    sentences form one more batch instead (as in fairseq 0.10). A sentence longer than
+    ``--max-tokens`` (fairseq's AssertionError from inside its batching) is one line naming the
+    longest, or skipped with a warning when ``skip_too_long`` (the skip flag fairseq passes)."""
+    dataset.skip_too_long, dataset.split_name = skip_too_long, split
     if not getattr(dataset, "batches_every_sentence", False):
-        dataset.batch_by_size = functools.partial(batch_every_sentence, dataset.batch_by_size)
+        batch_by_size = dataset.batch_by_size
+
+        def batch_within_max_tokens(indices, max_tokens=None, *args, **kwargs):
+            indices = within_max_tokens(dataset, indices, max_tokens)
+            return batch_every_sentence(batch_by_size, indices, max_tokens, *args, **kwargs)
+
+        dataset.batch_by_size = batch_within_max_tokens
         dataset.batches_every_sentence = True
     return dataset
+
+
+def within_max_tokens(dataset, indices, max_tokens):
+    """``indices`` whose sentences fit in a batch of ``max_tokens`` tokens; the others stop the
+    run in one line, or are left out with a warning when the dataset's ``skip_too_long``."""
+    if not max_tokens or len(indices) == 0:
+        return indices
+    indices = np.asarray(indices, dtype=np.int64)
+    sizes = np.asarray(dataset.num_tokens_vec(indices) if hasattr(dataset, "num_tokens_vec")
+                       else [dataset.num_tokens(i) for i in indices])
+    over = sizes > max_tokens
+    if not over.any():
+        return indices
+    count, longest = int(over.sum()), int(sizes.max())
+    which = f"{count} {dataset.split_name} sentence{'s' if count > 1 else ''}"
+    if not dataset.skip_too_long:
+        raise DifformerError(
+            f"--max-tokens {max_tokens} is smaller than {which} (the longest has {longest} tokens, sentence "
+            f"{int(indices[sizes.argmax()])}): give --max-tokens {longest} or more, or skip them with "
+            f"--skip-invalid-size-inputs-valid-test"
+        )
+    logger.warning(f"skipping {which} longer than --max-tokens {max_tokens} (the longest has {longest} tokens)")
+    return indices[~over]

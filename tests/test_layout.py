@@ -143,10 +143,10 @@ def test_quantization_imports_no_model():
 
 def test_the_plugin_init_only_registers():
     """fairseq_difformer/__init__.py: the core's registrations (the checkpoint allow-list, the
-    error hook and the plugin's explanation of unreadable checkpoints), then the plugin's
+    error hook and the plugin's explanations of fairseq's errors), then the plugin's
     registries; nothing else is imported."""
     assert EDGES["fairseq_difformer"] == {
-        "difformer_core.checkpoints", "difformer_core.errors", "fairseq_difformer.checkpoint_errors",
+        "difformer_core.checkpoints", "difformer_core.errors", "fairseq_difformer.fairseq_errors",
         "fairseq_difformer.criterions",
         "fairseq_difformer.models", "fairseq_difformer.tasks", "fairseq_difformer.tokenizers",
     }

@@ -412,3 +412,29 @@ def test_bytes_that_are_not_utf8_are_reported_with_their_line(prepared_model):
         hub.translate(["ein hund .", latin1.decode("utf-8", "surrogateescape")])
     with pytest.raises(DifformerError, match=r"^sentence 1, column 7: U\+FFFD, a replaced byte"):
         hub.translate(latin1.decode("utf-8", "replace"))
+
+
+def test_a_max_tokens_below_a_sentence_is_one_line_or_skips_with_the_flag(micro_databin, tmp_path):
+    proc = train(micro_databin, tmp_path / "a", 2, "--max-tokens", "6", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "train.py: error: --max-tokens 6 is smaller than 8 valid sentences (the longest has 9 tokens, sentence ")
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        "): give --max-tokens 9 or more, or skip them with --skip-invalid-size-inputs-valid-test")
+    proc = train(micro_databin, tmp_path / "b", 2, "--max-tokens", "8", "--skip-invalid-size-inputs-valid-test")
+    assert "skipping 3 valid sentences longer than --max-tokens 8 (the longest has 9 tokens)" in proc.stderr
+    assert updates_of(str(tmp_path / "b" / "checkpoint_last.pt")) == 2
+    proc = run_cli("fairseq-generate", micro_databin, "--user-dir", USER_DIR, "--task", "difformer", "--cpu",
+                   "--path", tmp_path / "b" / "checkpoint_last.pt", "--gen-subset", "valid", "--max-tokens", "6",
+                   check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "fairseq-generate: error: --max-tokens 6 is smaller than 8 valid sentences" in proc.stderr
+
+
+def test_no_batch_size_is_one_line(micro_databin, tmp_path):
+    proc = run_cli("fairseq-train", micro_databin, "--user-dir", USER_DIR, "--task", "difformer", "--arch",
+                   "difformer_small", "--criterion", "difformer", "--cpu", "--save-dir", tmp_path, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "fairseq-train: error: give a batch size: --max-tokens N (tokens per batch, e.g. 4096 on a GPU, 1024 "
+        "on a CPU) or --batch-size N (sentences per batch)")

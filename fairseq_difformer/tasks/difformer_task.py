@@ -195,8 +195,11 @@ class DifformerTask(TranslationTask):
         fairseq 0.12.3 drops the last batch when its size is not a multiple of
         ``--required-batch-size-multiple`` (default 8): the last n mod 8 sentences of a test set
         would go untranslated without a word. The left-over sentences form one more batch instead
-        (as in fairseq 0.10)."""
-        return super().get_batch_iterator(batching_every_sentence(dataset), *args, **kwargs)
+        (as in fairseq 0.10). A sentence longer than --max-tokens is one line naming the longest,
+        or skipped when fairseq passes its skip flag (--skip-invalid-size-inputs-valid-test)."""
+        split = next((name for name, held in self.datasets.items() if held is dataset), "input")
+        batching = batching_every_sentence(dataset, kwargs.get("ignore_invalid_inputs", False), split)
+        return super().get_batch_iterator(batching, *args, **kwargs)
 
     def _check_checkpoint_layout(self, module, state_dict, prefix, *args):
         """A checkpoint of another Difformer layout fails with what to do, not a key list."""

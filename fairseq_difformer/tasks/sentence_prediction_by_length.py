@@ -40,7 +40,9 @@ class SentencePredictionByLengthTask(SentencePredictionTask):
         return dataset
 
     def get_batch_iterator(self, dataset, *args, **kwargs):
-        return super().get_batch_iterator(batching_every_sentence(dataset), *args, **kwargs)
+        split = next((name for name, held in self.datasets.items() if held is dataset), "input")
+        batching = batching_every_sentence(dataset, kwargs.get("ignore_invalid_inputs", False), split)
+        return super().get_batch_iterator(batching, *args, **kwargs)
 
     def build_model(self, cfg, from_checkpoint=False):
         """fairseq's, with the save dir of a training run guarded (:mod:`..training_run`)."""
