@@ -3,6 +3,7 @@ lock, stale temporary files, an unloadable checkpoint_last.pt, and SIGKILL at ra
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +28,20 @@ def micro_databin(tmp_path_factory):
     work = tmp_path_factory.mktemp("micro")
     prefixes = write_synthetic_translation(work, sizes=(("train", 200), ("valid", 20)))
     return preprocess(work, prefixes, "src", "tgt")
+
+
+@pytest.fixture(scope="module")
+def micro_run(micro_databin, tmp_path_factory):
+    """A finished training of 4 updates (checkpoints at 2 and 4: checkpoint_1_2.pt, checkpoint_1_4.pt,
+    checkpoint_best.pt, checkpoint_last.pt); tests work on copies of its save dir."""
+    save_dir = tmp_path_factory.mktemp("micro_run") / "save"
+    train(micro_databin, save_dir, 4)
+    return save_dir
+
+
+def copy_of(micro_run, tmp_path):
+    shutil.copytree(micro_run, tmp_path, dirs_exist_ok=True)
+    return tmp_path
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +119,7 @@ def test_atomic_file_keeps_the_old_content_when_the_write_fails(tmp_path):
     assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~training_run._umask)
 
 
-def test_a_second_training_on_a_save_dir_fails_at_once(micro_databin, tmp_path):
+def test_a_second_training_on_a_save_dir_fails_at_once(micro_databin, micro_run, tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from fairseq_difformer import training_run; "
          "lock = training_run.lock_save_dir(sys.argv[1]); print('locked', flush=True); time.sleep(60)", str(tmp_path)],
@@ -122,13 +137,14 @@ def test_a_second_training_on_a_save_dir_fails_at_once(micro_databin, tmp_path):
         f"{tmp_path / 'train.lock'}): wait for it to end, or give this run another --save-dir"
     )
     assert not any(name.endswith(".pt") for name in os.listdir(tmp_path))
-    # The OS released the lock with the process: the same command now trains.
-    train(micro_databin, tmp_path, 4)
-    assert updates_in(tmp_path / "checkpoint_last.pt") == 4
+    # The OS released the lock with the process: the same command now runs.
+    copy_of(micro_run, tmp_path)
+    proc = train(micro_databin, tmp_path, 6)
+    assert updates_in(tmp_path / "checkpoint_last.pt") == 6
 
 
-def test_an_unloadable_checkpoint_last_is_replaced_by_the_newest_that_loads(micro_databin, tmp_path):
-    train(micro_databin, tmp_path, 4)  # checkpoints at updates 2 and 4 (checkpoint_1_4.pt, _last, _best)
+def test_an_unloadable_checkpoint_last_is_replaced_by_the_newest_that_loads(micro_databin, micro_run, tmp_path):
+    copy_of(micro_run, tmp_path)
     last = tmp_path / "checkpoint_last.pt"
     data = last.read_bytes()
     last.write_bytes(data[:1000])
@@ -147,12 +163,12 @@ def test_an_unloadable_checkpoint_last_is_replaced_by_the_newest_that_loads(micr
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
 
 
-def test_no_loadable_checkpoint_stops_with_the_command_to_start_fresh(micro_databin, tmp_path):
-    train(micro_databin, tmp_path, 2)
+def test_no_loadable_checkpoint_stops_with_the_command_to_start_fresh(micro_databin, micro_run, tmp_path):
+    copy_of(micro_run, tmp_path)
     for name in os.listdir(tmp_path):
         if name.endswith(".pt"):
             (tmp_path / name).write_bytes(b"")
-    proc = train(micro_databin, tmp_path, 4, check=False)
+    proc = train(micro_databin, tmp_path, 6, check=False)
     last = tmp_path / "checkpoint_last.pt"
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
@@ -161,10 +177,10 @@ def test_no_loadable_checkpoint_stops_with_the_command_to_start_fresh(micro_data
     )
 
 
-def test_a_complete_training_run_again_changes_nothing(micro_databin, tmp_path):
+def test_a_complete_training_run_again_changes_nothing(micro_databin, micro_run, tmp_path):
     """fairseq tests --max-update after a step: a finished training started again would train one
     more update over its checkpoints."""
-    train(micro_databin, tmp_path, 4)
+    copy_of(micro_run, tmp_path)
     before = (tmp_path / "checkpoint_last.pt").read_bytes()
     proc = train(micro_databin, tmp_path, 4)
     assert f"{tmp_path / 'checkpoint_last.pt'} is at update 4, --max-update 4: the training is complete" in proc.stderr
@@ -293,10 +309,11 @@ def generate(databin, path):
                    "--path", path, "--gen-subset", "valid", check=False)
 
 
-def test_a_dictionary_of_the_same_size_with_other_tokens_is_refused(micro_databin, reordered_databin, tmp_path):
+def test_a_dictionary_of_the_same_size_with_other_tokens_is_refused(micro_databin, micro_run, reordered_databin,
+                                                                   tmp_path):
     """Only sizes were compared: a model decoded with another data-bin's token ids gave garbage."""
     assert (micro_databin / "dict.src.txt").read_text() != (reordered_databin / "dict.src.txt").read_text()
-    train(micro_databin, tmp_path / "model", 2)
+    copy_of(micro_run, tmp_path / "model")
     checkpoint = tmp_path / "model" / "checkpoint_last.pt"
     recorded = torch.load(checkpoint, map_location="cpu")["cfg"]["model"].dictionary_fingerprints
     assert recorded["source"]["file"] == str(micro_databin / "dict.src.txt") and recorded["source"]["types"] == 88
@@ -308,11 +325,11 @@ def test_a_dictionary_of_the_same_size_with_other_tokens_is_refused(micro_databi
     assert proc.stderr.strip().splitlines()[-1].startswith(f"fairseq-generate: error: {mismatch}")
     assert generate(micro_databin, checkpoint).returncode == 0
     # A training resumed on the other data-bin: refused before any update, naming the checkpoint.
-    resumed = train(reordered_databin, tmp_path / "model", 4, check=False)
+    resumed = train(reordered_databin, tmp_path / "model", 6, check=False)
     assert resumed.returncode == 1
     assert (f"train.py: error: the checkpoint {checkpoint} was trained on the source dictionary "
             f"{micro_databin / 'dict.src.txt'}") in resumed.stderr
-    assert updates_in(checkpoint) == 2
+    assert updates_in(checkpoint) == 4
     # An AR reranker trained on the other data-bin (--task translation records no fingerprint: its
     # recorded data-bin's dictionary is compared).
     reranker = train_reranker(reordered_databin, tmp_path / "ar", "--disable-validation")
@@ -324,8 +341,8 @@ def test_a_dictionary_of_the_same_size_with_other_tokens_is_refused(micro_databi
 
 
 def test_a_checkpoint_without_fingerprint_is_compared_through_its_data_bin_or_warned_about(
-        micro_databin, reordered_databin, tmp_path):
-    train(micro_databin, tmp_path / "model", 2)
+        micro_databin, micro_run, reordered_databin, tmp_path):
+    copy_of(micro_run, tmp_path / "model")
     state = torch.load(tmp_path / "model" / "checkpoint_last.pt", map_location="cpu")
     del state["cfg"]["model"].dictionary_fingerprints  # as written before fingerprints were recorded
     old = tmp_path / "old.pt"
