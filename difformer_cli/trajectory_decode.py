@@ -174,11 +174,12 @@ def split_trajectories(cfg, sentence_ids: List[int]) -> List[Trajectory]:
 def input_trajectories(cfg, lines: List[str]) -> List[Trajectory]:
     """The trajectories of source lines, as fairseq-interactive decodes them when all of them
     fit in its buffer (``--buffer-size`` ≥ the number of lines): encoded with --tokenizer and
-    --bpe if given, then batched by --batch-size / --max-tokens (default: one line a batch)."""
+    --bpe if given, else as the data-bin's ``preprocessing.json`` records, then batched by --batch-size / --max-tokens (default: one line a batch)."""
     if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:
         cfg.dataset.batch_size = 1
     task, models, _, use_cuda = load(cfg)
     generator = task.build_generator(models, cfg.generation)
+    task.use_recorded_preprocessing = True  # raw lines: the data-bin's preprocessing.json by default
     tokenizer, bpe = build_encoders(task, cfg)
 
     def encode_fn(text):

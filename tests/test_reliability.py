@@ -216,7 +216,7 @@ def test_sigkill_at_random_moments_loses_nothing(micro_databin, tmp_path):
     run resumed in epoch 2 or later would see other batches than one that started in epoch 1;
     fairseq's --update-epoch-batch-itr True makes each epoch's batches from that epoch's seed, and
     with it the resumed training is exactly the uninterrupted one."""
-    max_update, exact = 40, ("--update-epoch-batch-itr", "True")
+    max_update, exact = 80, ("--update-epoch-batch-itr", "True")
     reference = tmp_path / "reference"
     train(micro_databin, reference, max_update, *exact)
     save_dir = tmp_path / "interrupted"
@@ -231,7 +231,7 @@ def test_sigkill_at_random_moments_loses_nothing(micro_databin, tmp_path):
             killed, how = proc.returncode == -signal.SIGKILL, f"inside checkpoint write {write}"
             logs.append(proc.stderr)
         else:
-            delay = rng.uniform(0.0, 0.5)
+            delay = rng.uniform(0.0, 0.4)
             command = train_command(micro_databin, save_dir, max_update, *exact)
             killed = run_and_kill_while_training(command, delay, tmp_path / "log")
             logs.append((tmp_path / "log").read_text())
@@ -396,6 +396,14 @@ def test_raw_mixed_case_text_is_prepared_as_the_training_data_by_default(prepare
     assert said[0] == said[1] and len(said[0]) == 2, said
     assert (f"tokenizer moses_lowercase {{'moses_no_dash_splits': True, 'moses_no_escape': True}}, as "
             f"{databin / 'preprocessing.json'} records") in proc.stdout + proc.stderr
+    # difformer-trajectory on raw lines: the same record.
+    tables = []
+    for name, sentence in (("mixed", MIXED_CASE), ("lower", LOWERCASED)):
+        (checkpoint.parent / f"{name}.de").write_text(sentence + "\n", encoding="utf-8")
+        proc = run_cli("difformer-trajectory", databin, "--path", checkpoint, "--input", checkpoint.parent / f"{name}.de",
+                       "--decoding-steps", "3")
+        tables.append(proc.stdout)
+    assert tables[0] == tables[1] and "S-0\tzwei männer" in tables[0] and "<unk>" not in tables[0], tables
 
 
 def test_explicit_preprocessing_wins_with_a_warning(prepared_model, caplog):

@@ -292,10 +292,15 @@ class DifformerTask(TranslationTask):
 
         return option
 
+    #: tools that feed raw text set this (difformer-trajectory on input lines); fairseq-interactive
+    #: is recognised by itself
+    use_recorded_preprocessing = False
+
     def recorded_preprocessing(self):
-        """fairseq-interactive's record of the data-bin's preprocessing (None elsewhere: fairseq-
-        generate reads binarised text, and its scores must not change with a record)."""
-        if not running("fairseq_cli.interactive"):
+        """The data-bin's record of its preprocessing where raw text comes in (fairseq-interactive,
+        or ``use_recorded_preprocessing``); None elsewhere: fairseq-generate reads binarised text,
+        and its scores must not change with a record."""
+        if not (self.use_recorded_preprocessing or running("fairseq_cli.interactive")):
             return None
         return preprocessing.read_record(utils.split_paths(self.cfg.data)[0])
 
