@@ -173,8 +173,8 @@ def ensure_loadable_restore_file(args, save_dir, removed=()):
         )
     updates, _, newest = max(candidates)
     kept = ""
-    if os.path.isfile(last):
-        os.replace(last, last + ".unloadable")
+    if os.path.isfile(last):  # copied, not moved: killed at any moment, last is the old or the new
+        shutil.copyfile(last, last + ".unloadable")
         kept = f": kept as {last}.unloadable"
     with atomic_file(last) as out, open(newest, "rb") as source:
         shutil.copyfileobj(source, out, 1 << 20)
