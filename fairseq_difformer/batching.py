@@ -2,7 +2,6 @@
 that fewer padded positions go through a network (the denoiser, the AR reranker); and datasets
 whose batches cover every sentence."""
 
-import functools
 import logging
 import math
 from typing import List
