@@ -70,9 +70,14 @@ def checkpoint_problem(path):
     return None
 
 
+def mapped_state(path):
+    """A loadable checkpoint's state, its tensors memory-mapped rather than read (zip format)."""
+    allow_fairseq_checkpoints()
+    return torch.load(path, map_location="cpu", mmap=zipfile.is_zipfile(path))
+
+
 def updates_of(path):
     """The number of updates a loadable fairseq checkpoint was saved at (0 when not recorded)."""
-    allow_fairseq_checkpoints()
-    state = torch.load(path, map_location="cpu", mmap=zipfile.is_zipfile(path))
+    state = mapped_state(path)
     history = state.get("optimizer_history") or [{}]
     return int(history[-1].get("num_updates", 0))

@@ -15,13 +15,12 @@ weights' check, which names both sizes.
 import hashlib
 import logging
 import os
-import zipfile
 
-import torch
 from fairseq.data import Dictionary
 from fairseq.models import ARCH_MODEL_NAME_REGISTRY
 from omegaconf import DictConfig, open_dict
 
+from difformer_core.checkpoints import mapped_state
 from difformer_core.errors import DifformerError
 
 from .models.ar_init import ar_dictionary_paths
@@ -42,16 +41,13 @@ def describe(dictionary: Dictionary, path) -> dict:
 
 def record(args, task):
     """Write the task's dictionaries' fingerprints into the model args (saved in every checkpoint)."""
-    value = {side: describe(d, f) for side, d, f in zip(SIDES, task_dictionaries(task), task.dictionary_files())}
+    dictionaries = (task.source_dictionary, task.target_dictionary)
+    value = {side: describe(d, f) for side, d, f in zip(SIDES, dictionaries, task.dictionary_files())}
     if isinstance(args, DictConfig):
         with open_dict(args):
             args[RECORD] = value
     else:
         setattr(args, RECORD, value)
-
-
-def task_dictionaries(task):
-    return task.source_dictionary, task.target_dictionary
 
 
 def recorded(args, task):
@@ -71,7 +67,7 @@ def check(args, task, role):
     """The dictionaries ``args`` (a checkpoint's model args) were trained on are the task's, token
     for token; else one line naming both files."""
     theirs, data = recorded(args, task)
-    for side, ours, our_file in zip(SIDES, task_dictionaries(task), task.dictionary_files()):
+    for side, ours, our_file in zip(SIDES, (task.source_dictionary, task.target_dictionary), task.dictionary_files()):
         entry = theirs.get(side)
         if entry is None:
             logger.warning(
@@ -91,7 +87,7 @@ def check(args, task, role):
 
 def check_resumed(path, task):
     """The checkpoint a training resumes from was trained on the task's dictionaries."""
-    state = torch.load(path, map_location="cpu", mmap=zipfile.is_zipfile(path))
+    state = mapped_state(path)
     args = (state.get("cfg") or {}).get("model") or state.get("args")
     if args is not None:
         check(args, task, f"checkpoint {path}")
