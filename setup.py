@@ -29,6 +29,10 @@ setup(
     extras_require={
         "tensorboard": ["tensorboardX>=2.6"],
         "viz": ["matplotlib>=3.5"],  # difformer-trajectory's PNG and GIF (pillow comes with it)
+        # the AR model's roles (distillation, reranking, the AR baseline) on CTranslate2
+        "ctranslate2": ["ctranslate2>=4.5"],
+        # the Difformer's decoding on ONNX Runtime (export: onnx; serving: onnxruntime)
+        "engine": ["onnxruntime>=1.20", "onnx>=1.16"],
     },
     entry_points={
         "console_scripts": [

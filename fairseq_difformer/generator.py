@@ -113,7 +113,7 @@ class DifformerGenerator:
             )
         model = models[0]
         precision = self.precision(model)
-        if precision == "int8":
+        if precision == "int8" and isinstance(model, torch.nn.Module):  # an engine has its own int8 graphs
             model = self.int8_model(model)
         # One bfloat16 context for the whole batch (with bf16): autocast casts each weight once
         # and reuses the cast in every call, where a context per call would cast it each time.
@@ -122,7 +122,11 @@ class DifformerGenerator:
 
     def precision(self, model):
         """The precision this batch decodes in: --decoding-precision, with ``auto`` resolved for
-        the model as it is now (its device and dtype)."""
+        the model as it is now (its device and dtype); an engine's (engine/runtime.py) is the one
+        its graphs were loaded in."""
+        engine_precision = getattr(model, "engine_precision", None)
+        if engine_precision is not None:
+            return "int8" if engine_precision == "int8" else "model"
         if self.config.precision != "auto":
             return self.config.precision
         return "int8" if int8_applies(model) else "model"

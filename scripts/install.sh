@@ -5,7 +5,9 @@
 #   * fairseq: fairseq-fixed 0.12.3.1 (fairseq 0.12 that imports on Python 3.11), built without
 #     its declared dependencies, because it names torchaudio, which has no torch 2.13 release.
 # Usage: bash scripts/install.sh [--dev]     (--dev adds pytest, matplotlib for the benchmark plots,
-#                                             and tensorboardX for fairseq-train --tensorboard-logdir)
+#                                             tensorboardX for fairseq-train --tensorboard-logdir, and
+#                                             the optional inference engines: CTranslate2 for the AR
+#                                             model's roles, ONNX Runtime for the Difformer's decoding)
 set -euo pipefail
 PY=${PYTHON:-python3}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +28,8 @@ else
 fi
 echo "[install] runtime dependencies"
 pip_install -r "$here/requirements.txt"
-if [ "${1:-}" = "--dev" ]; then pip_install pytest matplotlib tensorboardX; fi
+if [ "${1:-}" = "--dev" ]; then
+  pip_install pytest matplotlib tensorboardX 'ctranslate2>=4.5' 'onnxruntime>=1.20' 'onnx>=1.16'
+fi
 echo "[install] fairseq-difformer (editable)"
 pip_install --no-deps --no-build-isolation -e "$here"
