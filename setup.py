@@ -44,6 +44,7 @@ setup(
             "difformer-score=difformer_cli.score:main",
             "difformer-convert-checkpoint=difformer_cli.convert_checkpoint:main",
             "difformer-trajectory=difformer_cli.trajectory:main",
+            "difformer-translate=difformer_cli.translate:main",
         ]
     },
 )

@@ -167,6 +167,30 @@ class DecodingOptions:
 DECODING_OPTIONS = tuple(f.name for f in fields(DecodingOptions))
 
 
+def decoding_config(option, selection="logprob", retain_history=False) -> DecodingConfig:
+    """The generator's configuration from the decoding options: ``option(name)`` gives the value
+    of a :class:`DecodingOptions` field (the task's flag, a generation argument, a keyword), with
+    the defaults that depend on other options resolved."""
+    return DecodingConfig(
+        steps=option("decoding_steps"),
+        early_stopping=default_early_stopping(option("decoding_steps"), option("decoding_early_stopping")),
+        rescaling_factor=option("decoding_rescaling_factor"),
+        vp_rf=option("decoding_vp_rf"),
+        noise_schedule=option("decoding_noise_schedule"),
+        sampler=str(option("decoding_sampler")),
+        eta=option("decoding_eta"),
+        precision=str(option("decoding_precision")),
+        clamping=option("clamping"),
+        remove_repeats=not option("decoding_keep_repeats"),
+        length_offset=default_length_offset(option("decoding_length_offset"), bool(option("decoding_keep_repeats"))),
+        oracle_length=bool(option("decoding_oracle_length")),
+        length_beam=option("length_beam_size"),
+        noise_beam=option("noise_beam_size"),
+        selection=selection,
+        retain_history=retain_history,
+    )
+
+
 def default_early_stopping(steps: int, early_stopping: Optional[int]) -> int:
     """--decoding-early-stopping, by default ⌊steps / 4⌋: the paper's 5 of 20 at any number of
     steps (in the samplers benchmark, leaving out the last quarter gained BLEU for every sampler)."""

@@ -127,7 +127,7 @@ def example_inputs(model, bsz=2, src_len=7, candidates=3, tgt_len=5):
     return src_tokens, z, t, padding_mask, source_of
 
 
-def export(model, folder, int8=True, checkpoint=None, databin=None):
+def export(model, folder, int8=True, checkpoint=None, databin=None, languages=(None, None)):
     """Write ``model``'s engine folder (see the module docstring); returns its path. The folder
     is written beside and renamed into place, so a folder that exists is complete."""
     folder = Path(folder)
@@ -139,14 +139,14 @@ def export(model, folder, int8=True, checkpoint=None, databin=None):
     was_training = model.training
     model.eval().requires_grad_(False)
     try:
-        return _export(model, folder, int8, checkpoint, databin)
+        return _export(model, folder, int8, checkpoint, databin, languages)
     finally:
         for parameter in needed_grad:
             parameter.requires_grad_(True)
         model.train(was_training)
 
 
-def _export(model, folder, int8, checkpoint, databin):
+def _export(model, folder, int8, checkpoint, databin, languages):
     layers = len(model.decoder.layers)
     src_tokens, z, t, padding_mask, source_of = example_inputs(model)
     with torch.no_grad():
@@ -188,6 +188,7 @@ def _export(model, folder, int8, checkpoint, databin):
             "unk": model.decoder.dictionary.unk(),
             "source": _file_record(checkpoint) if checkpoint else None,
             "databin": str(Path(databin).resolve()) if databin else None,
+            "languages": list(languages),
         }
         (staging / "engine.json").write_text(json.dumps(manifest, indent=1))
         if folder.exists():

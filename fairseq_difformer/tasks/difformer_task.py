@@ -23,9 +23,7 @@ from fairseq.tasks.translation import EVAL_BLEU_ORDER, TranslationConfig, Transl
 from omegaconf import DictConfig, OmegaConf
 from sacrebleu.metrics import BLEU
 
-from difformer_core.decoding import (
-    DECODING_OPTIONS, PRECISIONS, DecodingConfig, DecodingOptions, default_early_stopping, default_length_offset,
-)
+from difformer_core.decoding import DECODING_OPTIONS, PRECISIONS, DecodingOptions, decoding_config
 from difformer_core.diffusion import NOISE_SCHEDULES, SAMPLERS
 from difformer_core.errors import DifformerError
 from difformer_core.rouge import ROUGE_TYPES, rouge_f1_sums
@@ -260,25 +258,7 @@ class DifformerTask(TranslationTask):
         # fairseq-generate's summary line reports cfg.generation.beam: the L × N candidates.
         if hasattr(args, "beam"):
             args.beam = option("length_beam_size") * option("noise_beam_size")
-        config = DecodingConfig(
-            steps=option("decoding_steps"),
-            early_stopping=default_early_stopping(option("decoding_steps"), option("decoding_early_stopping")),
-            rescaling_factor=option("decoding_rescaling_factor"),
-            vp_rf=option("decoding_vp_rf"),
-            noise_schedule=option("decoding_noise_schedule"),
-            sampler=str(option("decoding_sampler")),
-            eta=option("decoding_eta"),
-            precision=str(option("decoding_precision")),
-            clamping=option("clamping"),
-            remove_repeats=not option("decoding_keep_repeats"),
-            length_offset=default_length_offset(option("decoding_length_offset"),
-                                                bool(option("decoding_keep_repeats"))),
-            oracle_length=bool(option("decoding_oracle_length")),
-            length_beam=option("length_beam_size"),
-            noise_beam=option("noise_beam_size"),
-            selection=selection,
-            retain_history=bool(getattr(args, "retain_iter_history", False)),
-        )
+        config = decoding_config(option, selection, retain_history=bool(getattr(args, "retain_iter_history", False)))
         return DifformerGenerator(model, self.target_dictionary, config, reranker=reranker)
 
     def _decoding_option(self, args):

@@ -1,0 +1,185 @@
+"""Serving a Difformer on ONNX Runtime: raw text in, detokenised text out, with no fairseq data
+pipeline (datasets, batch iterators, collaters) on the way.
+
+    translator = EngineTranslator.load("checkpoints/checkpoint_best.pt", "data-bin")
+    translator.translate(["Ein Hund rennt über die Wiese."])      # ['a dog is running …']
+
+Per sentence: the data-bin's recorded preprocessing (``preprocessing.json``: Moses tokenisation,
+lowercasing, subword-nmt BPE), the dictionary's ids with </s>; then batches of sentences of similar
+length, each left-padded as fairseq pads sources and decoded by the eager generator's loop over the
+engine's graphs (:class:`~fairseq_difformer.engine.runtime.EngineModel`); the selected candidate's
+words, BPE removed and detokenised. Each batch is decoded under its own seed (``seed`` + the batch's
+place in the length order), so a sentence's translation depends on its batch, not on what else runs.
+
+The engine folder is exported from the checkpoint on first use (``<checkpoint>.onnx/``, beside it)
+and again whenever the checkpoint changes.
+"""
+
+import json
+import logging
+from argparse import Namespace
+from pathlib import Path
+
+import torch
+
+from difformer_core.checkpoints import allow_fairseq_checkpoints, checkpoint_problem
+from difformer_core.decoding import DECODING_OPTIONS, DecodingConfig, DecodingOptions, decoding_config
+from difformer_core.errors import DifformerError
+
+from .. import preprocessing
+from .export import default_folder, export, is_current, require_onnx
+from .runtime import EngineModel
+
+logger = logging.getLogger(__name__)
+
+
+def build_engine_folder(checkpoint, databin, folder=None, int8=True):
+    """The engine folder of ``checkpoint``: reused when it was exported from the checkpoint as it
+    is now, else exported (the checkpoint is loaded with fairseq, once)."""
+    folder = Path(folder) if folder else default_folder(checkpoint)
+    if is_current(folder, checkpoint):
+        return folder
+    require_onnx()
+    problem = checkpoint_problem(checkpoint)
+    if problem is not None:
+        raise DifformerError(f"checkpoint {checkpoint} does not load: {problem}")
+    from fairseq import checkpoint_utils
+
+    from ..models.difformer import DifformerModel
+
+    allow_fairseq_checkpoints()
+    logger.info(f"exporting {checkpoint} to the ONNX Runtime engine folder {folder}")
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], arg_overrides={"data": str(databin)})
+    if not isinstance(models[0], DifformerModel):
+        raise DifformerError(f"{checkpoint} holds a {type(models[0]).__name__}, not a Difformer model")
+    export(models[0], folder, int8=int8, checkpoint=checkpoint, databin=databin,
+           languages=(task.cfg.source_lang, task.cfg.target_lang))
+    return folder
+
+
+class TextPipeline:
+    """Raw text ↔ dictionary ids as the data-bin's ``preprocessing.json`` records (fairseq's
+    tokenizer and BPE classes, the data-bin's dictionaries)."""
+
+    def __init__(self, databin, languages):
+        from fairseq.data import Dictionary, encoders
+
+        from .. import tokenizers  # noqa: F401  (registers moses_lowercase)
+
+        databin = Path(databin)
+        source_lang, target_lang = languages
+        self.src_dict = Dictionary.load(str(databin / f"dict.{source_lang}.txt"))
+        self.tgt_dict = Dictionary.load(str(databin / f"dict.{target_lang}.txt"))
+        record = preprocessing.read_record(str(databin))
+        if record is None:
+            raise DifformerError(
+                f"{databin} records no preprocessing (no {preprocessing.RECORD_FILE}): raw text needs to know "
+                f"the tokenizer and BPE; prepare the data with difformer-prepare, or give BPE'd input "
+                f"(input_format='bpe')"
+            )
+        tokenizer_args = Namespace(tokenizer=record.get("tokenizer"), source_lang=source_lang,
+                                   target_lang=target_lang, **(record.get("tokenizer_args") or {}))
+        self.tokenizer = encoders.build_tokenizer(tokenizer_args) if record.get("tokenizer") else None
+        self.bpe = encoders.build_bpe(Namespace(bpe=record["bpe"], bpe_codes=record.get("bpe_codes"))) \
+            if record.get("bpe") else None
+
+    def encode(self, sentence: str, input_format="raw") -> torch.Tensor:
+        """The source ids of a sentence (with </s>): tokenised and BPE'd first unless ``bpe``."""
+        if input_format == "raw":
+            sentence = sentence.strip()
+            if self.tokenizer is not None:
+                sentence = self.tokenizer.encode(sentence)
+            if self.bpe is not None:
+                sentence = self.bpe.encode(sentence)
+        return self.src_dict.encode_line(sentence, add_if_not_exist=False, append_eos=True).long()
+
+    def decode(self, tokens: torch.Tensor, output_format="raw") -> str:
+        """Words of target ids: BPE removed and detokenised (``raw``), or the BPE'd tokens (``bpe``)."""
+        if output_format == "bpe":
+            return self.tgt_dict.string(tokens)
+        text = self.tgt_dict.string(tokens, "@@ " if self.bpe is not None else None)
+        return self.tokenizer.decode(text) if self.tokenizer is not None else text
+
+
+class EngineTranslator:
+    """A Difformer on ONNX Runtime with its text pipeline and decoding configuration."""
+
+    def __init__(self, engine: EngineModel, text: TextPipeline, config: DecodingConfig, reranker=None, seed=1):
+        from ..generator import DifformerGenerator
+
+        self.engine, self.text, self.config, self.seed = engine, text, config, seed
+        self.generator = DifformerGenerator(engine, text.tgt_dict, config, reranker=reranker)
+
+    @classmethod
+    def load(cls, checkpoint, databin, precision="int8", threads=1, options=None, selection="logprob",
+             reranker=None, seed=1, engine_folder=None):
+        """Export (if needed) and load ``checkpoint``'s engine with the data-bin it was trained on.
+        ``options``: decoding options (DecodingOptions fields) over the defaults; ``selection``
+        and ``reranker`` as the generator takes them."""
+        config = default_config(selection, **(options or {}))
+        folder = build_engine_folder(checkpoint, databin, engine_folder, int8=precision == "int8")
+        engine = EngineModel(folder, precision=precision, threads=threads)
+        text = TextPipeline(databin, engine.manifest["languages"])
+        return cls(engine, text, config, reranker=reranker, seed=seed)
+
+    def translate(self, sentences, batch_size=100, input_format="raw", output_format="raw"):
+        """Translations of ``sentences`` (a list of str), in input order."""
+        sources = [self.text.encode(s, input_format) for s in sentences]
+        outputs = self.translate_ids(sources, batch_size)
+        return [self.text.decode(tokens, output_format) for tokens in outputs]
+
+    def translate_ids(self, sources, batch_size=100):
+        """The selected candidate's ids (without </s>) for each source (ids ending in </s>), in input order."""
+        order = sorted(range(len(sources)), key=lambda i: (len(sources[i]), i))
+        outputs = [None] * len(sources)
+        for number, start in enumerate(range(0, len(order), batch_size)):
+            batch = order[start:start + batch_size]
+            torch.manual_seed(self.seed + number)
+            hypos = self.generator.generate([self.engine], source_batch([sources[i] for i in batch], self.text.src_dict.pad()))
+            for i, candidates in zip(batch, hypos):
+                tokens = candidates[0]["tokens"]
+                outputs[i] = tokens[:-1] if len(tokens) and tokens[-1] == self.text.tgt_dict.eos() else tokens
+        return outputs
+
+
+def source_batch(sources, pad):
+    """fairseq's ``net_input`` of a batch: the sources left-padded (as LanguagePairDataset pads them)."""
+    width = max(len(s) for s in sources)
+    src_tokens = torch.full((len(sources), width), pad, dtype=torch.long)
+    for row, tokens in enumerate(sources):
+        src_tokens[row, width - len(tokens):] = tokens
+    return {"net_input": {"src_tokens": src_tokens, "src_lengths": torch.tensor([len(s) for s in sources])}}
+
+
+def decoding_options_of(values):
+    """The decoding options among ``values`` (e.g. a command line's), those of the engine's own
+    precision left out."""
+    return {name: values[name] for name in DECODING_OPTIONS if name in values and name != "decoding_precision"}
+
+
+def default_config(selection="logprob", **options) -> DecodingConfig:
+    """The decoding configuration of the task's decoding options (:class:`DecodingOptions`: the
+    default decoding, 5 steps with the last skipped, one candidate), ``options`` over them."""
+    unknown = set(options) - set(DECODING_OPTIONS)
+    if unknown:
+        raise DifformerError(f"unknown decoding option {sorted(unknown)[0]}; the options are {', '.join(DECODING_OPTIONS)}")
+    values = {**vars(DecodingOptions()), **options}
+    return decoding_config(values.__getitem__, selection)
+
+
+def selection_of(options):
+    """How the generator picks a candidate, from the decoding options: --bleu-mbr, --ppl-mbr (an AR
+    reranker), else the candidates' own mean log-probability."""
+    if options.get("ppl_mbr") and options.get("bleu_mbr"):
+        raise DifformerError("--ppl-mbr and --bleu-mbr are two ways to pick a hypothesis: use one")
+    return "bleu_mbr" if options.get("bleu_mbr") else "reranker" if options.get("ppl_mbr") else "logprob"
+
+
+def load_reranker(checkpoint, databin, engine="auto", precision="int8"):
+    """The AR reranker of --ppl-mbr: ``checkpoint`` (an AR Transformer trained on ``databin``)
+    on CTranslate2 (``engine`` ctranslate2, or auto where it is installed; int8 with an int8
+    engine) or on fairseq."""
+    if checkpoint is None:
+        raise DifformerError("--ppl-mbr picks the candidate an AR Transformer finds most likely: give it with "
+                             "--reranker AR.pt (trained on the same data-bin)")
+    raise NotImplementedError
