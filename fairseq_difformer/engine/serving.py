@@ -33,13 +33,17 @@ from .runtime import EngineModel
 logger = logging.getLogger(__name__)
 
 
-def build_engine_folder(checkpoint, databin, folder=None, int8=True):
+def build_engine_folder(checkpoint, databin, folder=None, int8=True, model=None, languages=None):
     """The engine folder of ``checkpoint``: reused when it was exported from the checkpoint as it
-    is now, else exported (the checkpoint is loaded with fairseq, once)."""
+    is now, else exported from ``model`` (its loaded Difformer, with the data-bin's ``languages``)
+    or from the checkpoint loaded with fairseq."""
     folder = Path(folder) if folder else default_folder(checkpoint)
     if is_current(folder, checkpoint):
         return folder
     require_onnx()
+    if model is not None:
+        logger.info(f"exporting {checkpoint} to the ONNX Runtime engine folder {folder}")
+        return export(model, folder, int8=int8, checkpoint=checkpoint, databin=databin, languages=languages)
     problem = checkpoint_problem(checkpoint)
     if problem is not None:
         raise DifformerError(f"checkpoint {checkpoint} does not load: {problem}")
@@ -130,16 +134,24 @@ class EngineTranslator:
 
     def translate_ids(self, sources, batch_size=100):
         """The selected candidate's ids (without </s>) for each source (ids ending in </s>), in input order."""
-        order = sorted(range(len(sources)), key=lambda i: (len(sources[i]), i))
-        outputs = [None] * len(sources)
-        for number, start in enumerate(range(0, len(order), batch_size)):
-            batch = order[start:start + batch_size]
-            torch.manual_seed(self.seed + number)
-            hypos = self.generator.generate([self.engine], source_batch([sources[i] for i in batch], self.text.src_dict.pad()))
-            for i, candidates in zip(batch, hypos):
-                tokens = candidates[0]["tokens"]
-                outputs[i] = tokens[:-1] if len(tokens) and tokens[-1] == self.text.tgt_dict.eos() else tokens
-        return outputs
+        return translate_ids(self.generator, self.engine, sources, self.text.src_dict.pad(),
+                             self.text.tgt_dict.eos(), batch_size, self.seed)
+
+
+def translate_ids(generator, engine, sources, pad, eos, batch_size=100, seed=1):
+    """Each source (ids ending in </s>) decoded by ``generator`` over ``engine``: the selected
+    candidate's ids without </s>, in input order. Sources are batched by length; batch i (in
+    length order) decodes under seed + i."""
+    order = sorted(range(len(sources)), key=lambda i: (len(sources[i]), i))
+    outputs = [None] * len(sources)
+    for number, start in enumerate(range(0, len(order), batch_size)):
+        batch = order[start:start + batch_size]
+        torch.manual_seed(seed + number)
+        hypos = generator.generate([engine], source_batch([sources[i] for i in batch], pad))
+        for i, candidates in zip(batch, hypos):
+            tokens = candidates[0]["tokens"]
+            outputs[i] = tokens[:-1] if len(tokens) and tokens[-1] == eos else tokens
+    return outputs
 
 
 def source_batch(sources, pad):

@@ -14,6 +14,7 @@ task's decoding options.
 
 import glob
 import logging
+from argparse import Namespace
 import numbers
 import os
 import tarfile
@@ -54,6 +55,9 @@ class DifformerHubInterface(hub_utils.GeneratorHubInterface):
     ``from_pretrained``'s overrides).
     """
 
+    #: the ONNX Runtime engine (engine/runtime.py EngineModel) translate / sample decode on, if any
+    engine = None
+
     def translate(self, sentences, verbose=False, **options):
         return self.sample(sentences, verbose=verbose, **options)
 
@@ -61,8 +65,22 @@ class DifformerHubInterface(hub_utils.GeneratorHubInterface):
         check_sentences(sentences)
         if isinstance(sentences, str):
             return self.sample([sentences], verbose=verbose, **options)[0]
+        if self.engine is not None:
+            return [self.decode(tokens) for tokens in self._engine_ids([self.encode(s) for s in sentences], options)]
         candidates = self.generate([self.encode(s) for s in sentences], verbose=verbose, **options)
         return [self.decode(hypos[0]["tokens"]) for hypos in candidates]
+
+    def _engine_ids(self, sources, options):
+        """The selected ids of each source, decoded on the engine with the task's decoding options
+        and ``options`` over them, batched by length without fairseq's data pipeline
+        (engine/serving.py ``translate_ids``)."""
+        from ..engine.serving import translate_ids
+
+        check_decoding_options(options)
+        generator = self.task.build_generator(self.models, Namespace(**options))
+        batch_size = self.cfg.dataset.batch_size or 100
+        return translate_ids(generator, self.engine, sources, self.src_dict.pad(), self.tgt_dict.eos(),
+                             batch_size, self.cfg.common.seed)
 
     def generate(self, tokenized_sentences, verbose=False, skip_invalid_size_inputs=False,
                  inference_step_args=None, **options):
@@ -159,7 +177,7 @@ RECORDED = "recorded"  # from_pretrained's default: the preprocessing the data-b
 
 def from_pretrained(model_name_or_path, checkpoint_file="checkpoint_best.pt", data_name_or_path=".",
                     tokenizer=RECORDED, bpe=RECORDED, bpe_codes=None, reranker=None,
-                    archive_map=None, **kwargs):
+                    archive_map=None, engine=None, engine_threads=1, **kwargs):
     """Load a Difformer checkpoint with its task and return a :class:`DifformerHubInterface`.
 
     model_name_or_path: the folder holding ``checkpoint_file`` (or an archive or URL fairseq can
@@ -172,8 +190,13 @@ def from_pretrained(model_name_or_path, checkpoint_file="checkpoint_best.pt", da
     candidate (PPL-MBR; as ``--path difformer.pt:transformer.pt``), or True for the AR model the
     Difformer was initialised from (its recorded ``--init-from-ar``). Other keyword arguments
     override the checkpoint's configuration as in fairseq, e.g. ``moses_no_dash_splits=True``,
-    ``max_tokens=4096`` or a default decoding option (``decoding_steps=10``).
+    ``max_tokens=4096`` or a default decoding option (``decoding_steps=10``). engine:
+    ``"onnxruntime"`` decodes ``translate`` / ``sample`` on ONNX Runtime (fairseq_difformer/engine:
+    the checkpoint exported to ``<checkpoint>.onnx/`` beside it on first use; int8 graphs unless
+    ``decoding_precision="model"``), with ``engine_threads`` intra-op threads; None: PyTorch.
     """
+    if engine not in (None, "onnxruntime"):
+        raise DifformerError(f"engine={engine!r}: choose 'onnxruntime', or None for PyTorch")
     check_decoding_options({k: v for k, v in kwargs.items() if k in GENERATION_OPTIONS})
     model_dir, data = str(model_name_or_path), str(data_name_or_path)
     record = None
@@ -216,7 +239,26 @@ def from_pretrained(model_name_or_path, checkpoint_file="checkpoint_best.pt", da
         with open_dict(cfg):
             cfg.tokenizer.source_lang = task.cfg.source_lang
             cfg.tokenizer.target_lang = task.cfg.target_lang
-    return DifformerHubInterface(cfg, task, loaded["models"])
+    hub = DifformerHubInterface(cfg, task, loaded["models"])
+    if engine is not None:
+        hub.engine = load_engine(os.path.join(model_dir, checkpoint_file.split(os.pathsep)[0]), hub, engine_threads)
+    return hub
+
+
+def load_engine(checkpoint, hub, threads):
+    """The ONNX Runtime engine of the hub's Difformer (exported beside ``checkpoint`` if needed), in
+    int8 unless the task decodes in the model's own precision."""
+    from ..engine.runtime import EngineModel
+    from ..engine.serving import build_engine_folder
+
+    precision = str(hub.task.cfg.decoding_precision)
+    if precision == "bf16":
+        raise DifformerError("the ONNX Runtime engine runs int8 or float32 graphs: decoding_precision='int8' "
+                             "(or 'auto') or 'model', or engine=None for bf16")
+    task = hub.task
+    folder = build_engine_folder(checkpoint, task.cfg.data, model=hub.models[0],
+                                 languages=(task.cfg.source_lang, task.cfg.target_lang))
+    return EngineModel(folder, precision="float32" if precision == "model" else "int8", threads=threads)
 
 
 def recorded_or_given(tokenizer, bpe, bpe_codes, record, kwargs):
