@@ -25,6 +25,10 @@ in the work directory):
               reranker: four Difformer arms (scratch / AR-initialised × references / distilled)
               at one budget (--budget-minutes, or --from-ar-updates), their learning curves, each
               decoded 1×1 and 3×2 AR-reranked against AR greedy and beam 5 (benchmarks/parts/from_ar.py)
+  engines     the quickstart's AR model on CTranslate2 (int8, float32; greedy, beam 5) and
+              fairseq-generate, its Difformer on fairseq-generate and on ONNX Runtime (the serving
+              path; default and 3x2 reranked by the AR model on CTranslate2): BLEU, sentences/s at
+              batch 100 (both cores, each in its best configuration) and batch 1 (one stream)
   summarization  AESLC (email → subject line): the AR Transformer and Difformer of the same size
               trained --summarization-minutes each with the summarization recipe, decoded on
               the dev set: ROUGE-1/2/L and length ratio
@@ -126,6 +130,9 @@ def main(argv=None):
                         "AR-initialised Difformer, against a Difformer from scratch for all of it (default: not run)")
     p.add_argument("--from-ar-ar-minutes", type=float, default=None,
                    help="the AR model's share of --from-ar-total-minutes (default 8; quick 0.3)")
+    p.add_argument("--engines-models", type=Path, default=REPO / "work" / "quickstart",
+                   help="the engines part's models: a folder with ar/checkpoint_last.pt, "
+                        "checkpoints/checkpoint_last.pt and distill/bin (default work/quickstart, make quickstart's)")
     p.add_argument("--summarization-minutes", type=float, default=None,
                    help="training minutes per system in the summarization part (default 20, as "
                         "examples/aeslc/run.sh; quick 0.5)")

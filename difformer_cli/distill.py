@@ -1,24 +1,31 @@
 """``difformer-distill``: sequence-level knowledge distillation (Kim & Rush, 2016) for Difformer.
 
 1. take an autoregressive fairseq Transformer teacher (``--teacher``), or train one on DATABIN;
-2. translate DATABIN's training set with beam search (``fairseq-generate --gen-subset train``);
+2. translate every sentence of DATABIN's training set, in order, with beam search: on
+   CTranslate2 (``--engine ctranslate2``: the teacher converted once, cached beside it as
+   ``<stem>.ct2-<quantization>/``) or with ``fairseq-generate --gen-subset train``
+   (``--engine fairseq``); ``auto`` takes CTranslate2 where it is installed, on the CPU;
 3. binarise source → teacher output with DATABIN's own dictionary into DESTDIR/bin, with the
    original valid and test sets beside it.
 
 The teacher shares the dictionary of the distilled data-bin, so it is also the AR reranker:
 ``fairseq-generate DESTDIR/bin --task difformer --path difformer.pt:DESTDIR/teacher/checkpoint_best.pt``.
-Re-running reuses a finished teacher, resumes an interrupted one, and keeps a finished data-bin;
-an interrupted run leaves no DESTDIR/bin.
+Re-running reuses a finished teacher, resumes an interrupted one, and keeps a finished data-bin
+(DESTDIR/manifest.json records what made it, the engine and its quantization included; ``auto``
+keeps one made by the other engine); an interrupted run leaves no DESTDIR/bin.
 """
 
 import argparse
 import json
+import os
 import re
 import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
+
+from difformer_core.errors import DifformerError
 
 from . import user_dir
 from .commands import CommandFailed, run_logged
@@ -27,6 +34,9 @@ from .recipes import BATCH_ARGS, OPTIMISATION, train_args
 
 # The benchmark's AR Transformer (the size of difformer_small) with its CPU batch size.
 DEFAULT_TEACHER_ARGS = shlex.join([*train_args("ar"), *OPTIMISATION, *BATCH_ARGS["cpu"]])
+ENGINES = ("auto", "fairseq", "ctranslate2")
+#: fairseq_difformer.ctranslate2_ar.QUANTIZATIONS, named here so that --help needs no plugin import
+CT2_QUANTIZATIONS = ("int8", "float32")
 
 
 def fail(message):
@@ -88,14 +98,59 @@ def train_teacher(args, databin, src, tgt, teacher_dir: Path, start):
     fail(f"no checkpoint in {teacher_dir}")
 
 
-def translate_train_set(args, databin, src, tgt, teacher: Path, out: Path, start):
-    """Beam-search the training sources; returns (sources, teacher outputs) as BPE text by id."""
+def train_prefix(databin: Path, src, tgt):
+    """DATABIN's train split of the pair (src, tgt), as fairseq's translation task finds it."""
+    for pair in (f"{src}-{tgt}", f"{tgt}-{src}"):
+        if (databin / f"train.{pair}.{src}.idx").exists():
+            return databin / f"train.{pair}"
+    fail(f"{databin} has no train.{src}-{tgt}.{src}.idx")
+
+
+def training_sources(databin: Path, src, tgt):
+    """Every source sentence of the train split, in order, as token ids without the final </s>,
+    and the dictionary."""
+    from fairseq.data import Dictionary, data_utils
+
+    dictionary = Dictionary.load(str(databin / f"dict.{src}.txt"))
+    dataset = data_utils.load_indexed_dataset(f"{train_prefix(databin, src, tgt)}.{src}", dictionary)
+    ids = [dataset[i].tolist() for i in range(len(dataset))]
+    return [row[:-1] if row and row[-1] == dictionary.eos() else row for row in ids], dictionary
+
+
+def resolve_engine(engine, cpu):
+    """--engine, with ``auto`` resolved: ctranslate2 where it imports and the translation runs on
+    the CPU (``--cpu``, or no GPU; CTranslate2 runs on the CPU here), else fairseq (saying why)."""
+    import torch
+
+    from fairseq_difformer import ctranslate2_ar
+
+    if engine == "ctranslate2":
+        try:
+            ctranslate2_ar.import_ctranslate2("--engine ctranslate2")
+        except DifformerError as exc:
+            fail(str(exc))
+    if engine != "auto":
+        return engine
+    if not cpu and torch.cuda.is_available():
+        log("engine: fairseq (--engine auto, on the GPU)")
+        return "fairseq"
+    if ctranslate2_ar.installed():
+        log("engine: ctranslate2 (--engine auto, CTranslate2 is installed)")
+        return "ctranslate2"
+    log(f"engine: fairseq (--engine auto); CTranslate2 translates faster: {ctranslate2_ar.INSTALL}")
+    return "fairseq"
+
+
+def translate_with_fairseq(args, databin, src, tgt, teacher: Path, out: Path):
+    """Beam-search the training sources with fairseq-generate; returns (sources, teacher
+    outputs) as BPE text by sentence id, every sentence of the train split."""
     cmd = ["fairseq-generate", str(databin), "--user-dir", user_dir(), "--task", "translation", "--source-lang", src,
            "--target-lang", tgt, "--path", str(teacher), "--gen-subset", "train",
            "--beam", str(args.beam), "--max-tokens", str(args.max_tokens), "--nbest", "1",
+           # fairseq 0.12 drops the last n mod 8 sentences without it
+           "--required-batch-size-multiple", "1",
            "--max-len-a", str(args.max_len_a), "--max-len-b", str(args.max_len_b),
            "--skip-invalid-size-inputs-valid-test", *(["--cpu"] if args.cpu else [])]
-    log(f"translating the training set with beam {args.beam}", start)
     run(cmd, out.with_suffix(".log"), keep=lambda l: False)
     # fairseq-generate writes the hypotheses to stdout, captured in the log with its messages.
     entries = parse_generate_output(out.with_suffix(".log").read_text(encoding="utf-8").splitlines())
@@ -103,6 +158,47 @@ def translate_train_set(args, databin, src, tgt, teacher: Path, out: Path, start
     hyps = {i: e["H"] for i, e in entries.items() if "H" in e}
     if not hyps or set(hyps) != set(sources):
         fail(f"the teacher's output {out.with_suffix('.log')} lacks hypotheses")
+    expected = len(training_sources(databin, src, tgt)[0])
+    if len(hyps) != expected:
+        fail(f"fairseq-generate translated {len(hyps)} of the {expected} training sentences (see "
+             f"{out.with_suffix('.log')}; sentences over the teacher's --max-source-positions are skipped): "
+             f"use --engine ctranslate2")
+    return sources, hyps
+
+
+def translate_with_ctranslate2(args, databin, src, tgt, teacher: Path):
+    """Beam-search the training sources on CTranslate2 (the teacher converted as
+    --ct2-quantization, --threads batches at once); returns (sources, teacher outputs) as BPE
+    text by sentence id, every sentence of the train split."""
+    from fairseq_difformer import ctranslate2_ar
+
+    ids, dictionary = training_sources(databin, src, tgt)
+    vocabulary = ctranslate2_ar.vocabulary(dictionary)
+    sources = [[vocabulary[i] for i in row] for row in ids]
+    try:
+        model = ctranslate2_ar.convert(teacher, databin, args.ct2_quantization, src, tgt)
+        translator = ctranslate2_ar.translator(model, inter_threads=args.threads)
+    except DifformerError as exc:
+        fail(str(exc))
+    hyps = ctranslate2_ar.translate(translator, sources, beam=args.beam, max_len_a=args.max_len_a,
+                                    max_len_b=args.max_len_b)
+    return ({i: " ".join(tokens) for i, tokens in enumerate(sources)},
+            {i: " ".join(tokens) for i, tokens in enumerate(hyps)})
+
+
+def translate_train_set(args, engine, databin, src, tgt, teacher: Path, out: Path, start):
+    """The training sources and the teacher's translations, as BPE text by sentence id, from
+    ``engine``; logs the throughput."""
+    quantization = f", {args.ct2_quantization}" if engine == "ctranslate2" else ""
+    log(f"translating the training set with beam {args.beam} ({engine}{quantization})", start)
+    began = time.time()
+    if engine == "ctranslate2":
+        sources, hyps = translate_with_ctranslate2(args, databin, src, tgt, teacher)
+    else:
+        sources, hyps = translate_with_fairseq(args, databin, src, tgt, teacher, out)
+    seconds = time.time() - began
+    log(f"translated {len(hyps)} sentences in {seconds:.1f} s ({len(hyps) / max(seconds, 1e-9):.1f} sentences/s, "
+        f"{engine}{quantization}, loading the model included)", start)
     return sources, hyps
 
 
@@ -136,8 +232,21 @@ def parse_args(argv=None):
                    help="fairseq-train options for the teacher (default: a 3+3-layer, d=256 Transformer)")
     p.add_argument("--teacher-minutes", type=float, help="wall-clock budget of the teacher's training")
     p.add_argument("--teacher-max-update", type=int, default=100000, help="update budget of the teacher")
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="what translates the training set: ctranslate2 (the teacher converted once, cached "
+                        "beside it as <stem>.ct2-<quantization>/; pip install 'fairseq-difformer[ctranslate2]'), "
+                        "fairseq (fairseq-generate), auto (ctranslate2 where it is installed and no GPU "
+                        "translates, else fairseq; the default)")
+    p.add_argument("--ct2-quantization", choices=CT2_QUANTIZATIONS, default="int8",
+                   help="the weights CTranslate2 translates with: int8 (int8 matrix products, float32 "
+                        "elsewhere; the default) or float32 (fairseq's own results, for greedy search)")
+    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                   help="CTranslate2: batches translated at once, one thread each (default: the CPU cores "
+                        "this process may use); the fairseq engine uses PyTorch's threads")
     p.add_argument("--beam", type=int, default=5, help="beam size for translating the training set")
-    p.add_argument("--max-tokens", type=int, default=8000, help="batch size of that translation")
+    p.add_argument("--max-tokens", type=int, default=8000,
+                   help="batch size of that translation with the fairseq engine (CTranslate2 takes "
+                        "batches of 64 sentences of one length)")
     p.add_argument("--max-len-a", type=float, default=1.2,
                    help="teacher outputs are at most a · source length + b tokens (default 1.2)")
     p.add_argument("--max-len-b", type=int, default=10, help="(default 10)")
@@ -158,14 +267,14 @@ def distill(args) -> Path:
     if (databin / f"dict.{src}.txt").read_bytes() != (databin / f"dict.{tgt}.txt").read_bytes():
         fail(f"{databin} has separate dictionaries: Difformer needs fairseq-preprocess --joined-dictionary")
     manifest = dest / "manifest.json"
+    engine = resolve_engine(args.engine, args.cpu)
     options = {"databin": str(databin.resolve()), "source_lang": src, "target_lang": tgt,
-               "teacher": str(args.teacher) if args.teacher else None, "beam": args.beam}
+               "teacher": str(args.teacher) if args.teacher else None, "beam": args.beam, "engine": engine,
+               "ct2_quantization": args.ct2_quantization if engine == "ctranslate2" else None}
     if manifest.exists():
-        recorded = json.loads(manifest.read_text())
-        if recorded != options:
-            fail(f"{dest} holds a different distillation ({recorded}): use another --destdir or remove it")
-        log(f"already distilled: {dest / 'bin'}", start)
-        return dest / "bin"
+        if kept_distillation(json.loads(manifest.read_text()), options, args.engine, dest):
+            log(f"already distilled: {dest / 'bin'}", start)
+            return dest / "bin"
     if args.teacher is not None and not args.teacher.exists():
         fail(f"--teacher {args.teacher} does not exist")
     dest.mkdir(parents=True, exist_ok=True)
@@ -174,12 +283,28 @@ def distill(args) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(dest / "bin", ignore_errors=True)
     tmp.mkdir()
-    sources, hyps = translate_train_set(args, databin, src, tgt, teacher, tmp / "train.gen", start)
+    sources, hyps = translate_train_set(args, engine, databin, src, tgt, teacher, tmp / "train.gen", start)
     build_databin(databin, src, tgt, sources, hyps, tmp, dest / "bin", args.workers, start)
     shutil.rmtree(tmp)
     manifest.write_text(json.dumps(options, indent=1))
     log(f"distilled data-bin: {dest / 'bin'}; teacher / AR reranker: {teacher}", start)
     return dest / "bin"
+
+
+def kept_distillation(recorded, options, engine_flag, dest):
+    """Whether the distillation DESTDIR's manifest records is the one asked for (a manifest
+    without an engine is fairseq's); with ``--engine auto``, one that differs only in its engine
+    is kept too. Another one fails, naming what differs."""
+    recorded = {"engine": "fairseq", "ct2_quantization": None, **recorded}
+    differing = sorted(key for key in options if recorded.get(key) != options[key])
+    if not differing:
+        return True
+    if engine_flag == "auto" and set(differing) <= {"engine", "ct2_quantization"}:
+        log(f"keeping the distillation made with {recorded['engine']} (--engine auto); remove "
+            f"{dest / 'manifest.json'} to translate again with {options['engine']}")
+        return True
+    fail(f"{dest} holds a different distillation ({', '.join(f'{k}: {recorded.get(k)}' for k in differing)}; "
+         f"asked: {', '.join(f'{k}: {options[k]}' for k in differing)}): use another --destdir or remove it")
 
 
 def main(argv=None):

@@ -1,6 +1,7 @@
 """The steps of the AR route that examples/quickstart.py and examples/from_ar/run.py take: prepare a
 Multi30k copy, train (with a wall-clock budget, resumable), distil with an AR model, decode
-test2016 and score it.
+test2016 and score it. Where CTranslate2 is installed the AR model's roles run on it: the
+distillation (difformer-distill's ``--engine auto``) and the reranking (``--reranker-engine``).
 
 Every step reuses what a previous run finished: the data-bin, a training whose budget is spent
 (a ``training.done`` marker beside its checkpoints), the distilled data-bin (difformer-distill
@@ -8,6 +9,7 @@ checks it is the same teacher's), a translation made by the same command from th
 checkpoints.
 """
 
+import importlib.util
 import json
 import re
 import shlex
@@ -117,8 +119,9 @@ def train(system: str, databin: Path, save_dir: Path, minutes: float, max_update
 
 
 def distill(databin: Path, teacher: Path, destdir: Path, smoke: bool):
-    """The training set translated with ``teacher`` (beam 5, 8,000-token batches; the smoke
-    setting beam 2, at most 20 tokens), binarised with the data-bin's own dictionary. Returns the
+    """The training set translated with ``teacher`` (beam 5, on CTranslate2 where it is installed,
+    else fairseq-generate in 8,000-token batches; the smoke setting beam 2, at most 20 tokens),
+    binarised with the data-bin's own dictionary. Returns the
     distilled data-bin and the seconds the distillation took (kept in ``destdir``/time.json, so
     that a reused one reports the time it took when it ran; None if unknown)."""
     timing = destdir / "time.json"
@@ -139,13 +142,21 @@ def distill(databin: Path, teacher: Path, destdir: Path, smoke: bool):
     return destdir / "bin", seconds
 
 
+def reranker_engine() -> str:
+    """The --reranker-engine of the reranked decoding: ctranslate2 where it is installed (found
+    without importing it), else fairseq."""
+    return "ctranslate2" if importlib.util.find_spec("ctranslate2") else "fairseq"
+
+
 def decode(name, options, databin: Path, model: Path, work: Path, reranker: Path = None):
     """Translate test2016 at batch 100 into ``work``/``name``.txt (with ``reranker`` scoring the
-    candidates when given) and score it: SacreBLEU, tokenised BLEU, length ratio, sentences/s.
-    A translation made by the same command from checkpoints no newer than it is reused."""
+    candidates when given, on :func:`reranker_engine`) and score it: SacreBLEU, tokenised BLEU,
+    length ratio, sentences/s. A translation made by the same command from checkpoints no newer
+    than it is reused."""
     path = f"{model}:{reranker}" if reranker else str(model)
+    engine = ["--reranker-engine", reranker_engine()] if reranker else []
     cmd = ["fairseq-generate", databin, "--user-dir", user_dir(), "--path", path, "--gen-subset", "test",
-           "--batch-size", 100, "--required-batch-size-multiple", 1, "--remove-bpe", "--cpu", *options]
+           "--batch-size", 100, "--required-batch-size-multiple", 1, "--remove-bpe", "--cpu", *options, *engine]
     out, command_file = work / f"{name}.txt", work / f"{name}.command"
     command = shlex.join(map(str, cmd))
     newest = max(Path(p).stat().st_mtime for p in path.split(":"))

@@ -9,7 +9,8 @@ The input is tokenised, lowercased and BPE'd as the data-bin's preprocessing.jso
 (``--input-format bpe`` for text already in the data-bin's form); the output is detokenised
 (``--output-format bpe``: the BPE'd tokens). The decoding options are the task's
 (``fairseq-generate --task difformer``'s flags, same names and defaults); the reranker scores the
-candidates with CTranslate2 when it is installed (``--reranker-engine``).
+candidates with CTranslate2 when it is installed (``--reranker-engine``, default here ctranslate2
+where installed).
 """
 
 import argparse
@@ -19,12 +20,12 @@ import typing
 from dataclasses import fields
 from pathlib import Path
 
-from difformer_core.decoding import DecodingOptions
+from difformer_core.decoding import RERANKER_ENGINES, DecodingOptions
 from difformer_core.diffusion import SAMPLERS
 from difformer_core.text import undecodable
 
 #: the decoding options that take one of a few names
-CHOICES = {"decoding_sampler": SAMPLERS}
+CHOICES = {"decoding_sampler": SAMPLERS, "reranker_engine": RERANKER_ENGINES}
 #: the engine has its own precision flag (--precision): its graphs are exported in float32 and int8
 NOT_ENGINE_OPTIONS = ("decoding_precision",)
 
@@ -68,10 +69,16 @@ def build_parser():
     p.add_argument("--seed", type=int, default=1, help="batch i decodes under seed + i (default 1)")
     p.add_argument("--reranker", type=Path,
                    help="an AR Transformer trained on the same data-bin that picks the candidate (with --ppl-mbr)")
-    p.add_argument("--reranker-engine", choices=("auto", "fairseq", "ctranslate2"), default="auto",
-                   help="what scores the candidates: CTranslate2 where installed (auto), or fairseq")
     add_decoding_options(p)
+    # Serving scores the candidates on CTranslate2 where it is installed.
+    p.set_defaults(reranker_engine="ctranslate2" if ctranslate2_installed() else "fairseq")
     return p
+
+
+def ctranslate2_installed():
+    import importlib.util
+
+    return importlib.util.find_spec("ctranslate2") is not None
 
 
 def fail(message):
@@ -105,8 +112,7 @@ def main(argv=None):
     try:
         options = decoding_options_of(vars(args))
         selection = selection_of(options)
-        reranker = load_reranker(args.reranker, args.data_bin, args.reranker_engine, args.precision) \
-            if selection == "reranker" else None
+        reranker = load_reranker(args.reranker, args.data_bin) if selection == "reranker" else None
         translator = EngineTranslator.load(args.checkpoint, args.data_bin, precision=args.precision,
                                            threads=args.threads, options=options, selection=selection,
                                            reranker=reranker, seed=args.seed)

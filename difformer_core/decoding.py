@@ -16,6 +16,13 @@ PRECISIONS = {
     "int8": "dynamic int8 layers on a copy of the model (quantization.py; CPU only)",
 }
 
+#: --reranker-engine: what runs the AR reranker of --ppl-mbr.
+RERANKER_ENGINES = {
+    "fairseq": "the second --path checkpoint as fairseq loaded it, in --decoding-precision",
+    "ctranslate2": "that checkpoint converted to CTranslate2 on the CPU: int8 where the decoding is "
+                   "int8, else float32 (fairseq_difformer/ctranslate2_ar.py)",
+}
+
 
 @dataclass
 class DecodingConfig:
@@ -36,6 +43,7 @@ class DecodingConfig:
     length_beam: int = 1
     noise_beam: int = 1
     selection: str = "logprob"  # "logprob", "reranker" (PPL-MBR) or "bleu_mbr"
+    reranker_engine: str = "fairseq"  # a key of RERANKER_ENGINES
     retain_history: bool = False
 
     def validate(self, diffusion_steps: int):
@@ -67,6 +75,10 @@ class DecodingConfig:
         if self.precision not in PRECISIONS:
             raise DifformerError(
                 f"--decoding-precision {self.precision!r} is not one of {', '.join(PRECISIONS)}"
+            )
+        if self.reranker_engine not in RERANKER_ENGINES:
+            raise DifformerError(
+                f"--reranker-engine {self.reranker_engine!r} is not one of {', '.join(RERANKER_ENGINES)}"
             )
         if self.length_beam < 1 or self.noise_beam < 1:
             raise DifformerError(
@@ -157,6 +169,14 @@ class DecodingOptions:
         metadata={"help": "pick the candidate an AR Transformer finds most likely "
                           "(--path difformer.pt:transformer.pt)"},
     )
+    reranker_engine: str = field(
+        default="fairseq",
+        metadata={"help": "what runs the AR reranker of --ppl-mbr: fairseq (the second --path "
+                          "checkpoint as loaded, in --decoding-precision) or ctranslate2 (that checkpoint "
+                          "converted to CTranslate2 once, cached beside it as <stem>.ct2-int8/ or "
+                          ".ct2-float32/; int8 where --decoding-precision is int8, or auto on the CPU, else "
+                          "float32; pip install 'fairseq-difformer[ctranslate2]')"},
+    )
     bleu_mbr: bool = field(
         default=False, metadata={"help": "pick the candidate with the highest mean BLEU against the others"}
     )
@@ -187,6 +207,7 @@ def decoding_config(option, selection="logprob", retain_history=False) -> Decodi
         length_beam=option("length_beam_size"),
         noise_beam=option("noise_beam_size"),
         selection=selection,
+        reranker_engine=str(option("reranker_engine")),
         retain_history=retain_history,
     )
 

@@ -23,7 +23,7 @@ from difformer_core.errors import DifformerError
 
 from .batching import GROUP_CALL_COST, length_groups
 from .quantization import QuantizedCopy, int8_applies
-from .selection import ARReranker, bleu_mbr, candidate_strings, mean_log_prob
+from .selection import bleu_mbr, build_reranker, candidate_strings, mean_log_prob
 
 
 def collapse_repeats(tokens, positional_scores, lengths, pad):
@@ -62,7 +62,7 @@ class DifformerGenerator:
     round_to_words); the sampler moves the latents from step to step; the generator batches the
     L × N candidates, groups them by length, keeps the history and selects."""
 
-    def __init__(self, model, tgt_dict, config: DecodingConfig, reranker=None):
+    def __init__(self, model, tgt_dict, config: DecodingConfig, reranker=None, reranker_files=None):
         args = model.args
         config.validate(args.diffusion_steps)
         if config.selection == "reranker" and reranker is None:
@@ -74,7 +74,9 @@ class DifformerGenerator:
         self.tgt_dict = tgt_dict
         self.eos = tgt_dict.eos()  # fairseq-generate strips it from the printed hypotheses
         self.pad = tgt_dict.pad()
-        self.reranker = ARReranker(reranker, tgt_dict) if config.selection == "reranker" else None
+        # reranker: the loaded AR model; reranker_files (selection.RerankerFiles): where it came from
+        self.reranker = (build_reranker(config.reranker_engine, reranker, tgt_dict, reranker_files)
+                         if config.selection == "reranker" else None)
         self.int8_model = QuantizedCopy()
         process = GaussianDiffusion.from_schedule(
             config.noise_schedule or args.noise_schedule,

@@ -135,6 +135,37 @@ def reranker_checkpoint(databin, tmp_path_factory):
     return train_reranker(databin, tmp_path_factory.mktemp("reranker_ckpt"))
 
 
+#: the learning test's model: large enough to learn the synthetic translation in 400 updates
+SYNTHETIC_ARCH = ["--arch", "difformer_small", "--model-dim", "128", "--encoder-ffn-embed-dim", "256",
+                  "--encoder-attention-heads", "4", "--encoder-layers", "2", "--decoder-layers", "2",
+                  "--latent-dim", "32", "--share-all-embeddings", "--rescaling-factor", "4"]
+
+
+def train_synthetic(databin, save_dir, *extra):
+    """400 updates of SYNTHETIC_ARCH on the synthetic translation; returns checkpoint_last.pt."""
+    run_cli(
+        "fairseq-train", databin, "--user-dir", USER_DIR, "--task", "difformer", "--criterion", "difformer",
+        *SYNTHETIC_ARCH, "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "1e-3",
+        "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "100", "--max-tokens", "2000",
+        "--max-update", "400", "--save-dir", save_dir, "--cpu", "--no-progress-bar", "--seed", "1",
+        "--no-epoch-checkpoints", "--disable-validation", *extra,
+    )
+    return save_dir / "checkpoint_last.pt"
+
+
+@pytest.fixture(scope="session")
+def synthetic_databin(tmp_path_factory):
+    """The synthetic word-for-word translation (:func:`write_synthetic_translation`), binarised."""
+    work = tmp_path_factory.mktemp("synthetic")
+    return preprocess(work, write_synthetic_translation(work), "src", "tgt")
+
+
+@pytest.fixture(scope="session")
+def learned_synthetic(synthetic_databin, tmp_path_factory):
+    """A Difformer that has learned the synthetic translation (BLEU above 50; test_learning.py)."""
+    return train_synthetic(synthetic_databin, tmp_path_factory.mktemp("learned"))
+
+
 def write_synthetic_translation(workdir: Path, seed=1, vocab=40, sizes=(("train", 3000), ("valid", 100), ("test", 200))):
     """A word-for-word "translation": each source word maps to a fixed target word (lengths 3–8).
 

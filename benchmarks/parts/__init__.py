@@ -3,7 +3,7 @@
 PARTS lists them in the order they run when several are given: each needs only what the parts
 before it left in the work folder."""
 
-from . import ablations, decode, distill, from_ar, precision, profile, samplers, summarization, sweep, throughput, train
+from . import ablations, decode, distill, engines, from_ar, precision, profile, samplers, summarization, sweep, throughput, train
 
 PARTS = {
     "throughput": throughput.run,
@@ -12,6 +12,7 @@ PARTS = {
     "samplers": samplers.run,
     "distill": distill.run,
     "from_ar": from_ar.run,
+    "engines": engines.run,
     "summarization": summarization.run,
     "precision": precision.run,
     "ablations": ablations.run,

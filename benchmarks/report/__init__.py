@@ -37,6 +37,7 @@ def render(results: Dict, plots: Dict[str, str], findings: str = "") -> str:
     out.append(sections.samplers(results, plots))
     out.append(sections.distillation(results))
     out.append(sections.from_ar(results, plots))
+    out.append(sections.engines(results))
     out.append(sections.summarization(results))
     out.append(sections.precision(results))
     out.append(sections.ablations(results, plots))

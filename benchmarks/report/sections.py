@@ -509,3 +509,46 @@ def equal_budget(equal: Dict) -> str:
         text += (f"\nDefault decoding: the AR route {'wins' if difference > 0 else 'loses'} by "
                  f"{abs(difference):.2f} BLEU at equal total minutes.\n")
     return text
+
+
+#: the engines part's records in the order of its table, with their labels
+ENGINE_ROWS = (
+    ("ct2_int8_greedy", "AR, CTranslate2 int8, greedy"),
+    ("ct2_float32_greedy", "AR, CTranslate2 float32, greedy"),
+    ("ct2_int8_beam5", "AR, CTranslate2 int8, beam 5"),
+    ("fairseq_greedy", "AR, fairseq-generate, greedy"),
+    ("fairseq_beam5", "AR, fairseq-generate, beam 5"),
+    ("difformer_default", "Difformer default (1×1), ONNX Runtime int8"),
+    ("difformer_3x2_rerank", "Difformer 3×2, AR reranks on CTranslate2 int8, ONNX Runtime int8"),
+)
+
+
+def engines(results):
+    engines_results = results.get("engines", {})
+    records = engines_results.get("records")
+    if not records:
+        return "## Engines\n\nNot measured yet (`--part engines`).\n"
+    rows = []
+    for name, label in ENGINE_ROWS:
+        r = records.get(name)
+        if r is None:
+            continue
+        rows.append([label, fixed(r["bleu"]), fixed(r.get("bleu_fairseq_generate")), fixed(r["length_ratio"], 3),
+                     fixed(r["sentences_per_s"], 1), fixed(r.get("sentences_per_s_fairseq_generate"), 1),
+                     fixed(r["sentences_per_s_batch1"], 1), fixed(r.get("sentences_per_s_batch1_fairseq_generate"), 1),
+                     r["configuration"]])
+    ratios = engines_results.get("ratios", {})
+    ratio_lines = "".join(
+        f"- `{name}`: {r['batch100']:.2f}× `{r['baseline']}` at batch 100, {r['batch1']:.2f}× at batch 1\n"
+        for name, r in ratios.items())
+    machine = engines_results.get("machine", {}).get("description", "unknown")
+    return ("## Engines\n\n"
+            "The quickstart's two models as they are served: the AR checkpoint converted with CTranslate2 and on "
+            "fairseq-generate; the Difformer on fairseq-generate and on ONNX Runtime (the serving path, "
+            "`difformer-translate`). test2016, BPE'd input, SacreBLEU on Moses-detokenised output; speeds are the "
+            "median of three passes of the decoding alone (models loaded, one warm-up pass). Batch 100 uses both "
+            "cores in each system's best configuration (the last column); batch 1 is one stream, sentence after "
+            f"sentence. Machine: {machine}.\n\n"
+            + table(["system", "SacreBLEU", "SacreBLEU fairseq-generate", "length ratio", "sent/s batch 100",
+                     "fairseq-generate", "sent/s batch 1", "fairseq-generate", "configuration"], rows)
+            + ("\n" + ratio_lines if ratio_lines else ""))

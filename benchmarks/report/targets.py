@@ -15,6 +15,15 @@ TARGET_SUMMARIZATION = 0.8  # Difformer's best ROUGE-L ÷ the AR Transformer's o
 #: the goal: the best AR-initialised default decoding within 2 BLEU of AR greedy at ≥ 1.5× its
 #: speed (batch 100), and its 3×2 reranked decoding within 1 BLEU of AR beam 5
 GAP_GREEDY, SPEED_GREEDY, GAP_BEAM = 2.0, 1.5, 1.0
+#: the engines part: the Difformer on its serving path against CTranslate2 int8 serving the AR model:
+#: (record, baseline record, batch, threshold)
+ENGINE_TARGETS = (
+    ("difformer_default", "ct2_int8_greedy", "batch1", 2.0),
+    ("difformer_default", "ct2_int8_greedy", "batch100", 1.0),
+    ("difformer_3x2_rerank", "ct2_int8_beam5", "batch100", 0.5),
+)
+#: how far the serving path's BLEU may be from the same decoding's through fairseq-generate
+ENGINE_BLEU_TOLERANCE = 0.1
 
 
 def targets(results: Dict) -> List[Dict]:
@@ -45,7 +54,31 @@ def targets(results: Dict) -> List[Dict]:
         distilled_cmlm_target(results),
         summarization_target(results),
         *from_ar_targets(results),
+        *engine_targets(results),
     ]
+
+
+def engine_targets(results: Dict) -> List[Dict]:
+    """The engines part's speed ratios against CTranslate2 int8 (one run), each met only where the
+    serving path's SacreBLEU is within ENGINE_BLEU_TOLERANCE of the same decoding's through
+    fairseq-generate."""
+    records = results.get("engines", {}).get("records", {})
+    out = []
+    for name, baseline, batch, threshold in ENGINE_TARGETS:
+        label = (f"engines: `{name}` on ONNX Runtime ≥ {threshold:g}× `{baseline}` sentences/s at "
+                 f"{'batch 1 (one stream each)' if batch == 'batch1' else 'batch 100 (both cores each)'}, at its "
+                 f"fairseq-generate SacreBLEU ± {ENGINE_BLEU_TOLERANCE:g}")
+        record, base = records.get(name), records.get(baseline)
+        if not record or not base:
+            out.append({"name": label, "value": None, "shown": "–", "met": None})
+            continue
+        key = "sentences_per_s_batch1" if batch == "batch1" else "sentences_per_s"
+        ratio = record[key] / base[key]
+        gap = record["bleu"] - record["bleu_fairseq_generate"]
+        out.append({"name": label, "value": ratio, "met": ratio >= threshold and abs(gap) <= ENGINE_BLEU_TOLERANCE,
+                    "shown": f"{ratio:.2f}× ({record[key]:.1f} vs {base[key]:.1f}); SacreBLEU {record['bleu']:.2f}, "
+                             f"fairseq-generate {record['bleu_fairseq_generate']:.2f}"})
+    return out
 
 
 def distilled_cmlm_target(results):

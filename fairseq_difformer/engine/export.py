@@ -137,7 +137,8 @@ def export(model, folder, int8=True, checkpoint=None, databin=None, languages=(N
     # The tracer takes only tensors that need no gradient as the graph's constants.
     needed_grad = [p for p in model.parameters() if p.requires_grad]
     was_training = model.training
-    model.eval().requires_grad_(False)
+    model.eval()
+    model.requires_grad_(False)
     try:
         return _export(model, folder, int8, checkpoint, databin, languages)
     finally:

@@ -49,12 +49,10 @@ def build_engine_folder(checkpoint, databin, folder=None, int8=True, model=None,
         raise DifformerError(f"checkpoint {checkpoint} does not load: {problem}")
     from fairseq import checkpoint_utils
 
-    from ..models.difformer import DifformerModel
-
     allow_fairseq_checkpoints()
     logger.info(f"exporting {checkpoint} to the ONNX Runtime engine folder {folder}")
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], arg_overrides={"data": str(databin)})
-    if not isinstance(models[0], DifformerModel):
+    if not hasattr(models[0], "round_to_words"):  # the decoding interface of a Difformer model
         raise DifformerError(f"{checkpoint} holds a {type(models[0]).__name__}, not a Difformer model")
     export(models[0], folder, int8=int8, checkpoint=checkpoint, databin=databin,
            languages=(task.cfg.source_lang, task.cfg.target_lang))
@@ -75,21 +73,25 @@ class TextPipeline:
         self.src_dict = Dictionary.load(str(databin / f"dict.{source_lang}.txt"))
         self.tgt_dict = Dictionary.load(str(databin / f"dict.{target_lang}.txt"))
         record = preprocessing.read_record(str(databin))
-        if record is None:
-            raise DifformerError(
-                f"{databin} records no preprocessing (no {preprocessing.RECORD_FILE}): raw text needs to know "
-                f"the tokenizer and BPE; prepare the data with difformer-prepare, or give BPE'd input "
-                f"(input_format='bpe')"
-            )
-        tokenizer_args = Namespace(tokenizer=record.get("tokenizer"), source_lang=source_lang,
-                                   target_lang=target_lang, **(record.get("tokenizer_args") or {}))
-        self.tokenizer = encoders.build_tokenizer(tokenizer_args) if record.get("tokenizer") else None
-        self.bpe = encoders.build_bpe(Namespace(bpe=record["bpe"], bpe_codes=record.get("bpe_codes"))) \
-            if record.get("bpe") else None
+        #: where the recorded preprocessing is (None: the data-bin records none)
+        self.record_path = record["path"] if record else None
+        self.tokenizer = self.bpe = None
+        if record and record.get("tokenizer"):
+            self.tokenizer = encoders.build_tokenizer(Namespace(
+                tokenizer=record["tokenizer"], source_lang=source_lang, target_lang=target_lang,
+                **(record.get("tokenizer_args") or {})))
+        if record and record.get("bpe"):
+            self.bpe = encoders.build_bpe(Namespace(bpe=record["bpe"], bpe_codes=record.get("bpe_codes")))
+        self.databin = databin
 
     def encode(self, sentence: str, input_format="raw") -> torch.Tensor:
         """The source ids of a sentence (with </s>): tokenised and BPE'd first unless ``bpe``."""
         if input_format == "raw":
+            if self.record_path is None:
+                raise DifformerError(
+                    f"{self.databin} records no preprocessing (no {preprocessing.RECORD_FILE}), so raw text cannot "
+                    f"be tokenised as the training data was: prepare the data with difformer-prepare, or give "
+                    f"text in the data-bin's form (--input-format bpe)")
             sentence = sentence.strip()
             if self.tokenizer is not None:
                 sentence = self.tokenizer.encode(sentence)
@@ -100,6 +102,8 @@ class TextPipeline:
     def decode(self, tokens: torch.Tensor, output_format="raw") -> str:
         """Words of target ids: BPE removed and detokenised (``raw``), or the BPE'd tokens (``bpe``)."""
         if output_format == "bpe":
+            return self.tgt_dict.string(tokens)
+        if self.record_path is None:
             return self.tgt_dict.string(tokens)
         text = self.tgt_dict.string(tokens, "@@ " if self.bpe is not None else None)
         return self.tokenizer.decode(text) if self.tokenizer is not None else text
@@ -112,14 +116,15 @@ class EngineTranslator:
         from ..generator import DifformerGenerator
 
         self.engine, self.text, self.config, self.seed = engine, text, config, seed
-        self.generator = DifformerGenerator(engine, text.tgt_dict, config, reranker=reranker)
+        model, files = reranker if reranker is not None else (None, None)
+        self.generator = DifformerGenerator(engine, text.tgt_dict, config, reranker=model, reranker_files=files)
 
     @classmethod
     def load(cls, checkpoint, databin, precision="int8", threads=1, options=None, selection="logprob",
              reranker=None, seed=1, engine_folder=None):
         """Export (if needed) and load ``checkpoint``'s engine with the data-bin it was trained on.
         ``options``: decoding options (DecodingOptions fields) over the defaults; ``selection``
-        and ``reranker`` as the generator takes them."""
+        as the generator takes it; ``reranker``: (AR model, its files) from :func:`load_reranker`."""
         config = default_config(selection, **(options or {}))
         folder = build_engine_folder(checkpoint, databin, engine_folder, int8=precision == "int8")
         engine = EngineModel(folder, precision=precision, threads=threads)
@@ -146,7 +151,8 @@ def translate_ids(generator, engine, sources, pad, eos, batch_size=100, seed=1):
     outputs = [None] * len(sources)
     for number, start in enumerate(range(0, len(order), batch_size)):
         batch = order[start:start + batch_size]
-        torch.manual_seed(seed + number)
+        # The CPU generator alone (torch.manual_seed also seeds every accelerator, at a cost per batch).
+        torch.random.default_generator.manual_seed(seed + number)
         hypos = generator.generate([engine], source_batch([sources[i] for i in batch], pad))
         for i, candidates in zip(batch, hypos):
             tokens = candidates[0]["tokens"]
@@ -187,11 +193,21 @@ def selection_of(options):
     return "bleu_mbr" if options.get("bleu_mbr") else "reranker" if options.get("ppl_mbr") else "logprob"
 
 
-def load_reranker(checkpoint, databin, engine="auto", precision="int8"):
-    """The AR reranker of --ppl-mbr: ``checkpoint`` (an AR Transformer trained on ``databin``)
-    on CTranslate2 (``engine`` ctranslate2, or auto where it is installed; int8 with an int8
-    engine) or on fairseq."""
+def load_reranker(checkpoint, databin):
+    """The AR reranker of --ppl-mbr: ``checkpoint`` (an AR Transformer trained on ``databin``),
+    loaded with fairseq, and where it came from (selection.RerankerFiles), as the generator takes
+    them; the generator runs it on the engine --reranker-engine names."""
     if checkpoint is None:
         raise DifformerError("--ppl-mbr picks the candidate an AR Transformer finds most likely: give it with "
                              "--reranker AR.pt (trained on the same data-bin)")
-    raise NotImplementedError
+    problem = checkpoint_problem(checkpoint)
+    if problem is not None:
+        raise DifformerError(f"reranker checkpoint {checkpoint} does not load: {problem}")
+    from fairseq import checkpoint_utils
+
+    from ..selection import RerankerFiles
+
+    allow_fairseq_checkpoints()
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], arg_overrides={"data": str(databin)})
+    files = RerankerFiles(str(checkpoint), str(databin), (task.cfg.source_lang, task.cfg.target_lang))
+    return models[0].eval(), files

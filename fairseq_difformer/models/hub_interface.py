@@ -26,7 +26,7 @@ from fairseq.data.encoders import BPE_REGISTRY, TOKENIZER_REGISTRY
 from omegaconf import open_dict
 
 from difformer_core.checkpoints import checkpoint_problem
-from difformer_core.decoding import DECODING_OPTIONS, PRECISIONS, DecodingOptions
+from difformer_core.decoding import DECODING_OPTIONS, PRECISIONS, RERANKER_ENGINES, DecodingOptions
 from difformer_core.diffusion import NOISE_SCHEDULES, SAMPLERS
 from difformer_core.errors import DifformerError
 from difformer_core.text import undecodable
@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 # Keyword arguments of translate / sample / generate: the task's decoding options and the
 # generation flag build_generator reads.
 GENERATION_OPTIONS = DECODING_OPTIONS + ("retain_iter_history",)
-CHOICES = {"decoding_sampler": SAMPLERS, "decoding_precision": PRECISIONS}  # options taking one of a few names
+CHOICES = {"decoding_sampler": SAMPLERS, "decoding_precision": PRECISIONS,  # options taking one of a few names
+           "reranker_engine": RERANKER_ENGINES}
 
 # Code files fairseq's from_pretrained takes from the model folder itself (as bpe_codes).
 FAIRSEQ_CODE_FILES = ("code", "bpecodes")

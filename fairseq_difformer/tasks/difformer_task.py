@@ -23,7 +23,7 @@ from fairseq.tasks.translation import EVAL_BLEU_ORDER, TranslationConfig, Transl
 from omegaconf import DictConfig, OmegaConf
 from sacrebleu.metrics import BLEU
 
-from difformer_core.decoding import DECODING_OPTIONS, PRECISIONS, DecodingOptions, decoding_config
+from difformer_core.decoding import DECODING_OPTIONS, PRECISIONS, RERANKER_ENGINES, DecodingOptions, decoding_config
 from difformer_core.diffusion import NOISE_SCHEDULES, SAMPLERS
 from difformer_core.errors import DifformerError
 from difformer_core.rouge import ROUGE_TYPES, rouge_f1_sums
@@ -36,6 +36,7 @@ from ..criterions.difformer_loss import DifformerCriterion
 from ..generator import DifformerGenerator
 from ..models.ar_init import maybe_init_from_ar
 from ..models.difformer import DifformerModel
+from ..selection import RerankerFiles
 from ..training_run import guard_save_dir, is_training_run
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class DifformerConfig(TranslationConfig, DecodingOptions):
     decoding_noise_schedule: Optional[ChoiceEnum(NOISE_SCHEDULES)] = _choices_of("decoding_noise_schedule")
     decoding_sampler: ChoiceEnum(list(SAMPLERS)) = _choices_of("decoding_sampler")
     decoding_precision: ChoiceEnum(list(PRECISIONS)) = _choices_of("decoding_precision")
+    reranker_engine: ChoiceEnum(list(RERANKER_ENGINES)) = _choices_of("reranker_engine")
     min_lr: Optional[float] = field(
         default=None,
         metadata={"help": "accepted for the original Difformer recipes: fairseq 0.10's --min-lr (stop "
@@ -259,7 +261,9 @@ class DifformerTask(TranslationTask):
         if hasattr(args, "beam"):
             args.beam = option("length_beam_size") * option("noise_beam_size")
         config = decoding_config(option, selection, retain_history=bool(getattr(args, "retain_iter_history", False)))
-        return DifformerGenerator(model, self.target_dictionary, config, reranker=reranker)
+        files = None if reranker is None else RerankerFiles(
+            reranker_checkpoint(args), utils.split_paths(self.cfg.data)[0], (self.cfg.source_lang, self.cfg.target_lang))
+        return DifformerGenerator(model, self.target_dictionary, config, reranker=reranker, reranker_files=files)
 
     def _decoding_option(self, args):
         """A decoding option from the generation args when given there (``--eval-bleu-args
@@ -333,6 +337,18 @@ class DifformerTask(TranslationTask):
                 src_tokens[i] = torch.cat([tokens[: limit - 1], tokens[-1:]])
         src_lengths = [len(t) for t in src_tokens]
         return super().build_dataset_for_inference(src_tokens, src_lengths, constraints)
+
+
+def reranker_checkpoint(generation_args):
+    """The reranker's checkpoint file, the second of ``--path difformer.pt:transformer.pt``, or None.
+
+    fairseq-generate and fairseq-interactive pass build_generator their ``cfg.generation``, whose
+    parent configuration holds ``common_eval.path``; the hub passes a copy of the Difformer
+    checkpoint's own, which names no reranker."""
+    parent = generation_args._get_parent() if isinstance(generation_args, DictConfig) else None
+    path = OmegaConf.select(parent, "common_eval.path", default=None) if parent is not None else None
+    paths = utils.split_paths(path) if path else []
+    return paths[1] if len(paths) == 2 and os.path.isfile(paths[1]) else None
 
 
 def check_databin(data):
