@@ -63,6 +63,9 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=100, help="sentences per batch (default 100)")
     p.add_argument("--threads", type=int, default=1,
                    help="ONNX Runtime intra-op threads (default 1)")
+    p.add_argument("--streams", type=int, default=1,
+                   help="batches decoded at once, each on its own thread (default 1; e.g. --streams 2 --threads 1 "
+                        "on two cores); the output does not depend on it")
     p.add_argument("--precision", choices=("int8", "float32"), default="int8",
                    help="int8: the encoder's and denoiser's matrix products in int8 (ONNX Runtime's dynamic "
                         "quantization); float32: the exported graphs as trained (default int8)")
@@ -118,7 +121,8 @@ def main(argv=None):
                                            reranker=reranker, seed=args.seed)
         lines = read_input(args)
         start = time.perf_counter()
-        translations = translator.translate(lines, args.batch_size, args.input_format, args.output_format)
+        translations = translator.translate(lines, args.batch_size, args.input_format, args.output_format,
+                                            args.streams)
         seconds = time.perf_counter() - start
     except DifformerError as error:
         fail(str(error))
@@ -128,7 +132,7 @@ def main(argv=None):
     else:
         sys.stdout.write(text)
     print(f"difformer-translate: {len(lines)} sentences in {seconds:.2f} s ({len(lines) / max(seconds, 1e-9):.1f} "
-          f"sentences/s; {args.precision}, {args.threads} thread(s), batch {args.batch_size})", file=sys.stderr)
+          f"sentences/s; {args.precision}, {args.streams} stream(s) of {args.threads} thread(s), batch {args.batch_size})", file=sys.stderr)
 
 
 if __name__ == "__main__":

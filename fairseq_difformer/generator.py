@@ -105,7 +105,10 @@ class DifformerGenerator:
         return lengths.repeat_interleave(N, dim=1).reshape(-1)
 
     @torch.no_grad()
-    def generate(self, models, sample, prefix_tokens=None, constraints=None, **kwargs):
+    def generate(self, models, sample, prefix_tokens=None, constraints=None, rng=None, **kwargs):
+        """fairseq's hypothesis dicts of every source of ``sample``. ``rng``: the torch.Generator
+        every random draw of the batch comes from (z_T and the sampler's noise), for batches decoded
+        at once on several threads; None: torch's default generator."""
         if prefix_tokens is not None or constraints is not None:
             # Every position is denoised at once: there is no left-to-right prefix to force, and
             # fairseq's own non-autoregressive generator refuses both too.
@@ -120,7 +123,7 @@ class DifformerGenerator:
         # One bfloat16 context for the whole batch (with bf16): autocast casts each weight once
         # and reuses the cast in every call, where a context per call would cast it each time.
         with self.autocast(model, precision):
-            return self.decode_batch(model, sample, precision)
+            return self.decode_batch(model, sample, precision, rng)
 
     def precision(self, model):
         """The precision this batch decodes in: --decoding-precision, with ``auto`` resolved for
@@ -133,7 +136,7 @@ class DifformerGenerator:
             return self.config.precision
         return "int8" if int8_applies(model) else "model"
 
-    def decode_batch(self, model, sample, precision="model"):
+    def decode_batch(self, model, sample, precision="model", rng=None):
         src_tokens = sample["net_input"]["src_tokens"]
         src_lengths = sample["net_input"]["src_lengths"]
         bsz, k = src_tokens.size(0), self.candidates_per_source
@@ -144,7 +147,7 @@ class DifformerGenerator:
         encoder_out = model.forward_encoder([src_tokens, src_lengths])
         lengths = self.candidate_lengths(self.centre_lengths(model, encoder_out, sample))  # B·K
         # All candidates' z_T drawn at once, in candidate order, whatever the grouping.
-        z_t, padding_mask = model.initial_latents(lengths, sampler.prior_scale)        # B·K × ℓ × d
+        z_t, padding_mask = model.initial_latents(lengths, sampler.prior_scale, rng)   # B·K × ℓ × d
         source_of = torch.arange(bsz, device=lengths.device).repeat_interleave(k)
         groups = [
             LengthGroup(rows, int(lengths[rows].max()),
@@ -167,7 +170,9 @@ class DifformerGenerator:
                     if self.config.clamping:
                         z0_hat = model.embed_words(tokens)
                 if i < last:
-                    z_t = sampler.step(z_t, z0_hat, step, z0_prev if i > 0 else None)
+                    noise = None if rng is None else torch.randn(z_t.shape, generator=rng, dtype=z_t.dtype,
+                                                                 device=z_t.device)
+                    z_t = sampler.step(z_t, z0_hat, step, z0_prev if i > 0 else None, noise)
 
         history_lengths = lengths.tolist()  # each step's words, as decoded (before collapsing)
         if self.config.remove_repeats:

@@ -117,6 +117,8 @@ def test_translator_keeps_input_order_and_decodes_every_sentence(tiny, databin, 
     alone = translator.translate([lines[i] for i in first_batch], batch_size=7, input_format="bpe",
                                  output_format="bpe")
     assert alone == [together[i] for i in first_batch]
+    # Each batch draws from its own generator: batches decoded at once on threads give the same words.
+    assert translator.translate(lines, batch_size=7, input_format="bpe", output_format="bpe", streams=3) == together
     with pytest.raises(DifformerError, match="records no preprocessing"):
         translator.translate(["Ein Hund."], input_format="raw")
     with pytest.raises(DifformerError, match="unknown decoding option decoding_stepz"):

@@ -114,11 +114,12 @@ class EngineModel:
     def predict_lengths(self, encoder_out):
         return encoder_out["lengths"]
 
-    def initial_latents(self, lengths, noise_scale):
-        """z_T = F ε as DifformerModel.initial_latents draws it (the same calls on torch's generator)."""
+    def initial_latents(self, lengths, noise_scale, rng=None):
+        """z_T = F ε as DifformerModel.initial_latents draws it (the same call, on ``rng`` or torch's
+        default generator)."""
         max_len = int(lengths.max())
         padding_mask = torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
-        z_T = torch.randn(len(lengths), max_len, self.latent_dim)
+        z_T = torch.randn(len(lengths), max_len, self.latent_dim, generator=rng)
         return z_T * noise_scale, padding_mask
 
     def denoise(self, z_t, t, z0_prev, encoder_out, padding_mask, cross_attention_cache=None):

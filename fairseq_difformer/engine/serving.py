@@ -15,9 +15,9 @@ The engine folder is exported from the checkpoint on first use (``<checkpoint>.o
 and again whenever the checkpoint changes.
 """
 
-import json
 import logging
 from argparse import Namespace
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -131,29 +131,39 @@ class EngineTranslator:
         text = TextPipeline(databin, engine.manifest["languages"])
         return cls(engine, text, config, reranker=reranker, seed=seed)
 
-    def translate(self, sentences, batch_size=100, input_format="raw", output_format="raw"):
+    def translate(self, sentences, batch_size=100, input_format="raw", output_format="raw", streams=1):
         """Translations of ``sentences`` (a list of str), in input order."""
         sources = [self.text.encode(s, input_format) for s in sentences]
-        outputs = self.translate_ids(sources, batch_size)
+        outputs = self.translate_ids(sources, batch_size, streams)
         return [self.text.decode(tokens, output_format) for tokens in outputs]
 
-    def translate_ids(self, sources, batch_size=100):
-        """The selected candidate's ids (without </s>) for each source (ids ending in </s>), in input order."""
+    def translate_ids(self, sources, batch_size=100, streams=1):
+        """The selected candidate's ids (without </s>) for each source (ids ending in </s>), in input
+        order, ``streams`` batches at a time (:func:`translate_ids`)."""
         return translate_ids(self.generator, self.engine, sources, self.text.src_dict.pad(),
-                             self.text.tgt_dict.eos(), batch_size, self.seed)
+                             self.text.tgt_dict.eos(), batch_size, self.seed, streams)
 
 
-def translate_ids(generator, engine, sources, pad, eos, batch_size=100, seed=1):
+def translate_ids(generator, engine, sources, pad, eos, batch_size=100, seed=1, streams=1):
     """Each source (ids ending in </s>) decoded by ``generator`` over ``engine``: the selected
     candidate's ids without </s>, in input order. Sources are batched by length; batch i (in
-    length order) decodes under seed + i."""
+    length order) draws its noise from its own generator seeded with seed + i, so ``streams``
+    threads can decode batches at once (ONNX Runtime runs concurrent calls of one session, each
+    on its calling thread) with the outputs of one stream."""
     order = sorted(range(len(sources)), key=lambda i: (len(sources[i]), i))
+    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+    def decode(number):
+        rng = torch.Generator().manual_seed(seed + number)
+        return generator.generate([engine], source_batch([sources[i] for i in batches[number]], pad), rng=rng)
+
+    if streams > 1:
+        with ThreadPoolExecutor(streams) as pool:
+            decoded = list(pool.map(decode, range(len(batches))))
+    else:
+        decoded = [decode(number) for number in range(len(batches))]
     outputs = [None] * len(sources)
-    for number, start in enumerate(range(0, len(order), batch_size)):
-        batch = order[start:start + batch_size]
-        # The CPU generator alone (torch.manual_seed also seeds every accelerator, at a cost per batch).
-        torch.random.default_generator.manual_seed(seed + number)
-        hypos = generator.generate([engine], source_batch([sources[i] for i in batch], pad))
+    for batch, hypos in zip(batches, decoded):
         for i, candidates in zip(batch, hypos):
             tokens = candidates[0]["tokens"]
             outputs[i] = tokens[:-1] if len(tokens) and tokens[-1] == eos else tokens

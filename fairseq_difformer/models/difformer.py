@@ -212,15 +212,17 @@ class DifformerModel(FairseqNATModel):
         length_out = self.decoder.forward_length(normalize=True, encoder_out=encoder_out)
         return self.decoder.forward_length_prediction(length_out, encoder_out)
 
-    def initial_latents(self, lengths, noise_scale):
+    def initial_latents(self, lengths, noise_scale, rng=None):
         """z_T = F ε, ε ~ N(0, I), for candidates of the given target lengths [N], in the model's
-        dtype and on its device, and their padding mask (True beyond each length).
+        dtype and on its device, and their padding mask (True beyond each length); ε is drawn
+        from ``rng`` (a torch.Generator), or torch's default generator.
 
         Returns z_T: N × ℓ_max × d_latent and padding_mask: N × ℓ_max."""
         weight = self.decoder.embed_tokens.weight
         max_len = int(lengths.max())
         padding_mask = torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
-        z_T = torch.randn(len(lengths), max_len, self.args.latent_dim, device=weight.device, dtype=weight.dtype)
+        z_T = torch.randn(len(lengths), max_len, self.args.latent_dim, generator=rng, device=weight.device,
+                          dtype=weight.dtype)
         return z_T * noise_scale, padding_mask
 
     def denoise(self, z_t, t, z0_prev, encoder_out, padding_mask, cross_attention_cache=None):
