@@ -132,3 +132,37 @@ def test_sweep_verdict_needs_the_whole_seed_band_cleared():
     assert sections.sweep_verdict([7.0, 7.9], [8.0, 9.0]) == "worse"
     assert sections.sweep_verdict([8.5, 9.5], [8.0, 9.0]) == "within the band"
     assert sections.sweep_verdict([9.0, 9.5], [8.0, 9.0]) == "within the band"  # a tie is not a win
+
+
+def engines_results(serving_bleu=30.05):
+    record = dict(length_ratio=1.0, configuration="c", runs={})
+    return {"engines": {"machine": {"description": "2 CPU cores (test)"}, "records": {
+        "ct2_int8_greedy": {**record, "bleu": 35.4, "sentences_per_s": 1000.0, "sentences_per_s_batch1": 200.0},
+        "ct2_int8_beam5": {**record, "bleu": 36.9, "sentences_per_s": 200.0, "sentences_per_s_batch1": 60.0},
+        "difformer_default": {**record, "bleu": serving_bleu, "bleu_fairseq_generate": 30.0,
+                              "sentences_per_s": 900.0, "sentences_per_s_batch1": 450.0,
+                              "sentences_per_s_fairseq_generate": 300.0},
+        "difformer_3x2_rerank": {**record, "bleu": 33.0, "bleu_fairseq_generate": 33.0,
+                                 "sentences_per_s": 120.0, "sentences_per_s_batch1": 40.0},
+    }}}
+
+
+def test_engine_targets_are_ratios_to_ctranslate2_at_the_fairseq_generate_bleu():
+    from benchmarks.parts.engines import ratios
+
+    results = engines_results()
+    records = results["engines"]["records"]
+    assert ratios(records) == {
+        "difformer_default": {"baseline": "ct2_int8_greedy", "batch100": 0.9, "batch1": 2.25},
+        "difformer_3x2_rerank": {"baseline": "ct2_int8_beam5", "batch100": 0.6, "batch1": 0.67},
+    }
+    found = {(t["name"].split("`")[1], "batch 1 " in t["name"]): t for t in targets.engine_targets(results)}
+    assert found[("difformer_default", True)]["met"] is True           # 2.25× ≥ 2, BLEU 0.05 apart
+    assert found[("difformer_default", False)]["met"] is False         # 0.9× < 1
+    assert found[("difformer_3x2_rerank", False)]["met"] is True       # 0.6× ≥ 0.5
+    # Fast but off the fairseq-generate BLEU by more than 0.1: not met.
+    off = {(t["name"].split("`")[1], "batch 1 " in t["name"]): t for t in targets.engine_targets(engines_results(29.8))}
+    assert off[("difformer_default", True)]["met"] is False
+    section = sections.engines(results)
+    assert "Difformer default (1×1), ONNX Runtime int8" in section and "| 900.0 |" in section
+    assert all(t["met"] is None and t["shown"] == "–" for t in targets.engine_targets({}))

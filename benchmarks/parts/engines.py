@@ -125,7 +125,14 @@ class EnginesPart:
         limit = ctranslate2_ar.length_limit(max(map(len, self.sources)), 1.2, 10)
 
         def decode_with(translator, batch_size):
-            def decode():
+            """All test sentences: at batch 1 one after the other, each waited for (one stream); else
+            batches of ``batch_size`` in length order, all queued at once for the translator's replicas."""
+            def one_stream():
+                return [translator.translate_batch([s], beam_size=beam, max_decoding_length=limit,
+                                                   suppress_sequences=[["<blank>"]])[0].hypotheses[0]
+                        for s in self.sources]
+
+            def queued():
                 order = sorted(range(len(self.sources)), key=lambda i: len(self.sources[i]))
                 pending = [(chunk, translator.translate_batch(
                     [self.sources[i] for i in chunk], beam_size=beam, max_decoding_length=limit,
@@ -136,7 +143,7 @@ class EnginesPart:
                     for i, result in zip(chunk, results):
                         out[i] = result.result().hypotheses[0]
                 return out
-            return decode
+            return one_stream if batch_size == 1 else queued
 
         configurations = {"intra_threads 1, inter_threads 2": dict(intra_threads=1, inter_threads=2),
                           "intra_threads 2, inter_threads 1": dict(intra_threads=2, inter_threads=1)}
@@ -207,29 +214,30 @@ class EnginesPart:
         reranker = load_reranker(self.models.ar, self.models.databin) if reranked else None
         if reranked:
             options = {**options, "reranker_engine": "ctranslate2"}
-        speeds = {}
-        for threads in (2, 1):
-            translator = EngineTranslator.load(self.models.difformer, self.models.databin, precision="int8",
-                                               threads=threads, options=options, selection=selection,
-                                               reranker=reranker)
+        configurations = {"1 thread, 2 streams": (1, 2), "2 threads, 1 stream": (2, 1)}
+        throughput, translators = {}, {}
+        for label, (threads, streams) in configurations.items():
+            translator = translators.get(threads) or EngineTranslator.load(
+                self.models.difformer, self.models.databin, precision="int8", threads=threads, options=options,
+                selection=selection, reranker=reranker)
+            translators[threads] = translator
             ids = [translator.text.src_dict.encode_line(" ".join(s), add_if_not_exist=False) for s in self.sources]
-            speeds[threads] = (median_speed(lambda: translator.translate_ids(ids, 100), len(ids)),
-                               median_speed(lambda: translator.translate_ids(ids, 1), len(ids)))
-            if threads == 2:
-                hypotheses = [translator.text.tgt_dict.string(t).split() for t in translator.translate_ids(ids, 100)]
+            throughput[label] = median_speed(lambda: translator.translate_ids(ids, 100, streams), len(ids))
+        # One stream's output: the streams do not change it.
+        hypotheses = [translators[1].text.tgt_dict.string(t).split() for t in translators[1].translate_ids(ids, 100)]
+        batch1 = median_speed(lambda: translators[1].translate_ids(ids, 1), len(ids))
         scores = self.score(name, hypotheses)
-        best = max(speeds, key=lambda t: speeds[t][0][0])
+        best = max(throughput, key=lambda label: throughput[label][0])
         self.save(name, {
             "bleu": round(scores["sacrebleu"], 2), "length_ratio": round(scores["length_ratio"], 3),
-            "sentences_per_s": speeds[best][0][0], "sentences_per_s_batch1": speeds[1][1][0],
+            "sentences_per_s": throughput[best][0], "sentences_per_s_batch1": batch1[0],
             "bleu_fairseq_generate": round(generate_scores["sacrebleu"], 2),
             "sentences_per_s_fairseq_generate": generate_speed,
             "sentences_per_s_batch1_fairseq_generate": generate_speed1,
-            "configuration": f"ONNX Runtime int8; batch 100: intra-op threads {best}; batch 1: 1 thread"
+            "configuration": f"ONNX Runtime int8; batch 100: {best}; batch 1: 1 thread, 1 stream"
                              + ("; reranker CTranslate2 int8 (intra_threads 1, inter_threads 2)" if reranked else ""),
-            "throughput_by_threads": {t: s[0][0] for t, s in speeds.items()},
-            "batch1_by_threads": {t: s[1][0] for t, s in speeds.items()},
-            "runs": {"batch100": speeds[best][0][1], "batch1": speeds[1][1][1], "fairseq_generate": generate_runs},
+            "throughput_by_configuration": {label: value[0] for label, value in throughput.items()},
+            "runs": {"batch100": throughput[best][1], "batch1": batch1[1], "fairseq_generate": generate_runs},
             "call": f"EngineTranslator.load({self.models.difformer.name}, precision='int8', options={options})"
                     f".translate_ids(test sources, batch_size)",
             "command": f"difformer-translate {self.models.difformer} --data-bin {self.models.databin} --input-format bpe "
