@@ -65,3 +65,22 @@ def best_word_log_probs(
         best, words[rows] = logits.index_fill_(1, excluded, float("-inf")).max(-1)
         scores[rows] = best - normalisers[rows]
     return scores, words, normalisers
+
+
+def round_to_words(embedding: torch.Tensor, z0_hat: torch.Tensor, lengths: torch.Tensor, padding_mask: torch.Tensor,
+                   non_words: Sequence[int], eos: int, pad: int):
+    """The words of ẑ0 (N × ℓ_max × d) under the table E (``embedding``, V × d): argmax over the
+    real words (never ``non_words``) of the logits ẑ0·Eᵀ, each with its log-probability over the
+    whole vocabulary (:func:`best_word_log_probs`, non-pad positions only); position ℓ−1 of each row
+    is </s>, with log p(</s>) = ẑ0·E_eos − logsumexp, padding is pad. Returns tokens and their
+    log-probabilities, N × ℓ_max each."""
+    real = ~padding_mask
+    z0_real = z0_hat[real]                                                     # P × d
+    scores, words, normalisers = best_word_log_probs(
+        lambda z: torch.nn.functional.linear(z, embedding), z0_real, non_words, len(embedding))
+    last = lengths.cumsum(0) - 1  # each row's position ℓ−1 among the P real positions
+    eos_logits = (z0_real[last] @ embedding[eos]).float()
+    words[last], scores[last] = eos, eos_logits - normalisers[last]
+    tokens = padding_mask.long().mul(pad).masked_scatter(real, words)
+    positional_scores = torch.zeros_like(z0_hat[..., 0], dtype=scores.dtype).masked_scatter(real, scores)
+    return tokens, positional_scores

@@ -9,8 +9,9 @@ Decoding calls three networks; each becomes a graph with dynamic batch and lengt
   every denoising step, computed once;
 * ``denoiser.onnx``: ẑ0 = f(z_t, t, ẑ0_prev, x) of N candidates (N × T × d_latent), each reading
   the keys and values of its source (``source_of``: N indices into the B sources);
-* ``rounding.onnx``: P rows of ẑ0 → the best real word of each, w = argmax_{v ∉ non-words} ẑ0·E_vᵀ,
-  its log-probability and that of </s> under the softmax over the whole vocabulary.
+* ``embedding.npy``: the embedding table E (|V| × d_latent) the words are rounded with,
+  w = argmax_{v ∉ non-words} ẑ0·E_vᵀ, in PyTorch as the eager model rounds (a graph call costs more
+  than the product at batch 1).
 
 The graphs are traced from fairseq's own modules (encoder, decoder layers with their cached
 cross-attention, length predictor) in float32. With ``int8`` the encoder and denoiser graphs are
@@ -22,12 +23,14 @@ largest target length, and the checkpoint the graphs came from.
 """
 
 import json
+import logging
 import os
 import shutil
 import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -35,7 +38,7 @@ from difformer_core.errors import DifformerError
 
 #: the version of the folder layout; the runtime refuses other versions
 ENGINE_FORMAT = 1
-GRAPHS = ("encoder", "denoiser", "rounding")
+GRAPHS = ("encoder", "denoiser")
 #: the graphs that have an int8 version
 INT8_GRAPHS = ("encoder", "denoiser")
 OPSET = 17
@@ -94,24 +97,6 @@ class DenoiserGraph(nn.Module):
         return self.decoder(z_t, t, z0_prev, encoder_out, padding_mask, cross_attention_cache=cache)
 
 
-class RoundingGraph(nn.Module):
-    """P rows of ẑ0 → (w, log p(w), log p(</s>)): w = argmax over the real words of ẑ0·Eᵀ, the
-    log-probabilities s_w − logsumexp_v s_v over the whole vocabulary (as
-    :func:`~fairseq_difformer.vocabulary_scores.best_word_log_probs`)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.output_layer = model.decoder.output_layer
-        self.register_buffer("non_words", torch.tensor(model.non_words, dtype=torch.long))
-        self.eos = model.eos
-
-    def forward(self, z0_hat):
-        logits = self.output_layer(z0_hat).float()                                 # P × V
-        normalisers = torch.logsumexp(logits, -1)
-        best, words = logits.index_fill(1, self.non_words, float("-inf")).max(-1)
-        return words, best - normalisers, logits[:, self.eos] - normalisers
-
-
 def example_inputs(model, bsz=2, src_len=7, candidates=3, tgt_len=5):
     """Inputs to trace the graphs with: padded rows in every batch (the encoder keeps its padding
     path only where the traced batch has padding)."""
@@ -157,6 +142,9 @@ def _export(model, folder, int8, checkpoint, databin, languages):
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the folder is read like the checkpoint
     try:
         _trace(EncoderGraph(model), (src_tokens,), staging / "encoder.onnx",
                ["src_tokens"], ["lengths", "source_mask", *kv_names],
@@ -169,10 +157,7 @@ def _export(model, folder, int8, checkpoint, databin, languages):
                {"z_t": candidate_axes, "z0_prev": candidate_axes, "padding_mask": candidate_axes,
                 "t": {0: "candidates"}, "source_of": {0: "candidates"},
                 "source_mask": {0: "sources", 1: "source_length"}, **source_axes, "z0_hat": candidate_axes})
-        _trace(RoundingGraph(model), (z.reshape(-1, z.size(-1)),), staging / "rounding.onnx",
-               ["z0_hat"], ["words", "scores", "eos_scores"],
-               {"z0_hat": {0: "positions"}, "words": {0: "positions"}, "scores": {0: "positions"},
-                "eos_scores": {0: "positions"}})
+        np.save(staging / "embedding.npy", model.decoder.output_projection.weight.detach().numpy())
         if int8:
             for name in INT8_GRAPHS:
                 quantize_int8(staging / f"{name}.onnx", staging / f"{name}.int8.onnx")
@@ -182,6 +167,7 @@ def _export(model, folder, int8, checkpoint, databin, languages):
             "layers": layers,
             "latent_dim": model.args.latent_dim,
             "vocab_size": len(model.decoder.dictionary),
+            "non_words": list(model.non_words),
             "diffusion_steps": model.args.diffusion_steps,
             "noise_schedule": model.args.noise_schedule,
             "max_target_positions": model.max_decoder_positions(),
@@ -214,7 +200,15 @@ def quantize_int8(source, target):
     weights stored as int8 with one scale per tensor, activations quantized per call."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+    # The quantizer logs every tensor it leaves alone, and advises a pre-processing step that is for
+    # static quantization, on the root logger.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+    finally:
+        root.setLevel(level)
 
 
 def _file_record(path):

@@ -22,7 +22,7 @@ import torch
 from difformer_core.errors import DifformerError
 
 from .export import ENGINE_FORMAT, INT8_GRAPHS
-from ..vocabulary_scores import row_blocks
+from ..vocabulary_scores import round_to_words
 
 #: the engine precisions: the graphs each runs
 ENGINE_PRECISIONS = ("int8", "float32")
@@ -84,7 +84,8 @@ class EngineModel:
 
         self.encoder_session = session("encoder")
         self.denoiser_session = session("denoiser")
-        self.rounding_session = session("rounding")
+        #: E, the embedding table ẑ0 is rounded with (|V| × d_latent)
+        self.embedding = torch.from_numpy(np.load(folder / "embedding.npy"))
         self.layers = self.manifest["layers"]
         self.latent_dim = self.manifest["latent_dim"]
         self.pad, self.eos = self.manifest["pad"], self.manifest["eos"]
@@ -139,23 +140,10 @@ class EngineModel:
         return torch.from_numpy(z0_hat)
 
     def round_to_words(self, z0_hat, lengths, padding_mask):
-        """As DifformerModel.round_to_words: the best real word of each non-pad position and its
-        log-probability, </s> (with its log-probability) at position ℓ−1, pad beyond."""
-        real = ~padding_mask
-        z0_real = z0_hat[real].contiguous()
-        words, scores, eos_scores = [], [], []
-        block = row_blocks(len(z0_real), self.manifest["vocab_size"])
-        for start in range(0, len(z0_real), block):
-            w, s, e = self.rounding_session.run(None, {"z0_hat": _numpy(z0_real[start:start + block], np.float32)})
-            words.append(w), scores.append(s), eos_scores.append(e)
-        words = torch.from_numpy(np.concatenate(words))
-        scores = torch.from_numpy(np.concatenate(scores))
-        last = lengths.cumsum(0) - 1
-        words[last] = self.eos
-        scores[last] = torch.from_numpy(np.concatenate(eos_scores))[last]
-        tokens = padding_mask.long().mul(self.pad).masked_scatter(real, words)
-        positional_scores = torch.zeros(padding_mask.shape, dtype=scores.dtype).masked_scatter(real, scores)
-        return tokens, positional_scores
+        """As DifformerModel.round_to_words, with the same code over the exported table E: the best
+        real word of each non-pad position and its log-probability, </s> at position ℓ−1, pad beyond."""
+        return round_to_words(self.embedding, z0_hat, lengths, padding_mask, self.manifest["non_words"],
+                              self.eos, self.pad)
 
     def embed_words(self, tokens):
         raise DifformerError("clamping (ẑ0 replaced by its words' embeddings) is not in the engine's graphs: "

@@ -29,7 +29,7 @@ from torch import nn
 from difformer_core.diffusion import NOISE_SCHEDULES, GaussianDiffusion, check_rescaling_factor, spaced_timesteps
 from difformer_core.errors import DifformerError
 
-from ..vocabulary_scores import best_word_log_probs
+from ..vocabulary_scores import round_to_words
 from . import hub_interface
 from .difformer_layers import ScaledLatentEmbedding, TimestepEmbedding, build_latent_input
 
@@ -238,16 +238,9 @@ class DifformerModel(FairseqNATModel):
         Only the non-pad positions go through the vocabulary projection, a block of positions at
         a time (:mod:`~fairseq_difformer.vocabulary_scores`).
         Returns tokens and their log-probabilities, N × ℓ_max each."""
-        real = ~padding_mask
-        z0_real = z0_hat[real]                                                     # P × d_latent
-        scores, words, normalisers = best_word_log_probs(
-            self.decoder.output_layer, z0_real, self.non_words, len(self.decoder.dictionary))
-        last = lengths.cumsum(0) - 1  # each row's position ℓ−1 among the P real positions
-        eos_logits = self.decoder.output_layer(z0_real[last])[:, self.eos].float()
-        words[last], scores[last] = self.eos, eos_logits - normalisers[last]
-        tokens = padding_mask.long().mul(self.pad).masked_scatter(real, words)
-        positional_scores = torch.zeros_like(z0_hat[..., 0], dtype=scores.dtype).masked_scatter(real, scores)
-        return tokens, positional_scores
+        # The output layer is the embedding table, without a bias (share_decoder_input_output_embed).
+        return round_to_words(self.decoder.output_projection.weight, z0_hat, lengths, padding_mask,
+                              self.non_words, self.eos, self.pad)
 
     def embed_words(self, tokens):
         """z0 of the given words (clamping: ẑ0 replaced by the embedding of its words)."""
