@@ -170,9 +170,12 @@ class DifformerGenerator:
                     if self.config.clamping:
                         z0_hat = model.embed_words(tokens)
                 if i < last:
-                    noise = None if rng is None else torch.randn(z_t.shape, generator=rng, dtype=z_t.dtype,
-                                                                 device=z_t.device)
-                    z_t = sampler.step(z_t, z0_hat, step, z0_prev if i > 0 else None, noise)
+                    previous = z0_prev if i > 0 else None
+                    if rng is None:
+                        z_t = sampler.step(z_t, z0_hat, step, previous)
+                    else:
+                        noise = torch.randn(z_t.shape, generator=rng, dtype=z_t.dtype, device=z_t.device)
+                        z_t = sampler.step(z_t, z0_hat, step, previous, noise=noise)
 
         history_lengths = lengths.tolist()  # each step's words, as decoded (before collapsing)
         if self.config.remove_repeats:

@@ -67,19 +67,19 @@ def best_word_log_probs(
     return scores, words, normalisers
 
 
-def round_to_words(embedding: torch.Tensor, z0_hat: torch.Tensor, lengths: torch.Tensor, padding_mask: torch.Tensor,
-                   non_words: Sequence[int], eos: int, pad: int):
-    """The words of ẑ0 (N × ℓ_max × d) under the table E (``embedding``, V × d): argmax over the
-    real words (never ``non_words``) of the logits ẑ0·Eᵀ, each with its log-probability over the
-    whole vocabulary (:func:`best_word_log_probs`, non-pad positions only); position ℓ−1 of each row
-    is </s>, with log p(</s>) = ẑ0·E_eos − logsumexp, padding is pad. Returns tokens and their
-    log-probabilities, N × ℓ_max each."""
+def round_to_words(logits_of: Callable, z0_hat: torch.Tensor, lengths: torch.Tensor, padding_mask: torch.Tensor,
+                   non_words: Sequence[int], vocab_size: int, eos: int, pad: int, eos_logit_of: Callable = None):
+    """The words of ẑ0 (N × ℓ_max × d): argmax over the real words (never ``non_words``) of the
+    logits ``logits_of(ẑ0)``, each with its log-probability over the whole vocabulary
+    (:func:`best_word_log_probs`, non-pad positions only); position ℓ−1 of each row is </s>, with
+    log p(</s>) = s_eos − logsumexp (s_eos from ``eos_logit_of`` where given, e.g. one dot product,
+    else from ``logits_of``), padding is pad. Returns tokens and their log-probabilities, N × ℓ_max each."""
     real = ~padding_mask
     z0_real = z0_hat[real]                                                     # P × d
-    scores, words, normalisers = best_word_log_probs(
-        lambda z: torch.nn.functional.linear(z, embedding), z0_real, non_words, len(embedding))
+    scores, words, normalisers = best_word_log_probs(logits_of, z0_real, non_words, vocab_size)
     last = lengths.cumsum(0) - 1  # each row's position ℓ−1 among the P real positions
-    eos_logits = (z0_real[last] @ embedding[eos]).float()
+    ends = z0_real[last]
+    eos_logits = (eos_logit_of(ends) if eos_logit_of is not None else logits_of(ends)[:, eos]).float()
     words[last], scores[last] = eos, eos_logits - normalisers[last]
     tokens = padding_mask.long().mul(pad).masked_scatter(real, words)
     positional_scores = torch.zeros_like(z0_hat[..., 0], dtype=scores.dtype).masked_scatter(real, scores)

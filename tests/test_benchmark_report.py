@@ -41,7 +41,8 @@ def synthetic_results():
 def test_targets_are_the_ratios_to_the_baselines():
     results = synthetic_results()
     (train, decode, quality, default, reranked, latency, distilled, summarization,
-     from_ar_default, from_ar_reranked) = targets.targets(results)
+     from_ar_default, from_ar_reranked, *engines) = targets.targets(results)
+    assert len(engines) == len(targets.ENGINE_TARGETS) and all(t["met"] is None for t in engines)
     assert summarization["met"] is None and summarization["shown"] == "–"  # the part did not run
     assert from_ar_default["met"] is None and from_ar_reranked["met"] is None
     assert distilled["met"] is None and distilled["shown"] == "–"

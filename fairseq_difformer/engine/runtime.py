@@ -21,6 +21,8 @@ import torch
 
 from difformer_core.errors import DifformerError
 
+from torch.nn import functional as F
+
 from .export import ENGINE_FORMAT, INT8_GRAPHS
 from ..vocabulary_scores import round_to_words
 
@@ -142,8 +144,10 @@ class EngineModel:
     def round_to_words(self, z0_hat, lengths, padding_mask):
         """As DifformerModel.round_to_words, with the same code over the exported table E: the best
         real word of each non-pad position and its log-probability, </s> at position ℓ−1, pad beyond."""
-        return round_to_words(self.embedding, z0_hat, lengths, padding_mask, self.manifest["non_words"],
-                              self.eos, self.pad)
+        embedding, eos = self.embedding, self.eos
+        return round_to_words(lambda z: F.linear(z, embedding), z0_hat, lengths, padding_mask,
+                              self.manifest["non_words"], len(embedding), eos, self.pad,
+                              eos_logit_of=lambda z: z @ embedding[eos])
 
     def embed_words(self, tokens):
         raise DifformerError("clamping (ẑ0 replaced by its words' embeddings) is not in the engine's graphs: "

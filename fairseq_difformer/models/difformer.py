@@ -238,9 +238,8 @@ class DifformerModel(FairseqNATModel):
         Only the non-pad positions go through the vocabulary projection, a block of positions at
         a time (:mod:`~fairseq_difformer.vocabulary_scores`).
         Returns tokens and their log-probabilities, N × ℓ_max each."""
-        # The output layer is the embedding table, without a bias (share_decoder_input_output_embed).
-        return round_to_words(self.decoder.output_projection.weight, z0_hat, lengths, padding_mask,
-                              self.non_words, self.eos, self.pad)
+        return round_to_words(self.decoder.output_layer, z0_hat, lengths, padding_mask, self.non_words,
+                              len(self.decoder.dictionary), self.eos, self.pad)
 
     def embed_words(self, tokens):
         """z0 of the given words (clamping: ẑ0 replaced by the embedding of its words)."""
