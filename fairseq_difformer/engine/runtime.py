@@ -3,14 +3,15 @@ the decoding interface :class:`~fairseq_difformer.generator.DifformerGenerator` 
 
 The generator asks a model for ``forward_encoder``, ``predict_lengths``,
 ``encoder.reorder_encoder_out``, ``initial_latents``, ``denoise`` and ``round_to_words``;
-:class:`EngineModel` answers each with one graph call (or none), so the loop, the samplers, the
+:class:`EngineModel` answers each with one graph call (the rounding: PyTorch over the exported
+embedding table, as the eager model rounds; the others: none), so the loop, the samplers, the
 candidate grouping and the selection are the eager decoding's own code, fed by the same random
 draws: in float32 the engine decodes the words the eager model decodes, up to the last bits of
 the floating-point sums.
 
-Sessions run with ONNX Runtime's full graph optimisations (operator fusion: attention, layer
-norm, GELU, MatMul + Add) and a fixed number of intra-op threads; ``inter_op`` threads are of no
-use on these sequential graphs.
+Sessions run with ONNX Runtime's full graph optimisations (operator fusion: layer norm, MatMul +
+Add, the int8 products) and a fixed number of intra-op threads; ``inter_op`` threads are of no use
+on these sequential graphs.
 """
 
 import json
@@ -18,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from difformer_core.errors import DifformerError
 
-from torch.nn import functional as F
-
-from .export import ENGINE_FORMAT, INT8_GRAPHS
 from ..vocabulary_scores import round_to_words
+from .export import ENGINE_FORMAT, INT8_GRAPHS
 
 #: the engine precisions: the graphs each runs
 ENGINE_PRECISIONS = ("int8", "float32")
