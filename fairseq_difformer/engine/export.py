@@ -38,8 +38,7 @@ from difformer_core.errors import DifformerError
 
 #: the version of the folder layout; the runtime refuses other versions
 ENGINE_FORMAT = 1
-GRAPHS = ("encoder", "denoiser")
-#: the graphs that have an int8 version
+#: the graphs, each also written as an int8 graph
 INT8_GRAPHS = ("encoder", "denoiser")
 OPSET = 17
 
