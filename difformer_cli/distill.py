@@ -12,7 +12,10 @@ The teacher shares the dictionary of the distilled data-bin, so it is also the A
 ``fairseq-generate DESTDIR/bin --task difformer --path difformer.pt:DESTDIR/teacher/checkpoint_best.pt``.
 Re-running reuses a finished teacher, resumes an interrupted one, and keeps a finished data-bin
 (DESTDIR/manifest.json records what made it, the engine and its quantization included; ``auto``
-keeps one made by the other engine); an interrupted run leaves no DESTDIR/bin.
+keeps one made by the other engine); an interrupted run leaves no DESTDIR/bin, and a second run
+on the same DESTDIR while one runs stops at once (DESTDIR/distill.lock). DESTDIR/bin carries
+DATABIN's ``preprocessing.json``, so the hub and fairseq-interactive given it prepare raw text as
+DATABIN's was.
 """
 
 import argparse
@@ -26,11 +29,13 @@ import time
 from pathlib import Path
 
 from difformer_core.errors import DifformerError
+from difformer_core.locks import lock_folder
 
 from . import user_dir
 from .commands import CommandFailed, run_logged
 from .generate_output import parse_generate_output
 from .recipes import BATCH_ARGS, OPTIMISATION, train_args
+from .whole_split import EVERY_SENTENCE, check_every_sentence
 
 # The benchmark's AR Transformer (the size of difformer_small) with its CPU batch size.
 DEFAULT_TEACHER_ARGS = shlex.join([*train_args("ar"), *OPTIMISATION, *BATCH_ARGS["cpu"]])
@@ -39,8 +44,13 @@ ENGINES = ("auto", "fairseq", "ctranslate2")
 CT2_QUANTIZATIONS = ("int8", "float32")
 
 
+PROG = "difformer-distill"
+#: DESTDIR's lock file: one distillation at a time in a DESTDIR
+LOCK_NAME = "distill.lock"
+
+
 def fail(message):
-    print(f"difformer-distill: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {message}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -146,9 +156,7 @@ def translate_with_fairseq(args, databin, src, tgt, teacher: Path, out: Path):
     outputs) as BPE text by sentence id, every sentence of the train split."""
     cmd = ["fairseq-generate", str(databin), "--user-dir", user_dir(), "--task", "translation", "--source-lang", src,
            "--target-lang", tgt, "--path", str(teacher), "--gen-subset", "train",
-           "--beam", str(args.beam), "--max-tokens", str(args.max_tokens), "--nbest", "1",
-           # fairseq 0.12 drops the last n mod 8 sentences without it
-           "--required-batch-size-multiple", "1",
+           "--beam", str(args.beam), "--max-tokens", str(args.max_tokens), "--nbest", "1", *EVERY_SENTENCE,
            "--max-len-a", str(args.max_len_a), "--max-len-b", str(args.max_len_b),
            "--skip-invalid-size-inputs-valid-test", *(["--cpu"] if args.cpu else [])]
     run(cmd, out.with_suffix(".log"), keep=lambda l: False)
@@ -158,11 +166,6 @@ def translate_with_fairseq(args, databin, src, tgt, teacher: Path, out: Path):
     hyps = {i: e["H"] for i, e in entries.items() if "H" in e}
     if not hyps or set(hyps) != set(sources):
         fail(f"the teacher's output {out.with_suffix('.log')} lacks hypotheses")
-    expected = len(training_sources(databin, src, tgt)[0])
-    if len(hyps) != expected:
-        fail(f"fairseq-generate translated {len(hyps)} of the {expected} training sentences (see "
-             f"{out.with_suffix('.log')}; sentences over the teacher's --max-source-positions are skipped): "
-             f"use --engine ctranslate2")
     return sources, hyps
 
 
@@ -197,12 +200,20 @@ def translate_train_set(args, engine, databin, src, tgt, teacher: Path, out: Pat
     else:
         sources, hyps = translate_with_fairseq(args, databin, src, tgt, teacher, out)
     seconds = time.time() - began
+    try:
+        check_every_sentence(hyps, databin, "train", out.with_suffix(".log"),
+                             "fairseq-generate skips sentences longer than the teacher's --max-source-positions; "
+                             "--engine ctranslate2 translates them")
+    except DifformerError as exc:
+        fail(str(exc))
     log(f"translated {len(hyps)} sentences in {seconds:.1f} s ({len(hyps) / max(seconds, 1e-9):.1f} sentences/s, "
         f"{engine}{quantization}, loading the model included)", start)
     return sources, hyps
 
 
 def build_databin(databin, src, tgt, sources, hyps, tmp: Path, dest: Path, workers, start):
+    """DEST: the distilled training pairs binarised with DATABIN's dictionary, DATABIN's valid and
+    test splits, and DATABIN's preprocessing.json (raw text is prepared as it was for DATABIN)."""
     ids = sorted(hyps)
     (tmp / f"train.{src}").write_text("\n".join(sources[i] for i in ids) + "\n")
     (tmp / f"train.{tgt}").write_text("\n".join(hyps[i] for i in ids) + "\n")
@@ -215,12 +226,17 @@ def build_databin(databin, src, tgt, sources, hyps, tmp: Path, dest: Path, worke
     for split_file in databin.iterdir():
         if split_file.name.startswith(("valid", "test")):
             shutil.copy2(split_file, staged / split_file.name)
+    from fairseq_difformer.preprocessing import copy_record
+
+    if not copy_record(databin, staged, PROG, published_at=dest):
+        log(f"{databin} has no preprocessing.json: give fairseq-interactive and the hub on {dest} the "
+            f"--tokenizer/--bpe (tokenizer=, bpe=) its text was prepared with", start)
     staged.rename(dest)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        prog="difformer-distill",
+        prog=PROG,
         description="Sequence-level knowledge distillation: AR teacher → distilled data-bin.",
     )
     p.add_argument("databin", type=Path, help="the fairseq data-bin to distil (joined dictionary)")
@@ -256,7 +272,8 @@ def parse_args(argv=None):
 
 
 def distill(args) -> Path:
-    """Run the three steps; returns the distilled data-bin."""
+    """Run the three steps, one run at a time in DESTDIR (DESTDIR/distill.lock); returns the
+    distilled data-bin."""
     start = time.time()
     databin, dest = args.databin, args.destdir
     if not (databin / "train.bin").exists() and not list(databin.glob("train.*.bin")):
@@ -266,18 +283,29 @@ def distill(args) -> Path:
         fail(f"{databin}/dict.{src}.txt not found")
     if (databin / f"dict.{src}.txt").read_bytes() != (databin / f"dict.{tgt}.txt").read_bytes():
         fail(f"{databin} has separate dictionaries: Difformer needs fairseq-preprocess --joined-dictionary")
-    manifest = dest / "manifest.json"
     engine = resolve_engine(args.engine, args.cpu)
     options = {"databin": str(databin.resolve()), "source_lang": src, "target_lang": tgt,
                "teacher": str(args.teacher) if args.teacher else None, "beam": args.beam, "engine": engine,
                "ct2_quantization": args.ct2_quantization if engine == "ctranslate2" else None}
+    try:
+        lock = lock_folder(dest / LOCK_NAME, f"--destdir {dest}", f"{PROG} run",
+                           "wait for it to end, or give this run another --destdir")
+    except DifformerError as exc:
+        fail(str(exc))
+    with lock:
+        return distill_into(args, databin, dest, src, tgt, engine, options, start)
+
+
+def distill_into(args, databin, dest, src, tgt, engine, options, start) -> Path:
+    """The distillation that DESTDIR's manifest records, if it is the one asked for, else a new
+    one (the teacher trained first where none is given); DESTDIR is locked."""
+    manifest = dest / "manifest.json"
     if manifest.exists():
         if kept_distillation(json.loads(manifest.read_text()), options, args.engine, dest):
             log(f"already distilled: {dest / 'bin'}", start)
             return dest / "bin"
     if args.teacher is not None and not args.teacher.exists():
         fail(f"--teacher {args.teacher} does not exist")
-    dest.mkdir(parents=True, exist_ok=True)
     teacher = args.teacher or train_teacher(args, databin, src, tgt, dest / "teacher", start)
     tmp = dest / ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)

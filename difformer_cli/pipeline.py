@@ -9,6 +9,7 @@ checks it is the same teacher's), a translation made by the same command from th
 checkpoints.
 """
 
+import contextlib
 import importlib.util
 import json
 import re
@@ -18,14 +19,19 @@ import time
 from pathlib import Path
 
 from difformer_core.checkpoints import allow_fairseq_checkpoints
+from difformer_core.errors import DifformerError
+from difformer_core.locks import lock_folder
 
 from . import user_dir
 from .commands import CommandFailed, run_logged
 from .generate_output import parse_generate_output
 from .recipes import recipe
+from .whole_split import EVERY_SENTENCE, check_every_sentence, hypothesis_ids
 
 #: what the messages start with: the running script's name
 PREFIX = ["examples"]
+#: the work folder's lock file: one run at a time in a work folder
+LOCK_NAME = "run.lock"
 _TRANSLATED = re.compile(r"Translated ([\d,]+) sentences .* in ([\d.]+)s \(([\d.]+) sentences/s")
 SYSTEM_NAMES = {"ar": "the AR Transformer", "difformer": "difformer_small"}
 #: the decodings of the AR route: (name, fairseq-generate options, reranked by the AR model)
@@ -52,6 +58,19 @@ def run(cmd, log: Path, **kwargs):
         return run_logged(cmd, log, **kwargs)
     except CommandFailed as exc:
         sys.exit(f"{PREFIX[0]}: {exc}")
+
+
+@contextlib.contextmanager
+def workdir(work: Path):
+    """WORK, made if needed and locked (WORK/run.lock) while the block runs: a second run on it
+    stops at once in one line naming the process that holds it, before it touches anything."""
+    try:
+        lock = lock_folder(work / LOCK_NAME, f"--workdir {work}", f"{PREFIX[0]} run",
+                           "wait for it to end, or give this run another --workdir")
+    except DifformerError as exc:
+        sys.exit(f"{PREFIX[0]}: {exc}")
+    with lock:
+        yield work
 
 
 def prepare(data: Path, work: Path, max_lines, bpe_merges):
@@ -156,7 +175,7 @@ def decode(name, options, databin: Path, model: Path, work: Path, reranker: Path
     path = f"{model}:{reranker}" if reranker else str(model)
     engine = ["--reranker-engine", reranker_engine()] if reranker else []
     cmd = ["fairseq-generate", databin, "--user-dir", user_dir(), "--path", path, "--gen-subset", "test",
-           "--batch-size", 100, "--required-batch-size-multiple", 1, "--remove-bpe", "--cpu", *options, *engine]
+           "--batch-size", 100, *EVERY_SENTENCE, "--remove-bpe", "--cpu", *options, *engine]
     out, command_file = work / f"{name}.txt", work / f"{name}.command"
     command = shlex.join(map(str, cmd))
     newest = max(Path(p).stat().st_mtime for p in path.split(":"))
@@ -165,6 +184,11 @@ def decode(name, options, databin: Path, model: Path, work: Path, reranker: Path
         say(f"translating test2016 with {name}")
         partial = out.with_suffix(".partial")
         run(cmd, work / f"{name}.log", stdout=partial)
+        try:
+            check_every_sentence(hypothesis_ids(parse_generate_output(partial.read_text(encoding="utf-8").splitlines())),
+                                 databin, "test", partial)
+        except DifformerError as exc:
+            sys.exit(f"{PREFIX[0]}: {exc}")
         partial.rename(out)
         command_file.write_text(command)
     scores_file = out.with_suffix(".scores.json")
@@ -174,6 +198,13 @@ def decode(name, options, databin: Path, model: Path, work: Path, reranker: Path
     speed = _TRANSLATED.search((work / f"{name}.log").read_text(encoding="utf-8") + out.read_text(encoding="utf-8"))
     scores["sentences_per_s"] = float(speed.group(3)) if speed else None
     return scores
+
+
+def write_results(path: Path, results):
+    """``results`` as JSON in ``path``, whole or not at all (written beside it, then renamed)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(results, indent=1))
+    partial.replace(path)
 
 
 def show_scores(results):

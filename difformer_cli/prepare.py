@@ -29,8 +29,9 @@ from itertools import islice
 from pathlib import Path
 
 from difformer_core.errors import DifformerError
+from difformer_core.locks import lock_folder, remove_dead_temporaries, temporary_beside
 
-from .commands import CommandFailed, run_logged
+from .commands import CommandFailed, die_with_parent, run_logged
 
 PROG = "difformer-prepare"
 SPLITS = ("train", "valid", "test")
@@ -161,11 +162,45 @@ def run_preparation(prog, build, options):
 
 def prepare(options) -> Path:
     """Build (or reuse) ``options.destdir`` from options as returned by :func:`parse_args`;
-    returns the data-bin folder."""
+    returns the data-bin folder. One run at a time builds a DESTDIR: a lock beside it
+    (``.DESTDIR.lock``) refuses a second one in one line."""
     dest = Path(options.destdir)
     home = dest.resolve()  # where the build goes beside, also for --destdir .
     splits = input_files(options)
     identity = describe(options, splits)
+    with destdir_lock(PROG, dest):
+        remove_dead_builds(home)
+        return build_or_reuse(options, dest, home, splits, identity)
+
+
+def destdir_lock(prog, dest: Path):
+    """The lock of a DESTDIR (``.DESTDIR.lock`` beside it, :func:`difformer_core.locks.lock_folder`),
+    held while the ``with`` block runs: a second run on it fails at once, naming the process."""
+    home = dest.resolve()
+    home.parent.mkdir(parents=True, exist_ok=True)
+    return lock_folder(home.parent / f".{home.name}.lock", f"--destdir {dest}", f"{prog} run",
+                       "wait for it to end, or give this run another --destdir")
+
+
+def remove_dead_builds(home: Path):
+    """Remove the build folders ``.DESTDIR.tmp-PID`` beside DESTDIR that interrupted runs left
+    (process PID has ended); those of a live process stay. Call it holding :func:`destdir_lock`."""
+    for stale in remove_dead_temporaries(home):
+        log(f"removed {stale}, left by an interrupted run")
+
+
+def fresh_build_folder(home: Path) -> Path:
+    """``.DESTDIR.tmp-PID`` beside DESTDIR, made empty, for this process to build in. Call it
+    holding :func:`destdir_lock`, after :func:`remove_dead_builds`."""
+    build = temporary_beside(home)  # mkdir, unlike mkdtemp, keeps the umask's mode
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir()
+    return build
+
+
+def build_or_reuse(options, dest: Path, home: Path, splits, identity) -> Path:
+    """The data-bin of DESTDIR: reused when its manifest records this dataset, else built beside
+    it in ``.DESTDIR.tmp-PID`` and published whole (see :func:`publish`)."""
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     recorded = read_manifest(dest)
     if recorded.get("hash") == digest:
@@ -174,12 +209,7 @@ def prepare(options) -> Path:
     if recorded:
         log(f"rebuilding {dest}: {', '.join(changed(recorded, identity)) or 'its manifest'} changed")
     check_given_codes_and_dictionary(options)
-    home.parent.mkdir(parents=True, exist_ok=True)
-    for stale in home.parent.glob(f".{home.name}.tmp-*"):
-        log(f"removing {stale}, left by an interrupted run")
-        shutil.rmtree(stale)
-    build = home.parent / f".{home.name}.tmp-{os.getpid()}"  # mkdir, unlike mkdtemp, keeps the umask's mode
-    build.mkdir()
+    build = fresh_build_folder(home)
     try:
         counts = build_all(options, splits, build)
         manifest = {"hash": digest, **identity, "counts": counts}
@@ -297,7 +327,8 @@ def build_all(options, splits, build: Path):
     langs = (options.source_lang, options.target_lang)
     normalise = partial(normalise_pair, langs=langs, tokenize=options.tokenize, lowercase=options.lowercase,
                         max_source_words=options.max_source_words)
-    with multiprocessing.Pool(options.workers) if options.workers > 1 else contextlib.nullcontext() as pool:
+    with (multiprocessing.Pool(options.workers, die_with_parent, (os.getpid(),)) if options.workers > 1
+          else contextlib.nullcontext()) as pool:
         counts = {split: tokenize_split(split, named, options, normalise, build / "tok", pool)
                   for split, named in splits.items()}
     codes = build / "codes"

@@ -31,7 +31,8 @@ from pathlib import Path
 from difformer_core.errors import DifformerError
 
 from .commands import CommandFailed, run_logged
-from .prepare import bpe, hash_and_count_lines, moses, read_lines, run_preparation
+from .prepare import (bpe, destdir_lock, fresh_build_folder, hash_and_count_lines, moses, publish, read_lines,
+                      remove_dead_builds, run_preparation)
 
 PROG = "difformer-prepare-text"
 
@@ -207,7 +208,16 @@ def identity(options):
 
 
 def prepare(options) -> Path:
+    """Build (or reuse) DESTDIR, one run at a time (:func:`~difformer_cli.prepare.destdir_lock`)."""
     dest = Path(options.destdir)
+    with destdir_lock(PROG, dest):
+        remove_dead_builds(dest.resolve())
+        return build_or_reuse(options, dest)
+
+
+def build_or_reuse(options, dest: Path) -> Path:
+    """DESTDIR reused when its manifest records these inputs and options, else built beside it and
+    published whole (:func:`~difformer_cli.prepare.publish`)."""
     ident = identity(options)
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
     manifest = dest / "manifest.json"
@@ -217,9 +227,7 @@ def prepare(options) -> Path:
     if dest.exists() and any(dest.iterdir()) and not manifest.is_file():
         raise DifformerError(f"--destdir {dest} is not a folder {PROG} made: use another or remove it")
     splits = splits_of(options)
-    build = dest.parent / f".{dest.name}.tmp"
-    shutil.rmtree(build, ignore_errors=True)
-    build.mkdir(parents=True)
+    build = fresh_build_folder(dest.resolve())
     try:
         codes = build / "codes"
         if options.bpe_codes:
@@ -239,9 +247,7 @@ def prepare(options) -> Path:
             preprocess(build, "label", label_files, None, options.workers)
         counts = {split: len(records) for split, records in splits.items()}
         (build / "manifest.json").write_text(json.dumps({"hash": digest, **ident, "counts": counts}, indent=2))
-        if dest.exists():
-            shutil.rmtree(dest)
-        build.rename(dest)
+        publish(build, dest.resolve())
     finally:
         shutil.rmtree(build, ignore_errors=True)
     print(f"{PROG}: {', '.join(f'{k} {v}' for k, v in counts.items())} sentences in {dest}", file=sys.stderr)

@@ -24,7 +24,6 @@ tokenised BLEU on the tokenised text (the paper's protocol).
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -88,20 +87,18 @@ def main(argv=None):
         max_lines, bpe_merges, max_update, args.minutes = 500, 300, 5, min(args.minutes, 2)
     else:
         max_lines, bpe_merges, max_update = None, 8000, None
-    work = args.workdir
-    work.mkdir(parents=True, exist_ok=True)
-    start = time.time()
+    with pipeline.workdir(args.workdir) as work:
+        start = time.time()
+        databin = pipeline.prepare(DATA, work, max_lines, bpe_merges)
+        route = from_scratch_route if args.from_scratch else from_ar_route
+        results, examples = route(args, databin, work, max_update)
 
-    databin = pipeline.prepare(DATA, work, max_lines, bpe_merges)
-    route = from_scratch_route if args.from_scratch else from_ar_route
-    results, examples = route(args, databin, work, max_update)
-
-    say("examples from test2016:")
-    pipeline.show_examples(examples)
-    say("test2016 (lowercased), batch 100, on this CPU:")
-    pipeline.show_scores(results)
-    (work / "results.json").write_text(json.dumps(results, indent=1))
-    say(f"done in {clock(time.time() - start)}; outputs in {work}")
+        say("examples from test2016:")
+        pipeline.show_examples(examples)
+        say("test2016 (lowercased), batch 100, on this CPU:")
+        pipeline.show_scores(results)
+        pipeline.write_results(work / "results.json", results)
+        say(f"done in {clock(time.time() - start)}; outputs in {work}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ from fairseq.data import data_utils
 
 from difformer_core.checkpoints import allow_fairseq_checkpoints, mapped_state
 from difformer_core.errors import DifformerError
+from difformer_core.locks import remove_dead_temporaries, temporary_beside
 
 INSTALL = "pip install 'fairseq-difformer[ctranslate2]' (or ctranslate2)"
 
@@ -122,7 +122,10 @@ def convert(checkpoint, databin, quantization="int8", source_lang=None, target_l
             f"the CTranslate2 model of {checkpoint} is kept beside it, and {folder.parent} is not writable: "
             f"copy the checkpoint to a writable folder"
         )
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    remove_dead_temporaries(folder)
+    staging = temporary_beside(folder)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     try:
         allow_fairseq_checkpoints()  # the converter reads the checkpoint with torch's weights_only load
         converter = ctranslate2.converters.FairseqConverter(
@@ -165,7 +168,9 @@ def replace_folder(staging: Path, folder: Path):
     """Put ``staging`` at ``folder`` by renames; an older ``folder`` is moved aside first and
     removed. Where another process put its own conversion there in between, that one stays."""
     if folder.exists():
-        aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+        aside = temporary_beside(folder, "-old")
+        shutil.rmtree(aside, ignore_errors=True)
+        aside.mkdir()
         try:
             folder.rename(aside / folder.name)
         except FileNotFoundError:

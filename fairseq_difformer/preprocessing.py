@@ -43,6 +43,24 @@ def read_record(data_dir):
     return record
 
 
+def copy_record(source_databin, dest_databin, written_by, published_at=None) -> bool:
+    """DEST_DATABIN/preprocessing.json: SOURCE_DATABIN's record, for a data-bin made from it (the
+    same raw-text preparation), with ``bpe_codes`` relative to ``published_at``, the folder
+    DEST_DATABIN is renamed to once built (default DEST_DATABIN itself). False, and nothing
+    written, when SOURCE_DATABIN has no record."""
+    record = read_record(source_databin)
+    if record is None:
+        return False
+    record.pop("path")
+    if record.get("bpe_codes"):
+        record["bpe_codes"] = os.path.relpath(record["bpe_codes"], os.path.abspath(published_at or dest_databin))
+    record["written_by"] = written_by
+    record["made_from"] = os.path.abspath(source_databin)
+    with open(os.path.join(dest_databin, RECORD_FILE), "w", encoding="utf-8") as out:
+        out.write(json.dumps(record, indent=2) + "\n")
+    return True
+
+
 def _value(args, name):
     if args is None:
         return None

@@ -22,7 +22,6 @@ its place, or the run stops with the command that starts it fresh.
 """
 
 import contextlib
-import fcntl
 import logging
 import os
 import re
@@ -36,6 +35,7 @@ from fairseq.file_io import PathManager
 
 from difformer_core.checkpoints import checkpoint_problem, updates_of
 from difformer_core.errors import DifformerError
+from difformer_core.locks import lock_folder
 
 from .entry_points import running
 
@@ -102,25 +102,10 @@ def stop_if_complete(args, resume):
 
 
 def lock_save_dir(save_dir):
-    """An exclusive ``flock`` on SAVE_DIR/train.lock, which holds the owner's process id; a second
-    run fails at once naming the folder and that process."""
-    path = os.path.join(save_dir, LOCK_NAME)
-    lock = open(path, "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        lock.seek(0)
-        owner = lock.read().strip() or "unknown"
-        lock.close()
-        raise DifformerError(
-            f"--save-dir {save_dir} is in use by another training (process {owner}, holding {path}): "
-            f"wait for it to end, or give this run another --save-dir"
-        ) from None
-    lock.seek(0)
-    lock.truncate()
-    lock.write(f"{os.getpid()}\n")
-    lock.flush()
-    return lock
+    """The lock on SAVE_DIR/train.lock (:func:`difformer_core.locks.lock_folder`); a second run
+    fails at once naming the folder and the process that holds it."""
+    return lock_folder(os.path.join(save_dir, LOCK_NAME), f"--save-dir {save_dir}", "training",
+                       "wait for it to end, or give this run another --save-dir")
 
 
 def remove_stale_temporaries(save_dir):

@@ -23,7 +23,7 @@ from test_selection import right_padded
 import fairseq_difformer  # noqa: F401  (lets torch.load read fairseq checkpoints)
 from difformer_cli import distill as distill_cli
 from difformer_core.errors import DifformerError
-from fairseq_difformer import ctranslate2_ar
+from fairseq_difformer import ctranslate2_ar, preprocessing
 from fairseq_difformer.selection import ARReranker, CTranslate2Reranker, build_reranker
 
 SMALL_TRAIN = 203  # 25 · 8 + 3: fairseq-generate would drop the last 3 without --required-batch-size-multiple 1
@@ -42,8 +42,12 @@ def small_databin(multi30k_bpe, databin, tmp_path_factory):
     for lang in ("de", "en"):
         lines = (multi30k_bpe / f"train.{lang}").read_text(encoding="utf-8").splitlines()[:SMALL_TRAIN]
         (work / f"train.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return preprocess(work, {"train": work / "train", "valid": multi30k_bpe / "valid"}, "de", "en",
-                      extra=["--srcdict", databin / "dict.de.txt"])
+    small = preprocess(work, {"train": work / "train", "valid": multi30k_bpe / "valid"}, "de", "en",
+                       extra=["--srcdict", databin / "dict.de.txt"])
+    shutil.copyfile(multi30k_bpe / "codes", work / "codes")
+    (small / "preprocessing.json").write_text(json.dumps(
+        {"tokenizer": "moses", "tokenizer_args": {}, "lowercase": False, "bpe": "subword_nmt", "bpe_codes": "../codes"}))
+    return small
 
 
 def split_strings(databin, split, lang, dictionary):
@@ -127,6 +131,11 @@ def test_distill_keeps_every_pair_in_order_and_both_engines_agree(ct2, small_dat
         assert re.search(rf"translated {SMALL_TRAIN} sentences in [\d.]+ s \([\d.]+ sentences/s, {engine}", proc.stdout)
         kd = tmp_path / engine / "bin"
         assert (kd / "dict.en.txt").read_bytes() == (small_databin / "dict.en.txt").read_bytes()
+        # raw text given the distilled data-bin is prepared as the original's was
+        record, original = preprocessing.read_record(kd), preprocessing.read_record(small_databin)
+        assert record["bpe_codes"] == original["bpe_codes"] == str(small_databin.parent / "codes")
+        assert {k: record[k] for k in ("tokenizer", "lowercase", "bpe")} == {"tokenizer": "moses", "lowercase": False,
+                                                                            "bpe": "subword_nmt"}
         assert sentences(kd, "train", "de") == sentences(small_databin, "train", "de")
         runs[engine] = sentences(kd, "train", "en")
         assert len(runs[engine]) == SMALL_TRAIN

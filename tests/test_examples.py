@@ -3,9 +3,12 @@
 import importlib.util
 import json
 import os
+import random
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -22,11 +25,34 @@ def run(cmd, env=None):
     return proc
 
 
-def test_quickstart_smoke_runs_the_ar_route_and_reuses_every_step(tmp_path):
+QUICKSTART_SMOKE = [sys.executable, REPO / "examples" / "quickstart.py", "--smoke", "--workdir"]
+AR_ROUTE_OUTPUTS = ("ar_greedy", "difformer_default", "difformer_3x2_rerank")
+
+
+def ar_route_outcome(work):
+    """What a quickstart run in ``work`` produced: results.json without the speeds, and each
+    decoding's hypotheses by sentence id."""
+    results = json.loads((work / "results.json").read_text())
+    for scores in results.values():
+        scores.pop("sentences_per_s")
+    hypotheses = {name: re.findall(r"^H-\d+\t.*$", (work / f"{name}.txt").read_text(encoding="utf-8"), re.M)
+                  for name in AR_ROUTE_OUTPUTS}
+    return results, {name: sorted(lines) for name, lines in hypotheses.items()}
+
+
+@pytest.fixture(scope="module")
+def quickstart_smoke(tmp_path_factory):
+    """One uninterrupted ``quickstart.py --smoke``: its work folder, output and outcome."""
+    work = tmp_path_factory.mktemp("quickstart")
+    out = run([*QUICKSTART_SMOKE, work]).stdout
+    return work, out, ar_route_outcome(work)
+
+
+def test_quickstart_smoke_runs_the_ar_route_and_reuses_every_step(quickstart_smoke):
     """AR model → distillation → AR-initialised Difformer in one budget, three decodings scored;
     a second run reuses every step; a decoding made with another command is made again."""
-    cmd = [sys.executable, REPO / "examples" / "quickstart.py", "--smoke", "--workdir", tmp_path]
-    first = run(cmd).stdout
+    tmp_path, first, _ = quickstart_smoke
+    cmd = [*QUICKSTART_SMOKE, tmp_path]
     assert re.search(r"budget: AR 0.8 min \+ distillation [\d.]+ min \+ Difformer [\d.]+ min", first)
     assert "--init-from-ar" in first and "copied" in first
     assert re.search(r"update +\d+ .*left of", first)
@@ -50,6 +76,43 @@ def test_quickstart_smoke_runs_the_ar_route_and_reuses_every_step(tmp_path):
     assert "--init-from-ar" in own and "distilling the training set" in own
     assert set(json.loads((tmp_path / "from_ar" / "results.json").read_text())) == {
         "ar_greedy", "difformer_default", "difformer_3x2_rerank"}
+
+
+#: where the fault test kills the quickstart: after the line that starts a stage, a random moment
+#: within the seconds given (the smoke run's stages take a few seconds to half a minute each)
+KILL_POINTS = (("difformer-prepare", 3.0), ("running fairseq-preprocess", 1.0),
+               ("training the AR Transformer", 6.0), ("distilling the training set", 5.0),
+               ("training difformer_small", 8.0), ("translating test2016 with ar_greedy", 3.0),
+               ("translating test2016 with difformer_3x2_rerank", 4.0))
+
+
+def test_quickstart_killed_at_random_moments_ends_as_an_uninterrupted_run(quickstart_smoke, tmp_path):
+    """kill -9 of quickstart.py --smoke in each stage (preparation, AR training, distillation,
+    Difformer training, decoding), rerun after each: no process of the killed run is left, and
+    the last run ends with the uninterrupted run's results and translations, leaving no temporary
+    files."""
+    from test_ar_route_runs import processes_mentioning, wait_until_gone
+
+    rng = random.Random(39)
+    work = tmp_path / "work"
+    kills = []
+    for marker, within in KILL_POINTS:
+        proc = subprocess.Popen([str(c) for c in [*QUICKSTART_SMOKE, work]], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        for line in proc.stdout:
+            if marker in line:
+                time.sleep(rng.uniform(0, within))
+                proc.send_signal(signal.SIGKILL)
+                kills.append(marker)
+                break
+        proc.stdout.close()
+        proc.wait()
+        assert wait_until_gone(str(work)) == [], f"processes left after the kill in '{marker}'"
+    assert len(kills) >= 6, kills
+    run([*QUICKSTART_SMOKE, work])
+    assert ar_route_outcome(work) == quickstart_smoke[2]
+    leftovers = [p for p in work.rglob("*") if re.search(r"\.tmp($|-|\b)|\.partial$", p.name) or p.name == ".tmp"]
+    assert leftovers == [] and processes_mentioning(str(work)) == []
 
 
 def test_quickstart_from_scratch_smoke_trains_only_the_difformer(tmp_path):

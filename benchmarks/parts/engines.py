@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 from difformer_cli.commands import run_logged
+from difformer_cli.generate_output import parse_generate_output
+from difformer_cli.whole_split import EVERY_SENTENCE, check_every_sentence, hypothesis_ids
 
 from .. import measure
 from ..pipeline import say, shell
@@ -173,12 +175,14 @@ class EnginesPart:
         """fairseq-generate on the test split: (output file, median sentences/s of its own timing
         line, every run's, the command)."""
         cmd = ["fairseq-generate", self.models.databin, "--user-dir", USER_DIR, "--path", path, "--gen-subset", "test",
-               "--batch-size", batch_size, "--required-batch-size-multiple", 1, "--cpu", *options]
+               "--batch-size", batch_size, *EVERY_SENTENCE, "--cpu", *options]
         out = self.work / f"generate-{tag}-b{batch_size}.txt"
         speeds = []
         for _ in range(repeats):
             log = self.work / f"generate-{tag}-b{batch_size}.log"
             run_logged(cmd, log, stdout=out)
+            check_every_sentence(hypothesis_ids(parse_generate_output(out.read_text(encoding="utf-8").splitlines())),
+                                 self.models.databin, "test", out)
             speeds.append(measure.generate_speed(log.read_text() + out.read_text())["sentences_per_s"])
         return out, round(statistics.median(speeds), 1), speeds, shell(cmd)
 

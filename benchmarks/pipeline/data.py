@@ -4,6 +4,8 @@ import sys
 from pathlib import Path
 
 from difformer_cli.commands import run_logged
+from difformer_cli.whole_split import split_size
+from difformer_core.errors import DifformerError
 
 from .commands import say, shell
 
@@ -64,11 +66,8 @@ def write_head(source: Path, n: int, destination: Path):
 
 
 def count_sentences(databin: Path, split: str = "test") -> int:
-    """The number of target sentences of ``split`` in a fairseq data-bin (one language pair)."""
-    from fairseq.data import data_utils
-
-    datasets = sorted(databin.glob(f"{split}.*-*.*.idx"))
-    if not datasets:
-        sys.exit(f"benchmark: {databin} has no {split} split")
-    source, target = datasets[0].name.split(".")[1].split("-")
-    return len(data_utils.load_indexed_dataset(str(databin / f"{split}.{source}-{target}.{target}"), None))
+    """The number of sentences of ``split`` in a fairseq data-bin (one language pair)."""
+    try:
+        return split_size(databin, split)
+    except DifformerError as exc:
+        sys.exit(f"benchmark: {exc}")

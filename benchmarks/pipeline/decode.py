@@ -4,10 +4,12 @@ memory from its own log), then difformer-score (SacreBLEU, tokenised BLEU, ROUGE
 import json
 
 from difformer_cli.commands import CommandFailed, run_logged
+from difformer_cli.generate_output import parse_generate_output
+from difformer_cli.whole_split import EVERY_SENTENCE, check_every_sentence, hypothesis_ids
+from difformer_core.errors import DifformerError
 
 from .. import measure, systems
 from .commands import USER_DIR, shell
-from .data import count_sentences
 
 
 class DecodeSteps:
@@ -22,7 +24,7 @@ class DecodeSteps:
                     else ["--max-tokens", systems.DECODE_MAX_TOKENS])
         return [*self.tool("fairseq-generate"), databin or self.databin, "--user-dir", USER_DIR,
                 "--task", systems.GENERATE_TASK[setting.system], "--path", path, "--gen-subset", subset,
-                *batching, "--required-batch-size-multiple", 1,
+                *batching, *EVERY_SENTENCE,
                 *(systems.PRECISION_ARGS[self.device][precision] if precision
                   else systems.DECODE_DEVICE_ARGS[self.device]), *setting.args, *extra]
 
@@ -37,9 +39,11 @@ class DecodeSteps:
         usage = run_logged(cmd, log, stdout=out)
         # fairseq-generate's log lines go to stderr or stdout depending on who configured logging.
         speed = measure.generate_speed(log.read_text(encoding="utf-8") + out.read_text(encoding="utf-8"))
-        expected = count_sentences(databin or self.databin, subset)
-        if speed["sentences"] != expected:
-            raise CommandFailed(f"{out}: {speed['sentences']} sentences decoded, the test set has {expected}")
+        try:
+            check_every_sentence(hypothesis_ids(parse_generate_output(out.read_text(encoding="utf-8").splitlines())),
+                                 databin or self.databin, subset, out)
+        except DifformerError as exc:
+            raise CommandFailed(str(exc)) from None
         return out, {**speed, "peak_rss_mib": round(usage["peak_rss_mib"], 1), "command": shell(cmd)}
 
     def score(self, generate_output):

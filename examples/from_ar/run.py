@@ -21,7 +21,6 @@ again). Outputs go to --workdir (default work/from_ar).
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -51,22 +50,21 @@ def main(argv=None):
     if args.ar is not None and not args.ar.is_file():
         p.error(f"--ar {args.ar}: file not found")
     pipeline.PREFIX[0] = "from_ar"
-    work = args.workdir
-    work.mkdir(parents=True, exist_ok=True)
-    max_update = 5 if args.smoke else None
-    start = time.time()
+    with pipeline.workdir(args.workdir) as work:
+        max_update = 5 if args.smoke else None
+        start = time.time()
 
-    databin = args.databin or pipeline.prepare(DATA, work, 500 if args.smoke else None, 300 if args.smoke else 8000)
-    ar = args.ar or pipeline.train("ar", databin, work / "ar", args.ar_minutes, max_update)
-    kd, _ = pipeline.distill(databin, ar, work / "distill", args.smoke)
-    model = pipeline.train("difformer", kd, work / "difformer", args.minutes, max_update, extra=["--init-from-ar", ar])
-    results = {name: pipeline.decode(name, options, kd, ar if name.startswith("ar_") else model, work,
-                                  reranker=ar if reranked else None)
-               for name, options, reranked in AR_ROUTE_DECODINGS}
-    say("test set, batch 100, on this CPU:")
-    pipeline.show_scores(results)
-    (work / "results.json").write_text(json.dumps(results, indent=1))
-    say(f"done in {time.time() - start:.0f} s; outputs in {work}")
+        databin = args.databin or pipeline.prepare(DATA, work, 500 if args.smoke else None, 300 if args.smoke else 8000)
+        ar = args.ar or pipeline.train("ar", databin, work / "ar", args.ar_minutes, max_update)
+        kd, _ = pipeline.distill(databin, ar, work / "distill", args.smoke)
+        model = pipeline.train("difformer", kd, work / "difformer", args.minutes, max_update, extra=["--init-from-ar", ar])
+        results = {name: pipeline.decode(name, options, kd, ar if name.startswith("ar_") else model, work,
+                                      reranker=ar if reranked else None)
+                   for name, options, reranked in AR_ROUTE_DECODINGS}
+        say("test set, batch 100, on this CPU:")
+        pipeline.show_scores(results)
+        pipeline.write_results(work / "results.json", results)
+        say(f"done in {time.time() - start:.0f} s; outputs in {work}")
 
 
 if __name__ == "__main__":

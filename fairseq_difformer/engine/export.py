@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 
 from difformer_core.errors import DifformerError
+from difformer_core.locks import remove_dead_temporaries, temporary_beside
 
 #: the version of the folder layout; the runtime refuses other versions
 ENGINE_FORMAT = 1
@@ -140,10 +140,10 @@ def _export(model, folder, int8, checkpoint, databin, languages):
     source_axes = {name: {0: "sources", 2: "source_length"} for name in kv_names}
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the folder is read like the checkpoint
+    remove_dead_temporaries(folder)
+    staging = temporary_beside(folder)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     try:
         _trace(EncoderGraph(model), (src_tokens,), staging / "encoder.onnx",
                ["src_tokens"], ["lengths", "source_mask", *kv_names],
