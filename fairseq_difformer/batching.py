@@ -1,6 +1,7 @@
 """Batching: rows of different lengths in groups of similar length, each run at its own width, so
 that fewer padded positions go through a network (the denoiser, the AR reranker); and datasets
-whose batches cover every sentence."""
+whose batches cover every sentence, each sentence within --max-tokens and the model's positions
+(or said in one line)."""
 
 import logging
 import math
@@ -98,3 +99,35 @@ def within_max_tokens(dataset, indices, max_tokens):
         )
     logger.warning(f"skipping {which} longer than --max-tokens {max_tokens} (the longest has {longest} tokens)")
     return indices[~over]
+
+
+def within_max_positions(dataset, indices, max_positions, skip_too_long, cut=None):
+    """fairseq's ``filter_indices_by_size``: ``indices`` whose sentences fit the model's positions
+    (``max_positions``: the (source, target) limits, or one); the others stop the run in one line
+    naming the split, how many, the longest and the limit, or are left out with a warning when
+    ``skip_too_long`` (--skip-invalid-size-inputs-valid-test). ``cut``: the flags that would cut
+    over-long sources to fit, where there are such flags."""
+    indices, ignored = dataset.filter_indices_by_size(indices, max_positions)
+    if len(ignored) == 0:
+        return indices
+    limits = tuple(max_positions) if isinstance(max_positions, (tuple, list)) else (max_positions,)
+    sides = ("source ", "target ") if len(limits) == 2 else ("",)
+    sizes = np.array([np.atleast_1d(dataset.size(i))[: len(limits)] for i in ignored], dtype=np.int64)
+    ignored = np.asarray(ignored, dtype=np.int64)
+    # (side, the longest size, the first sentence of that size) of each side over its limit
+    longest = [(side, int(sizes[:, k].max()), int(ignored[sizes[:, k] == sizes[:, k].max()].min()))
+               for k, (side, limit) in enumerate(zip(sides, limits))
+               if limit is not None and sizes[:, k].max() > limit]
+    count = len(ignored)
+    which = f"{count} {getattr(dataset, 'split_name', 'input')} sentence{'s' if count > 1 else ''}"
+    takes = " and ".join(f"{limit} {side}tokens" for side, limit in zip(sides, limits) if limit is not None)
+    has = " and ".join(f"{size} {side}tokens (sentence {i})" for side, size, i in longest)
+    if skip_too_long:
+        logger.warning(f"skipping {which} longer than the model's positions (at most {takes}): the longest has {has}")
+        return indices
+    sources_only = [side for side, *_ in longest] == ["source "]
+    raise DifformerError(
+        f"{which} {'are' if count > 1 else 'is'} longer than the model's positions (at most {takes}): the "
+        f"longest has {has}; skip {'them' if count > 1 else 'it'} with --skip-invalid-size-inputs-valid-test"
+        + (f", or cut the sources to fit with {cut}" if cut and sources_only else "")
+    )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 import torch
+from fairseq.models.nat import FairseqNATModel
 from sacrebleu.metrics import BLEU
 
 from difformer_core.errors import DifformerError
@@ -37,8 +38,8 @@ class ARReranker:
     token ids, ending in </s>, exactly as the reranker was trained on them.
     """
 
-    def __init__(self, model, tgt_dict):
-        check_reranker_model(model)
+    def __init__(self, model, tgt_dict, checkpoint=None):
+        check_reranker_model(model, checkpoint)
         self.model = model
         self.int8_model = QuantizedCopy()  # --decoding-precision int8
         self.pad, self.eos = tgt_dict.pad(), tgt_dict.eos()
@@ -77,13 +78,20 @@ class ARReranker:
         return scores
 
 
-def check_reranker_model(model):
-    """The reranker is an autoregressive fairseq Transformer with a full output layer; else one
-    line saying what to give instead."""
-    if not hasattr(model, "encoder") or not hasattr(model.decoder, "output_layer"):
+def check_reranker_model(model, checkpoint=None):
+    """The reranker is an autoregressive fairseq Transformer (encoder-decoder) with a full output
+    layer; else one line naming its file (``checkpoint``, where the loader says) and what to give
+    instead. A Difformer has an encoder and an output layer too, but no decoder that scores a
+    given sentence token by token."""
+    if isinstance(model, FairseqNATModel) or not hasattr(model, "encoder") \
+            or not hasattr(model.decoder, "output_layer"):
+        arch = getattr(getattr(model, "args", None), "arch", None)
+        which = f"{checkpoint} (second --path)" if checkpoint else "(second --path checkpoint)"
         raise DifformerError(
-            "the second --path checkpoint must be an autoregressive fairseq Transformer "
-            "(--arch transformer*), e.g. the distillation teacher"
+            f"the reranker {which} is a {type(model).__name__}{f' (--arch {arch})' if arch else ''}, "
+            f"not an autoregressive Transformer: --ppl-mbr reranks with an autoregressive fairseq "
+            f"Transformer (encoder-decoder; fairseq-train --task translation --arch transformer*, e.g. the "
+            f"distillation teacher) trained on the Difformer model's dictionary"
         )
     if getattr(model.decoder, "adaptive_softmax", None) is not None:
         raise DifformerError(
@@ -117,7 +125,7 @@ class CTranslate2Reranker:
     with its dictionary to a temporary folder, once per loaded model, and converted from there."""
 
     def __init__(self, model, tgt_dict, files: Optional[RerankerFiles] = None, threads=None):
-        check_reranker_model(model)
+        check_reranker_model(model, files.checkpoint if files is not None else None)
         ctranslate2_ar.import_ctranslate2("--reranker-engine ctranslate2")
         if files is None or files.checkpoint is None:
             if model not in SAVED_RERANKERS:
@@ -203,7 +211,7 @@ def build_reranker(engine, model, tgt_dict, files: Optional[RerankerFiles] = Non
     ``files`` where given)."""
     if engine == "ctranslate2":
         return CTranslate2Reranker(model, tgt_dict, files)
-    return ARReranker(model, tgt_dict)
+    return ARReranker(model, tgt_dict, files.checkpoint if files is not None else None)
 
 
 def candidate_strings(tokens, lengths, tgt_dict):

@@ -12,6 +12,7 @@ beam search (the candidates are length_beam_size × noise_beam_size), and the op
 task's decoding options.
 """
 
+import contextlib
 import glob
 import logging
 from argparse import Namespace
@@ -19,13 +20,17 @@ import numbers
 import os
 import tarfile
 import typing
+import warnings
 
 import torch
 from fairseq import hub_utils
 from fairseq.data.encoders import BPE_REGISTRY, TOKENIZER_REGISTRY
+from fairseq.models import ARCH_MODEL_NAME_REGISTRY, ARCH_MODEL_REGISTRY
+from fairseq.models.nat import FairseqNATModel
+from fairseq.models.transformer import TransformerModel
 from omegaconf import open_dict
 
-from difformer_core.checkpoints import checkpoint_problem
+from difformer_core.checkpoints import checkpoint_problem, mapped_state
 from difformer_core.decoding import DECODING_OPTIONS, PRECISIONS, RERANKER_ENGINES, DecodingOptions
 from difformer_core.diffusion import NOISE_SCHEDULES, SAMPLERS
 from difformer_core.errors import DifformerError
@@ -43,6 +48,12 @@ CHOICES = {"decoding_sampler": SAMPLERS, "decoding_precision": PRECISIONS,  # op
 
 # Code files fairseq's from_pretrained takes from the model folder itself (as bpe_codes).
 FAIRSEQ_CODE_FILES = ("code", "bpecodes")
+
+# fairseq's loggers that speak on every generate() call (its batching: "creating new batches for
+# epoch 1", "reuse_dataloader = True", ...), and the warning torch's DataLoader gives for fairseq's
+# pin_memory=True on a machine without an accelerator.
+BATCHING_LOGGERS = ("fairseq.tasks.fairseq_task", "fairseq.data.iterators")
+PIN_MEMORY_WARNING = "'pin_memory' argument is set as true but no accelerator is found"
 
 
 class DifformerHubInterface(hub_utils.GeneratorHubInterface):
@@ -90,10 +101,11 @@ class DifformerHubInterface(hub_utils.GeneratorHubInterface):
             return self.generate(tokenized_sentences.unsqueeze(0), verbose, skip_invalid_size_inputs,
                                  inference_step_args, **options)[0]
         # fairseq's beam width; the task's build_generator replaces it by L × N.
-        return super().generate(
-            tokenized_sentences, beam=1, verbose=verbose, skip_invalid_size_inputs=skip_invalid_size_inputs,
-            inference_step_args=inference_step_args, **options,
-        )
+        with quiet_batching(verbose):
+            return super().generate(
+                tokenized_sentences, beam=1, verbose=verbose, skip_invalid_size_inputs=skip_invalid_size_inputs,
+                inference_step_args=inference_step_args, **options,
+            )
 
     def score(self, sentences, **kwargs):
         raise DifformerError(
@@ -101,6 +113,28 @@ class DifformerHubInterface(hub_utils.GeneratorHubInterface):
             "target through an autoregressive decoder): use generate() for the candidates' scores, "
             "or an AR Transformer for likelihoods"
         )
+
+
+@contextlib.contextmanager
+def quiet_batching(verbose=False):
+    """A library call is quiet unless asked: fairseq's batching loggers (``BATCHING_LOGGERS``) are
+    raised to WARNING and torch's pin_memory warning is ignored for the duration of the block,
+    then restored; with ``verbose`` nothing changes."""
+    if verbose:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in BATCHING_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=PIN_MEMORY_WARNING, category=UserWarning)
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def check_sentences(sentences):
@@ -204,6 +238,8 @@ def from_pretrained(model_name_or_path, checkpoint_file="checkpoint_best.pt", da
     if os.path.isdir(model_dir):
         for name in checkpoint_file.split(os.pathsep):
             check_checkpoint(model_dir, name)
+        first = os.path.join(model_dir, checkpoint_file.split(os.pathsep)[0])
+        check_difformer_checkpoint(first, *recorded_model(mapped_state(first)))
         data_dir = os.path.join(model_dir, data) if data.startswith(".") else data
         check_databin(data_dir)
         record = preprocessing.read_record(data_dir)
@@ -223,6 +259,7 @@ def from_pretrained(model_name_or_path, checkpoint_file="checkpoint_best.pt", da
         if not os.path.isfile(reranker):
             raise DifformerError(f"reranker checkpoint {reranker} not found")
         check_loadable(reranker, "reranker checkpoint")
+        check_reranker_checkpoint(reranker, *recorded_model(mapped_state(reranker)))
         checkpoint_file += os.pathsep + os.path.abspath(reranker)
 
     # Validation-time decoding (--eval-bleu / --eval-rouge) is for training: it would build a
@@ -235,6 +272,8 @@ def from_pretrained(model_name_or_path, checkpoint_file="checkpoint_best.pt", da
         model_dir, checkpoint_file, data, archive_map=archive_map, **overrides
     )
     cfg, task = loaded["args"], loaded["task"]
+    if not os.path.isdir(model_dir):  # an archive or URL: checked once fairseq has fetched it
+        check_difformer_checkpoint(model_dir, *recorded_model({"cfg": cfg}))
     if cfg.tokenizer is not None and "source_lang" in cfg.tokenizer:
         # fairseq's Moses configuration defaults to English; tokenise in the model's languages.
         with open_dict(cfg):
@@ -297,6 +336,56 @@ def recorded_ar_model(model_dir, checkpoint_file):
             f"(an AR Transformer trained on the same data-bin)"
         )
     return recorded
+
+
+def recorded_model(state):
+    """(arch, task) that a checkpoint's ``state`` records: fairseq 0.12's ``cfg``, or the ``args``
+    of older checkpoints."""
+    cfg = state.get("cfg")
+    model = cfg.get("model") if cfg else state.get("args")
+    task = cfg.get("task") if cfg else state.get("args")
+
+    def recorded(options, *names):
+        for name in names:
+            value = options.get(name) if hasattr(options, "get") else getattr(options, name, None)
+            if value:
+                return str(value)
+        return None
+
+    return recorded(model, "arch", "_name"), recorded(task, "_name", "task")
+
+
+def is_ar_transformer(arch):
+    """Whether ``arch`` is an autoregressive fairseq Transformer (encoder-decoder)."""
+    model = ARCH_MODEL_REGISTRY.get(arch)
+    return model is not None and issubclass(model, TransformerModel) and not issubclass(model, FairseqNATModel)
+
+
+def check_difformer_checkpoint(path, arch, task):
+    """The checkpoint holds a Difformer model; another fairseq model (e.g. the AR Transformer of
+    --task translation, which the hub would otherwise load and translate with) is one line naming
+    what it holds and what loads it."""
+    if arch not in ARCH_MODEL_NAME_REGISTRY or ARCH_MODEL_NAME_REGISTRY[arch] == "difformer":
+        return  # a Difformer, or nothing fairseq knows: fairseq's loading says what is wrong
+    holds = f"{path} is not a Difformer model: it holds a fairseq --arch {arch} model of --task {task}"
+    if is_ar_transformer(arch):
+        raise DifformerError(
+            f"{holds} (an autoregressive Transformer): load it with fairseq's TransformerModel.from_pretrained, "
+            f"or start a Difformer from it with fairseq-train --task difformer --init-from-ar {path}"
+        )
+    raise DifformerError(f"{holds}; DifformerModel.from_pretrained loads checkpoints of fairseq-train "
+                         f"--task difformer --arch difformer*")
+
+
+def check_reranker_checkpoint(path, arch, task):
+    """The reranker checkpoint holds an autoregressive Transformer, which scores a candidate token
+    by token; a Difformer (or another model) is one line naming the file."""
+    if arch in ARCH_MODEL_REGISTRY and not is_ar_transformer(arch):
+        raise DifformerError(
+            f"reranker={path} holds a fairseq --arch {arch} model of --task {task}, not an autoregressive "
+            f"Transformer: the reranker must be an autoregressive fairseq Transformer (encoder-decoder; "
+            f"fairseq-train --task translation --arch transformer*) trained on the Difformer model's dictionary"
+        )
 
 
 def check_registered(kind, name, registry):

@@ -8,6 +8,7 @@ this task too; both must have been trained on the same (joined) dictionary.
 import json
 import logging
 import os
+import sys
 from argparse import Namespace
 from dataclasses import dataclass, field
 from typing import Optional
@@ -16,7 +17,7 @@ import numpy as np
 import sacrebleu
 import torch
 from fairseq import metrics, utils
-from fairseq.data import encoders
+from fairseq.data import encoders, indexed_dataset
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import FairseqTask, register_task
 from fairseq.tasks.translation import EVAL_BLEU_ORDER, TranslationConfig, TranslationTask
@@ -29,9 +30,9 @@ from difformer_core.errors import DifformerError
 from difformer_core.rouge import ROUGE_TYPES, rouge_f1_sums
 from difformer_core.text import undecodable
 
-from .. import dictionary_fingerprints, preprocessing
+from .. import dictionary_fingerprints, interactive_input, preprocessing
 from ..entry_points import running
-from ..batching import batching_every_sentence
+from ..batching import batching_every_sentence, within_max_positions
 from ..criterions.difformer_loss import DifformerCriterion
 from ..generator import DifformerGenerator
 from ..models.ar_init import maybe_init_from_ar
@@ -90,7 +91,24 @@ class DifformerTask(TranslationTask):
     @classmethod
     def setup_task(cls, cfg, **kwargs):
         check_databin(cfg.data)
+        command = command_config(cfg)
+        if running("fairseq_cli.generate") or running("fairseq_cli.interactive"):
+            check_no_beam_search(command)
+        if running("fairseq_cli.interactive"):
+            interactive_input.install(OmegaConf.select(command, "interactive.input", default=None))
         return super().setup_task(cfg, **kwargs)
+
+    def load_dataset(self, split, epoch=1, combine=False, **kwargs):
+        """fairseq's translation data; a split the data-bin does not hold is one line naming it, the
+        data-bin and the splits it holds (fairseq: ``FileNotFoundError: Dataset not found``)."""
+        paths = utils.split_paths(self.cfg.data)
+        if split != self.cfg.train_subset:  # as fairseq: other splits come from the first data-bin
+            paths = paths[:1]
+        flag = ("--gen-subset" if running("fairseq_cli.generate")
+                else "--train-subset" if split == self.cfg.train_subset else "--valid-subset")
+        check_split(paths[(epoch - 1) % len(paths)], split, self.cfg.source_lang, self.cfg.target_lang,
+                    self.cfg.dataset_impl, flag)
+        super().load_dataset(split, epoch, combine, **kwargs)
 
     def build_criterion(self, cfg, from_checkpoint=False):
         """``--criterion nat_loss`` (what the original recipes pass) trains with the difformer
@@ -200,6 +218,30 @@ class DifformerTask(TranslationTask):
         split = next((name for name, held in self.datasets.items() if held is dataset), "input")
         batching = batching_every_sentence(dataset, kwargs.get("ignore_invalid_inputs", False), split)
         return super().get_batch_iterator(batching, *args, **kwargs)
+
+    def filter_indices_by_size(self, indices, dataset, max_positions=None, ignore_invalid_inputs=False):
+        """fairseq's filter of the sentences longer than the model's positions, with those said in
+        one line (the split, how many, the longest, the limit and the fix) instead of fairseq's
+        ``Exception: Size of sample #3 is invalid``, or skipped with a warning under
+        --skip-invalid-size-inputs-valid-test (:func:`~fairseq_difformer.batching.within_max_positions`)."""
+        if not isinstance(max_positions, (int, tuple, list)):
+            return super().filter_indices_by_size(indices, dataset, max_positions, ignore_invalid_inputs)
+        return within_max_positions(dataset, indices, max_positions, ignore_invalid_inputs,
+                                    self._source_cut(dataset, max_positions))
+
+    def _source_cut(self, dataset, max_positions):
+        """The flags that cut over-long sources of ``dataset`` to the model's source positions:
+        --truncate-source (a binarised split; fairseq-interactive cuts its lines anyway) and the
+        limit itself where the task's --max-source-positions is above it."""
+        limit = max_positions[0] if isinstance(max_positions, (tuple, list)) else max_positions
+        if limit is None:
+            return None
+        flags = []
+        if not self.cfg.truncate_source and any(held is dataset for held in self.datasets.values()):
+            flags.append("--truncate-source")
+        if self.cfg.max_source_positions != limit:
+            flags.append(f"--max-source-positions {limit}")
+        return " ".join(flags) or None
 
     def _check_checkpoint_layout(self, module, state_dict, prefix, *args):
         """A checkpoint of another Difformer layout fails with what to do, not a key list."""
@@ -349,6 +391,50 @@ def reranker_checkpoint(generation_args):
     path = OmegaConf.select(parent, "common_eval.path", default=None) if parent is not None else None
     paths = utils.split_paths(path) if path else []
     return paths[1] if len(paths) == 2 and os.path.isfile(paths[1]) else None
+
+
+def command_config(task_cfg):
+    """The whole configuration of the running fairseq command (``generation``, ``interactive``, …)
+    that ``task_cfg`` is the ``task`` part of; empty for a task set up on its own."""
+    parent = task_cfg._get_parent() if isinstance(task_cfg, DictConfig) else None
+    return parent if parent is not None else OmegaConf.create()
+
+
+#: fairseq's --beam default: cfg.generation.beam holds it whether or not --beam was given
+FAIRSEQ_BEAM = 5
+
+
+def check_no_beam_search(command):
+    """fairseq-generate / fairseq-interactive with --beam: Difformer has no beam search, and the
+    option would be ignored without a word. An explicit --beam 5 (fairseq's default) is seen on the
+    command line of fairseq's own console scripts."""
+    beam = OmegaConf.select(command, "generation.beam", default=FAIRSEQ_BEAM)
+    program = os.path.basename(sys.argv[0]) if sys.argv else ""
+    given = program in ("fairseq-generate", "fairseq-interactive") and any(
+        arg == "--beam" or arg.startswith("--beam=") for arg in sys.argv[1:])
+    if given or beam != FAIRSEQ_BEAM:
+        raise DifformerError(
+            "--beam: Difformer has no beam search; it decodes --length-beam-size L × --noise-beam-size N "
+            "candidates per sentence (e.g. --length-beam-size 3 --noise-beam-size 2) and keeps the most "
+            "probable, or with --ppl-mbr the one an AR reranker prefers (--path difformer.pt:transformer.pt): "
+            "drop --beam"
+        )
+
+
+def check_split(data_path, split, src, tgt, dataset_impl, flag):
+    """The data-bin ``data_path`` holds ``split`` of the language pair (either direction, as fairseq
+    looks), else one line naming the split (and ``flag``, the option that named it), the data-bin
+    and the splits it holds."""
+    suffixes = [f".{src}-{tgt}.{src}", f".{tgt}-{src}.{src}"]
+    if any(indexed_dataset.dataset_exists(os.path.join(data_path, split + suffix), impl=dataset_impl)
+           for suffix in suffixes):
+        return
+    stems = {name.removesuffix(".bin").removesuffix(".idx") for name in os.listdir(data_path)}
+    held = sorted({stem[: -len(suffix)] for stem in stems for suffix in suffixes if stem.endswith(suffix)})
+    raise DifformerError(
+        f"{flag} {split}: the data-bin {data_path} holds no {split} split of {src}-{tgt}; "
+        + (f"its splits are {', '.join(held)}" if held else "it holds no split of that language pair")
+    )
 
 
 def check_databin(data):
