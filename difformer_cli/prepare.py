@@ -168,6 +168,7 @@ def prepare(options) -> Path:
     home = dest.resolve()  # where the build goes beside, also for --destdir .
     splits = input_files(options)
     identity = describe(options, splits)
+    read_manifest(dest)  # a DESTDIR this tool did not make is refused before anything is written
     with destdir_lock(PROG, dest):
         remove_dead_builds(home)
         return build_or_reuse(options, dest, home, splits, identity)

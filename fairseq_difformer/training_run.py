@@ -48,7 +48,7 @@ TEMPORARY = re.compile(r".+\.pt(\.[^./]+)?\.tmp$")
 #: kills the process with SIGKILL half-way through writing its temporary file
 KILL_AT_WRITE = "DIFFORMER_FAULT_KILL_AT_WRITE"
 
-_guarded_dirs = {}  # absolute save dir -> the open lock file (held until the process ends)
+_guarded_dirs = {}  # absolute save dir -> its lock (held until the process ends)
 _writes = 0
 _fairseq_save = checkpoint_utils.torch_persistent_save
 _fairseq_copy = PathManager.copy
