@@ -25,6 +25,11 @@ in the work directory):
               reranker: four Difformer arms (scratch / AR-initialised × references / distilled)
               at one budget (--budget-minutes, or --from-ar-updates), their learning curves, each
               decoded 1×1 and 3×2 AR-reranked against AR greedy and beam 5 (benchmarks/parts/from_ar.py)
+  from_ar_plateau  (only when named: hours on a CPU) the AR route trained to its plateau: an AR
+              Transformer and an AR-initialised Difformer on its distillation, each until its
+              validation BLEU stops rising (--plateau-patience, --plateau-interval,
+              --plateau-max-update); default decoding and AR-reranked pools against AR greedy and
+              beam 5 on test2016 and valid, the length offsets on valid
   engines     the quickstart's AR model on CTranslate2 (int8, float32; greedy, beam 5) and
               fairseq-generate, its Difformer on fairseq-generate and on ONNX Runtime (the serving
               path; default and 3x2 reranked by the AR model on CTranslate2): BLEU, sentences/s at
@@ -60,7 +65,7 @@ import logging
 from pathlib import Path
 
 from . import measure, report, systems
-from .parts import PARTS, from_ar
+from .parts import OPT_IN, PARTS, from_ar, from_ar_plateau
 from .parts.distill import DISTILL_DECODINGS
 from .pipeline import Pipeline, run_parts
 from .pipeline.commands import REPO
@@ -75,6 +80,9 @@ BUDGET_DEFAULTS = {
     "distill_budget_minutes": (30, 1.5),
     "from_ar_ar_minutes": (8, 0.3),
     "from_ar_curve_interval": (300, 10),
+    "plateau_patience": (from_ar_plateau.PATIENCE, 2),
+    "plateau_interval": (from_ar_plateau.INTERVAL, 10),
+    "plateau_max_update": (from_ar_plateau.MAX_UPDATE, 40),
     "summarization_minutes": (20, 0.5),
     "teacher_minutes": ([8, 12], [0.3]),
 }
@@ -130,6 +138,15 @@ def main(argv=None):
                         "AR-initialised Difformer, against a Difformer from scratch for all of it (default: not run)")
     p.add_argument("--from-ar-ar-minutes", type=float, default=None,
                    help="the AR model's share of --from-ar-total-minutes (default 8; quick 0.3)")
+    p.add_argument("--plateau-patience", type=int, default=None,
+                   help="the from_ar_plateau part stops a training after N validations without a better "
+                        f"validation BLEU (default {from_ar_plateau.PATIENCE}; quick 2)")
+    p.add_argument("--plateau-interval", type=int, default=None,
+                   help=f"the from_ar_plateau part validates every N updates (default {from_ar_plateau.INTERVAL}; "
+                        "quick 10)")
+    p.add_argument("--plateau-max-update", type=int, default=None,
+                   help="the from_ar_plateau part's cap on each training's updates (default "
+                        f"{from_ar_plateau.MAX_UPDATE}; quick 40)")
     p.add_argument("--engines-models", type=Path, default=REPO / "work" / "quickstart",
                    help="the engines part's models: a folder with ar/checkpoint_last.pt, "
                         "checkpoints/checkpoint_last.pt and distill/bin (default work/quickstart, make quickstart's)")
@@ -177,14 +194,14 @@ def main(argv=None):
         p.error(f"--databin {args.databin}: no dict.en.txt there; give difformer-prepare's bin/ folder")
     if args.databin is None and not (args.data / "train.de").exists():
         p.error(f"--data {args.data}: no train.de there; give the Multi30k folder")
-    parts = [part for part in PART_NAMES if part in (args.part or PART_NAMES)]
+    parts = [part for part in PART_NAMES if part in (args.part or set(PART_NAMES) - set(OPT_IN))]
     if "summarization" in parts and not (args.aeslc / "train.jsonl").exists():
         p.error(f"--aeslc {args.aeslc}: no train.jsonl there; give the AESLC folder")
     if cuda and parts != ["report"] and not _cuda_available():
         p.error("--device cuda: torch sees no CUDA GPU here")
 
     bench = Pipeline(args)
-    if set(parts) - {"from_ar", "report"}:
+    if set(parts) - {"from_ar", "from_ar_plateau", "report"}:
         bench.results.set("machine", measure.machine_description())
     bench.results.set("device", args.device)
     logging.getLogger().setLevel(logging.WARNING)  # importing fairseq turned the root logger on

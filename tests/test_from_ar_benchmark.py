@@ -2,8 +2,8 @@
 
 import json
 
-from benchmarks.parts import from_ar
-from benchmarks.report import plots, sections, tables, targets
+from benchmarks.parts import from_ar, from_ar_plateau
+from benchmarks.report import plateau, plots, sections, tables, targets
 
 
 def valid_line(updates, loss, bleu):
@@ -111,3 +111,50 @@ def test_equal_budget_section_says_which_route_wins():
     results["from_ar"]["equal_budget"]["records"]["scratch_refs_default"]["bleu"] = 18.0
     assert "the AR route loses by 0.75 BLEU" in sections.from_ar(results, {})
     assert sections.equal_budget({}) == ""
+
+
+def plateau_results(default_bleu=34.0, best_pool_bleu=36.6):
+    """A from_ar_plateau section: AR greedy 35.0, beam 5 36.5, the default and each pool."""
+    records = {"ar_greedy": {**record(35.0, 80.0, 20.0), "updates": 3500},
+               "ar_beam5": {**record(36.5, 60.0, 10.0), "updates": 3500},
+               "ar_init_kd_default": {**record(default_bleu, 150.0, 40.0), "updates": 30000}}
+    for i, (lengths, noises) in enumerate(from_ar_plateau.POOLS):
+        records[f"ar_init_kd_{lengths}x{noises}_rerank"] = record(best_pool_bleu - i * 0.5, 30.0, None)
+    ar_curve = [{"updates": 500, "loss": 5.0, "bleu": 20.0}, {"updates": 1000, "loss": 4.0, "bleu": 30.0}]
+    student_curve = [{"updates": 500, "loss": 9.0, "bleu": 22.0}, {"updates": 1000, "loss": 8.0, "bleu": 28.5}]
+    return {"from_ar_plateau": {
+        "setup": {"patience": 5, "interval": 500, "max_update": 30000}, "records": records,
+        "validation": {"ar_init_kd_offset0": {**record(30.0, 150.0, None), "updates": 30000}},
+        "training": {"ar": {"updates": 3500, "curve": ar_curve, "best": ar_curve[1], "stopped": "plateau"},
+                     "ar_init_kd": {"updates": 30000, "curve": student_curve, "best": student_curve[1],
+                                    "stopped": "cap"}}}}
+
+
+def test_plateau_trains_to_early_stopping_on_validation_bleu_and_decodes_every_pool(tmp_path):
+    """The part's trainings stop by fairseq's --patience on the validation BLEU (checkpoint_best.pt
+    is decoded); the report has a row per pool, the validation table, the targets and the plot."""
+    args = type("Args", (), {"plateau_max_update": 30000, "plateau_patience": 5, "plateau_interval": 500})()
+    part = from_ar_plateau.FromARPlateau.__new__(from_ar_plateau.FromARPlateau)
+    part.args = args
+    budget, described = part.budget_args()
+    budget = [str(a) for a in budget]
+    assert budget[budget.index("--patience") + 1] == "5" and budget[budget.index("--max-update") + 1] == "30000"
+    assert budget[budget.index("--best-checkpoint-metric") + 1] == "bleu" and "--maximize-best-checkpoint-metric" in budget
+    assert part.curve_interval() == 500 and described == {"updates": 30000}
+    assert [from_ar_plateau.pool_setting(l, n).args[:4] for l, n in [(7, 3)]] == [
+        ("--length-beam-size", "7", "--noise-beam-size", "3")]
+
+    results = plateau_results()
+    made = plots.make_plots(results, tmp_path / "benchmarks", "benchmarks")
+    assert (tmp_path / "benchmarks" / "from_ar_plateau_curves.png").stat().st_size > 0
+    text = plateau.section(results, made)
+    for lengths, noises in from_ar_plateau.POOLS:
+        assert f"the same, {lengths}×{noises} reranked by the AR model |" in text
+    assert "--decoding-length-offset 0 | 30,000 | 30.00" in text and "stopped by the cap" in text
+    assert "| AR Transformer, greedy | 3,500 | 35.00 |" in text and "benchmarks/from_ar_plateau_curves.png" in text
+    default, pool = plateau.targets(results)
+    assert default["met"] is True and default["shown"] == "34.00 vs 35.00 (-1.00)"
+    assert pool["met"] is True and pool["shown"].startswith("ar_init_kd_3x1_rerank: 36.60 vs 36.50")
+    default, pool = plateau.targets(plateau_results(default_bleu=33.4, best_pool_bleu=36.4))
+    assert default["met"] is False and pool["met"] is False
+    assert "Not measured yet" in plateau.section({}, {}) and all(t["met"] is None for t in plateau.targets({}))

@@ -80,6 +80,9 @@ def learning_curve(log_text: str):
 class FromAR:
     """Runs the part inside a :class:`benchmarks.pipeline.Pipeline` (its data, tools and results)."""
 
+    #: the part's section of the results file
+    SECTION = "from_ar"
+
     def __init__(self, bench):
         self.bench = bench
         self.args = bench.args
@@ -91,10 +94,14 @@ class FromAR:
         minutes = self.args.budget_minutes
         return ["--stop-time-hours", minutes / 60, "--max-update", 10 ** 7], {"minutes": minutes}
 
+    def curve_interval(self):
+        """Updates between two validations of the learning curves."""
+        return self.args.from_ar_curve_interval
+
     def train(self, name, system, databin=None, extra=()):
         budget, described = self.budget_args()
         cmd = self.bench.train_command(system, self.bench.work / "checkpoints" / name, databin=databin, extra=[
-            *extra, *budget, *validation_args(system, self.args.from_ar_curve_interval),
+            *extra, *budget, *validation_args(system, self.curve_interval()),
             "--log-format", "json", "--log-interval", self.bench.scale.log_interval])
         summary = self.bench.run_training(name, cmd, described)
         log = self.bench.work / "logs" / f"train-{name}.log"
@@ -163,28 +170,32 @@ class FromAR:
             self.decode(key, systems.SETTINGS_BY_NAME[setting], checkpoint, updates, teacher,
                         where=("equal_budget", "records"), batches={"batch100": 100})
 
-    def decode(self, key, setting, checkpoint, updates, reranker, where=("records",), batches=BATCHES):
-        """Decode test2016 with ``setting`` at each of ``batches``; score the batch-100 output, into
-        from_ar.``where``.``key`` of the results."""
-        commands = {name: shell(self.bench.generate_command(setting, batch, checkpoint, reranker=reranker))
+    def decode(self, key, setting, checkpoint, updates, reranker, where=("records",), batches=BATCHES,
+               subset="test"):
+        """Decode ``subset`` (test2016, or valid) with ``setting`` at each of ``batches``; score the
+        batch-100 output, into SECTION.``where``.``key`` of the results."""
+        commands = {name: shell(self.bench.generate_command(setting, batch, checkpoint, reranker=reranker,
+                                                            subset=subset))
                     for name, batch in batches.items()}
-        measured = self.results.get("from_ar", *where, key)
+        measured = self.results.get(self.SECTION, *where, key)
         if measured and all(measured.get(f"command_{name}") == c for name, c in commands.items()):
             say(f"  {key}: already measured (SacreBLEU {measured['bleu']:.2f})")
             return
         record = {"updates": updates}
         for name, batch in batches.items():
-            tag = "-".join(("from_ar", *where[:-1], key))
-            out, speed = self.bench.generate(setting, batch, checkpoint, tag=tag, reranker=reranker)
+            tag = "-".join((self.SECTION, *where[:-1], key))
+            out, speed = self.bench.generate(setting, batch, checkpoint, tag=tag, reranker=reranker, subset=subset)
             record[f"sentences_per_s_{name}"] = speed["sentences_per_s"]
             record[f"command_{name}"] = speed["command"]
             if batch == 100:
                 scores = self.bench.score(out)
                 record.update(bleu=round(scores["sacrebleu"], 2), tok_bleu=round(scores["tok_bleu"], 2),
-                              length_ratio=round(scores["length_ratio"], 3), signature=scores.get("sacrebleu_signature"),
+                              length_ratio=round(scores["length_ratio"], 3),
+                              exact_length=round(scores["exact_length"], 3),
+                              signature=scores.get("sacrebleu_signature"),
                               sentences_per_s=speed["sentences_per_s"], command=speed["command"])
         say(f"  {key}: SacreBLEU {record['bleu']:.2f}, {record['sentences_per_s']:.1f} sentences/s")
-        self.results.set("from_ar", *where, key, record)
+        self.results.set(self.SECTION, *where, key, record)
 
 
 def _training_record(summary):

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Dict
 
 from . import plots as plots_module
-from . import sections, targets
+from . import plateau, sections, targets
 from .tables import table
 
 FINDINGS = Path(__file__).resolve().parents[1] / "findings.md"
@@ -37,6 +37,7 @@ def render(results: Dict, plots: Dict[str, str], findings: str = "") -> str:
     out.append(sections.samplers(results, plots))
     out.append(sections.distillation(results))
     out.append(sections.from_ar(results, plots))
+    out.append(plateau.section(results, plots))
     out.append(sections.engines(results))
     out.append(sections.summarization(results))
     out.append(sections.precision(results))

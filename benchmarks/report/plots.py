@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Dict
 
 from .. import systems
+from . import plateau
 from .sections import sampler_rows, seed_bleus
 from .tables import ARM_LABELS, SYSTEM_NAMES
 
@@ -112,6 +113,7 @@ def make_plots(results: Dict, directory: Path, prefix: str) -> Dict[str, str]:
         plt.close(fig)
         made["ablations"] = f"{prefix}/ablations.png"
     made.update(from_ar_curves(results, directory, prefix, plt))
+    made.update(plateau.curves_plot(results, directory, prefix, plt))
     return made
 
 

@@ -4,6 +4,7 @@ from typing import Dict, List
 
 from .. import systems
 from ..parts.from_ar import arm_names
+from . import plateau
 from .tables import fmt_ratio
 
 TARGET_TRAIN = 0.8      # Difformer words/s ÷ CMLM words/s
@@ -54,6 +55,7 @@ def targets(results: Dict) -> List[Dict]:
         distilled_cmlm_target(results),
         summarization_target(results),
         *from_ar_targets(results),
+        *plateau.targets(results),
         *engine_targets(results),
     ]
 
