@@ -41,8 +41,9 @@ def synthetic_results():
 def test_targets_are_the_ratios_to_the_baselines():
     results = synthetic_results()
     (train, decode, quality, default, reranked, latency, distilled, summarization,
-     from_ar_default, from_ar_reranked, *engines) = targets.targets(results)
+     from_ar_default, from_ar_reranked, plateau_default, plateau_pool, *engines) = targets.targets(results)
     assert len(engines) == len(targets.ENGINE_TARGETS) and all(t["met"] is None for t in engines)
+    assert plateau_default["met"] is None and plateau_pool["met"] is None
     assert summarization["met"] is None and summarization["shown"] == "–"  # the part did not run
     assert from_ar_default["met"] is None and from_ar_reranked["met"] is None
     assert distilled["met"] is None and distilled["shown"] == "–"
