@@ -2,10 +2,12 @@
 keyword arguments of the hub's ``translate``) and the generator's resolved configuration
 (:class:`DecodingConfig`)."""
 
+import numbers
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
-from .diffusion import SAMPLERS, check_rescaling_factor
+from .diffusion import NOISE_SCHEDULES, SAMPLERS, check_rescaling_factor
 from .errors import DifformerError
 
 #: --decoding-precision: how the encoder's, the denoiser's and the AR reranker's matrix products run.
@@ -91,8 +93,10 @@ class DecodingConfig:
 class DecodingOptions:
     """The task's decoding flags (``--decoding-steps`` …, ``--length-beam-size``, ``--ppl-mbr``):
     fields of the task's configuration, and the keyword arguments of ``translate``/``generate``.
-    The fields taking one of a few names are typed ``str`` here; the task declares them again as
-    fairseq's ``ChoiceEnum`` so that argparse lists the choices."""
+    Each option is declared here once: its type, default, help and, for those taking one of a few
+    names, its ``choices`` (typed ``str`` here; the task gives them fairseq's ``ChoiceEnum`` type
+    from :data:`CHOICES`, and the hub checks keywords with :func:`check_option_value`). Ranges
+    that depend on the model are checked once, in :meth:`DecodingConfig.validate`."""
 
     # The default decoding, 5 steps of which the last is skipped (4 denoiser calls against the
     # paper's 15), is the fewest calls the samplers benchmark found near the paper's quality
@@ -114,12 +118,14 @@ class DecodingOptions:
         default=False, metadata={"help": "apply the decoding F by rescaling the schedule (variance preserving)"}
     )
     decoding_noise_schedule: Optional[str] = field(
-        default=None, metadata={"help": "noise schedule while decoding (default: the model's)"}
+        default=None, metadata={"help": "noise schedule while decoding (default: the model's)",
+                                "choices": tuple(NOISE_SCHEDULES), "none": "the model's"}
     )
     decoding_sampler: str = field(
         default="ddpm",
         metadata={"help": "how the latents move from one step to the next: ddpm (ancestral, the "
-                          "paper's), ddim (--decoding-eta), dpm-solver++ (DPM-Solver++(2M))"},
+                          "paper's), ddim (--decoding-eta), dpm-solver++ (DPM-Solver++(2M))",
+                  "choices": tuple(SAMPLERS)},
     )
     decoding_eta: Optional[float] = field(
         default=None,
@@ -133,7 +139,8 @@ class DecodingOptions:
                           "reranker's, as dynamic int8 layers; CPU only), bf16 (torch.autocast; CPUs "
                           "with AVX512-BF16 or AMX, recent GPUs), model (the model's own weights, "
                           "float32 or --fp16's float16), auto (int8 for a float32 model on the CPU, "
-                          "else model). The latents, the sampler and the rounding stay float32"},
+                          "else model). The latents, the sampler and the rounding stay float32",
+                  "choices": tuple(PRECISIONS)},
     )
     clamping: bool = field(
         default=False, metadata={"help": "replace ẑ0 by the embedding of its argmax word at each step"}
@@ -175,7 +182,8 @@ class DecodingOptions:
                           "checkpoint as loaded, in --decoding-precision) or ctranslate2 (that checkpoint "
                           "converted to CTranslate2 once, cached beside it as <stem>.ct2-int8/ or "
                           ".ct2-float32/; int8 where --decoding-precision is int8, or auto on the CPU, else "
-                          "float32; pip install 'fairseq-difformer[ctranslate2]')"},
+                          "float32; pip install 'fairseq-difformer[ctranslate2]')",
+                  "choices": tuple(RERANKER_ENGINES)},
     )
     bleu_mbr: bool = field(
         default=False, metadata={"help": "pick the candidate with the highest mean BLEU against the others"}
@@ -185,6 +193,32 @@ class DecodingOptions:
 #: The names of the decoding options, read by the task's build_generator from the generation args
 #: when given there, else from the task.
 DECODING_OPTIONS = tuple(f.name for f in fields(DecodingOptions))
+#: the options that take one of a few names: name → the names
+CHOICES = {f.name: f.metadata["choices"] for f in fields(DecodingOptions) if "choices" in f.metadata}
+
+
+def check_option_value(name, value):
+    """A :class:`DifformerError` where ``value`` is not of the declared type of the decoding option
+    ``name`` (None is accepted where the default is None), or not one of its choices."""
+    declared = DecodingOptions.__dataclass_fields__[name]
+    if value is None and declared.default is None:
+        return
+    if name in CHOICES:
+        if not isinstance(value, str) or value not in CHOICES[name]:
+            none = f" (None: {declared.metadata['none']})" if "none" in declared.metadata else ""
+            raise DifformerError(f"{name}={value!r}: choose one of {', '.join(CHOICES[name])}{none}")
+        return
+    kind = declared.type
+    if type(None) in typing.get_args(kind):
+        (kind,) = (t for t in typing.get_args(kind) if t is not type(None))
+    if kind is bool:
+        valid, described = isinstance(value, bool), "True or False"
+    elif kind is int:
+        valid, described = isinstance(value, numbers.Integral) and not isinstance(value, bool), "an integer"
+    else:
+        valid, described = isinstance(value, numbers.Real) and not isinstance(value, bool), "a number"
+    if not valid:
+        raise DifformerError(f"decoding option {name}={value!r} must be {described}")
 
 
 def decoding_config(option, selection="logprob", retain_history=False) -> DecodingConfig:

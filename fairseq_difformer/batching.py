@@ -1,52 +1,33 @@
-"""Batching: rows of different lengths in groups of similar length, each run at its own width, so
-that fewer padded positions go through a network (the denoiser, the AR reranker); and datasets
-whose batches cover every sentence, each sentence within --max-tokens and the model's positions
-(or said in one line)."""
+"""A task's batches of a dataset that cover every sentence, each sentence within --max-tokens and
+the model's positions (or said in one line): fairseq 0.12.3 drops the last batch of a split when
+its size is not a multiple of --required-batch-size-multiple."""
 
 import logging
-import math
-from typing import List
 
 import numpy as np
-import torch
 
 from difformer_core.errors import DifformerError
 
 logger = logging.getLogger(__name__)
 
-# What one more call of the network costs, in target positions: a group of rows runs in a call of
-# its own when that saves more padded positions than this. On the quickstart model
-# (difformer_small, 2 CPU cores, test2016 in batches of 100) 16, 64 and 256 decode equally fast
-# within the machine's noise, and a call per distinct length (0) is slower at one candidate per
-# sentence. The grouping changes the speed, never the result.
-GROUP_CALL_COST = 64
+
+class EverySentenceBatches:
+    """A fairseq task mixin (before the fairseq task among the bases): ``get_batch_iterator`` with
+    every sentence in some batch.
+
+    fairseq 0.12.3 drops the last batch when its size is not a multiple of
+    ``--required-batch-size-multiple`` (default 8): the last n mod 8 sentences of a test set would
+    go untranslated without a word. The left-over sentences form one more batch instead (as in
+    fairseq 0.10). A sentence longer than --max-tokens is one line naming the longest, or skipped
+    when fairseq passes its skip flag (--skip-invalid-size-inputs-valid-test)."""
+
+    def get_batch_iterator(self, dataset, *args, **kwargs):
+        split = next((name for name, held in self.datasets.items() if held is dataset), "input")
+        batching = keep_every_sentence(dataset, kwargs.get("ignore_invalid_inputs", False), split)
+        return super().get_batch_iterator(batching, *args, **kwargs)
 
 
-def length_groups(lengths: torch.Tensor, call_cost: int = GROUP_CALL_COST) -> List[torch.Tensor]:
-    """Rows split by length into groups, each to be run at its own width.
-
-    Groups are runs of the distinct lengths u_1 < … < u_D, cut where they minimise the positions
-    the network runs over plus ``call_cost`` per call: Σ_groups (rows · max length + call_cost),
-    by dynamic programming over the D lengths. Returns each group's rows, in their original order,
-    shortest group first."""
-    values, counts = (x.tolist() for x in torch.unique(lengths, return_counts=True))
-    # best[j]: the least cost of the lengths up to u_j; cut[j]: where its last group starts.
-    best, cut = [0] + [math.inf] * len(values), [0] * (len(values) + 1)
-    for j in range(1, len(values) + 1):
-        rows = 0
-        for i in range(j, 0, -1):
-            rows += counts[i - 1]
-            cost = best[i - 1] + rows * values[j - 1] + call_cost
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
-    bounds, j = [], len(values)
-    while j > 0:
-        bounds.append((values[cut[j] - 1], values[j - 1]))
-        j = cut[j] - 1
-    return [((lengths >= low) & (lengths <= high)).nonzero().squeeze(1) for low, high in reversed(bounds)]
-
-
-def batch_every_sentence(batch_by_size, indices, *args, **kwargs):
+def batches_with_the_rest(batch_by_size, indices, *args, **kwargs):
     """``batch_by_size`` whose batches cover all ``indices``: fairseq cuts them into consecutive
     batches and may drop the last one; the sentences it left out become a final batch."""
     batches = batch_by_size(indices, *args, **kwargs)
@@ -56,8 +37,8 @@ def batch_every_sentence(batch_by_size, indices, *args, **kwargs):
     return batches
 
 
-def batching_every_sentence(dataset, skip_too_long=False, split="input"):
-    """``dataset`` with every sentence in some batch (the tasks' ``get_batch_iterator``).
+def keep_every_sentence(dataset, skip_too_long=False, split="input"):
+    """``dataset`` with every sentence in some batch (:class:`EverySentenceBatches`).
 
     fairseq 0.12.3 drops the last batch when its size is not a multiple of
     ``--required-batch-size-multiple`` (default 8): the last n mod 8 sentences of a split would go
@@ -71,7 +52,7 @@ def batching_every_sentence(dataset, skip_too_long=False, split="input"):
 
         def batch_within_max_tokens(indices, max_tokens=None, *args, **kwargs):
             indices = within_max_tokens(dataset, indices, max_tokens)
-            return batch_every_sentence(batch_by_size, indices, max_tokens, *args, **kwargs)
+            return batches_with_the_rest(batch_by_size, indices, max_tokens, *args, **kwargs)
 
         dataset.batch_by_size = batch_within_max_tokens
         dataset.batches_every_sentence = True

@@ -21,7 +21,7 @@ from difformer_core.decoding import DecodingConfig
 from difformer_core.diffusion import GaussianDiffusion, build_sampler
 from difformer_core.errors import DifformerError
 
-from .batching import GROUP_CALL_COST, length_groups
+from .length_groups import GROUP_CALL_COST, length_groups
 from .quantization import QuantizedCopy, int8_applies
 from .selection import bleu_mbr, build_reranker, candidate_strings, mean_log_prob
 

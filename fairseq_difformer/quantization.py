@@ -17,9 +17,8 @@ int8 products themselves are faster. Quantized are
   encoder's and an AR reranker's. Their attention may take PyTorch's fused path, which reads the
   projections' float weights directly;
 * an AR reranker's output projection to the vocabulary, which scores every candidate token
-  against every word: half of the reranker's time in float32 (3 × 2 candidates at batch 100 on the
-  benchmark's models). Its log-probabilities move by a few hundredths, and the reranker picks
-  another candidate for about 2 % of the sentences.
+  against every word, the largest product of the reranker. Its log-probabilities move slightly,
+  and the reranker may pick another candidate for a few sentences.
 
 The rest stays float32: embeddings and the Difformer's rounding to words (an argmax over the
 vocabulary, where an int8 grid would break near-ties), positions, the length predictor, the

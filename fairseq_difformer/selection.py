@@ -21,7 +21,7 @@ from sacrebleu.metrics import BLEU
 from difformer_core.errors import DifformerError
 
 from . import ctranslate2_ar
-from .batching import length_groups
+from .length_groups import length_groups
 from .quantization import QuantizedCopy
 from .vocabulary_scores import word_log_probs
 
@@ -50,7 +50,7 @@ class ARReranker:
         """tokens: (B·K) × T right-padded candidates ending in eos → (B·K) mean log-probs.
 
         The sources are encoded once. The candidates are teacher-forced in groups of similar
-        length (:func:`~fairseq_difformer.batching.length_groups`), and only their real tokens go
+        length (:func:`~fairseq_difformer.length_groups.length_groups`), and only their real tokens go
         through the output layer, a block of positions at a time: log p(y_i) = y_i's logit −
         logsumexp of the logits (:func:`~fairseq_difformer.vocabulary_scores.word_log_probs`).
         With ``int8`` the reranker's feed-forward layers run as dynamic int8 layers

@@ -25,9 +25,8 @@ import contextlib
 import logging
 import os
 import re
+import secrets
 import shutil
-import signal
-import tempfile
 
 import torch
 from fairseq import checkpoint_utils
@@ -44,16 +43,9 @@ logger = logging.getLogger(__name__)
 LOCK_NAME = "train.lock"
 #: fairseq's ``NAME.pt.tmp`` and this module's ``NAME.pt.XXXX.tmp``
 TEMPORARY = re.compile(r".+\.pt(\.[^./]+)?\.tmp$")
-#: fault injection for the tests: the N-th checkpoint write of the process (counting from 1)
-#: kills the process with SIGKILL half-way through writing its temporary file
-KILL_AT_WRITE = "DIFFORMER_FAULT_KILL_AT_WRITE"
-
 _guarded_dirs = {}  # absolute save dir -> its lock (held until the process ends)
-_writes = 0
 _fairseq_save = checkpoint_utils.torch_persistent_save
 _fairseq_copy = PathManager.copy
-_umask = os.umask(0)
-os.umask(_umask)
 
 
 def is_training_run(args) -> bool:
@@ -176,17 +168,20 @@ def _guarded(path):
 
 @contextlib.contextmanager
 def atomic_file(path):
-    """A binary file to write ``path``'s new content to: a temporary file beside it, flushed,
-    fsynced and ``os.replace``d onto ``path`` when the block ends without an error (removed
-    otherwise)."""
-    global _writes
+    """A binary file to write ``path``'s new content to: a temporary file beside it
+    (``NAME.PID-XXXXXXXX.tmp``, made with the mode open() gives a new file), flushed, fsynced and
+    ``os.replace``d onto ``path`` when the block ends without an error (removed otherwise)."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    os.fchmod(fd, 0o666 & ~_umask)  # as open() would make it (mkstemp makes 0600)
-    _writes += 1
+    while True:
+        tmp = os.path.join(folder, f"{os.path.basename(path)}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as out:
-            yield _KillHalfWay(out) if os.environ.get(KILL_AT_WRITE) == str(_writes) else out
+            yield out
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
@@ -199,23 +194,6 @@ def atomic_file(path):
         os.fsync(directory)
     finally:
         os.close(directory)
-
-
-class _KillHalfWay:
-    """The fault injection of ``DIFFORMER_FAULT_KILL_AT_WRITE``: a file whose first write puts half
-    its bytes on disk, then SIGKILLs the process."""
-
-    def __init__(self, out):
-        self.out = out
-
-    def write(self, data):
-        self.out.write(bytes(data[: len(data) // 2]))
-        self.out.flush()
-        os.fsync(self.out.fileno())
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    def __getattr__(self, name):
-        return getattr(self.out, name)
 
 
 def atomic_persistent_save(obj, filename, async_write: bool = False):

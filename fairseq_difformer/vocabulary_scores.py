@@ -12,8 +12,6 @@ from typing import Callable, Sequence, Tuple
 import torch
 
 #: Logits per block: 2^20 floats (4 MiB), which stays in a server core's share of the cache.
-#: On the benchmark's models (2 CPU cores, V = 7,872) blocks of 128 to 2,048 rows ran equally fast,
-#: and one block for all rows about 1.2× slower.
 BLOCK_ELEMENTS = 2 ** 20
 
 

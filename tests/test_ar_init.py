@@ -8,6 +8,7 @@ import torch
 from fairseq.modules import SinusoidalPositionalEmbedding
 
 from conftest import TINY_ARCH, TRAIN_COMMON, USER_DIR, run_cli, train_difformer
+from difformer_core.errors import DifformerError
 
 #: an AR Transformer of TINY_ARCH's sizes (width 64, FFN 128, 2 heads, 1 + 1 layers, one table)
 AR_SIZE = [
@@ -119,9 +120,13 @@ def test_separate_ar_tables_map_to_each_projection(databin, ar_separate_tables, 
         assert (a.t() @ residual).abs().max() < 1e-3 * (a.t() @ (8.0 * ar[table].double())).abs().max(), table
 
 
-def test_latent_dim_equal_to_model_width_trains(databin, tmp_path):
-    """--latent-dim equal to the width: P_out is still a learned map (fairseq leaves it None)."""
-    train_difformer(databin, tmp_path, 2, "--latent-dim", "64", "--disable-validation", "--no-save")
+def test_latent_dim_equal_to_model_width_keeps_a_trained_output_map(databin, tmp_path):
+    """--latent-dim equal to the width: P_out is still a map of its own, a parameter that trains
+    and is saved (fairseq's decoder leaves project_out_dim None at equal widths)."""
+    assert build(databin, tmp_path / "built", "--latent-dim", "64").decoder.project_out_dim is not None
+    train_difformer(databin, tmp_path, 2, "--latent-dim", "64", "--disable-validation", "--no-epoch-checkpoints")
+    saved = torch.load(tmp_path / "checkpoint_last.pt", map_location="cpu")["model"]
+    assert saved["decoder.project_out_dim.weight"].shape == (64, 64)
 
 
 def test_training_starts_from_the_ar_model_and_a_resumed_run_keeps_its_own_weights(databin, ar_checkpoint, tmp_path):
@@ -144,9 +149,9 @@ def test_training_starts_from_the_ar_model_and_a_resumed_run_keeps_its_own_weigh
 
 
 def test_ar_model_of_another_size_is_refused_naming_each_option(databin, reranker_checkpoint, tmp_path):
-    with pytest.raises(Exception, match=r"encoder-embed-dim 32 \(this Difformer: 64\).*encoder-ffn-embed-dim 64"):
+    with pytest.raises(DifformerError, match=r"encoder-embed-dim 32 \(this Difformer: 64\).*encoder-ffn-embed-dim 64"):
         build(databin, tmp_path, "--init-from-ar", reranker_checkpoint)
-    with pytest.raises(Exception, match=r"encoder-layers 1 \(this Difformer: 2\)"):
+    with pytest.raises(DifformerError, match=r"encoder-layers 1 \(this Difformer: 2\)"):
         ar = tmp_path / "ar"
         build(databin, tmp_path, "--encoder-layers", "2", "--init-from-ar", train_ar(databin, ar, "--share-all-embeddings"))
 
@@ -158,12 +163,12 @@ def test_dictionary_with_other_words_of_the_same_size_is_refused(databin, ar_che
         lines = (other / f"dict.{lang}.txt").read_text().splitlines()
         lines[0], lines[1] = lines[1], lines[0]
         (other / f"dict.{lang}.txt").write_text("\n".join(lines) + "\n")
-    with pytest.raises(Exception, match=r"source dictionary .*dict\.de\.txt differs from the data-bin .*entry 4"):
+    with pytest.raises(DifformerError, match=r"source dictionary .*dict\.de\.txt differs from the data-bin .*entry 4"):
         build(other, tmp_path, "--init-from-ar", ar_checkpoint)
 
 
 def test_dictionary_of_another_size_is_refused(databin, other_dict_reranker, tmp_path):
-    with pytest.raises(Exception, match=r"source dictionary has \d+ types, the data-bin .* has \d+"):
+    with pytest.raises(DifformerError, match=r"source dictionary has \d+ types, the data-bin .* has \d+"):
         build(databin, tmp_path, "--init-from-ar", other_dict_reranker)
 
 
@@ -183,7 +188,7 @@ def test_missing_truncated_and_foreign_checkpoints_fail_in_one_line(databin, ar_
 
 
 def test_init_from_ar_and_finetune_from_model_are_exclusive(databin, ar_checkpoint, difformer_checkpoint, tmp_path):
-    with pytest.raises(Exception, match="give one"):
+    with pytest.raises(DifformerError, match="give one"):
         build(databin, tmp_path, "--init-from-ar", ar_checkpoint, "--finetune-from-model", difformer_checkpoint)
 
 

@@ -320,7 +320,7 @@ def test_two_worker_data_parallel_training_with_eval_bleu(databin, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def test_sets_of_3_and_461(databin, multi30k_bpe, tmp_path_factory):
+def sets_of_3_and_461(databin, multi30k_bpe, tmp_path_factory):
     """Data-bins whose test sets hold 3 and 461 sentences (not multiples of 8), same dictionary."""
     from conftest import MULTI30K, preprocess
 
@@ -339,10 +339,10 @@ def test_sets_of_3_and_461(databin, multi30k_bpe, tmp_path_factory):
 
 
 @pytest.mark.parametrize("batching", [["--batch-size", "64"], ["--batch-size", "100"], ["--max-tokens", "4096"]])
-def test_every_test_sentence_is_decoded(test_sets_of_3_and_461, difformer_checkpoint, batching):
+def test_every_test_sentence_is_decoded(sets_of_3_and_461, difformer_checkpoint, batching):
     """fairseq 0.12.3 drops the last n mod 8 sentences of a split (--required-batch-size-multiple
     8, the default) and fails on fewer than 8; --task difformer decodes them all."""
-    for n, databin in test_sets_of_3_and_461.items():
+    for n, databin in sets_of_3_and_461.items():
         out = run_cli("fairseq-generate", databin, "--user-dir", USER_DIR, "--task", "difformer",
                       "--path", difformer_checkpoint, "--gen-subset", "test", "--cpu",
                       "--decoding-steps", "2", *batching).stdout

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -52,20 +53,28 @@ def reordered_databin(tmp_path_factory):
     return preprocess(work, prefixes, "src", "tgt")
 
 
-def train_command(databin, save_dir, max_update, *extra):
+#: fairseq-train with its N-th checkpoint write killed half-way
+FAULT_INJECTION = Path(__file__).with_name("fault_injection.py")
+
+
+def train_command(databin, save_dir, max_update, *extra, kill_at_write=None):
+    """fairseq-train of the micro model; with ``kill_at_write`` N, its N-th checkpoint write is
+    killed half-way (tests/fault_injection.py)."""
+    program = ["-m", "fairseq_cli.train"] if kill_at_write is None else [FAULT_INJECTION, str(kill_at_write)]
     return [
-        sys.executable, "-m", "fairseq_cli.train", str(databin), "--user-dir", USER_DIR, "--task", "difformer",
+        sys.executable, *program, str(databin), "--user-dir", USER_DIR, "--task", "difformer",
         "--criterion", "difformer", *MICRO_ARCH, "--cpu", "--optimizer", "adam", "--lr", "1e-3",
         "--max-tokens", "256", "--no-progress-bar", "--log-interval", "1", "--seed", "1", "--num-workers", "0",
         "--max-update", str(max_update), "--save-interval-updates", "2", "--save-dir", str(save_dir), *extra,
     ]
 
 
-def train(databin, save_dir, max_update, *extra, env=None, check=True):
+def train(databin, save_dir, max_update, *extra, kill_at_write=None, check=True):
     """The finished training; its log (fairseq's, on stdout) and errors are both in ``stderr``."""
-    proc = subprocess.run(train_command(databin, save_dir, max_update, *extra), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})
+    proc = subprocess.run([str(c) for c in train_command(databin, save_dir, max_update, *extra,
+                                                         kill_at_write=kill_at_write)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
     proc.stderr = proc.stdout
     if check and proc.returncode != 0:
         raise AssertionError(f"fairseq-train failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -116,7 +125,9 @@ def test_atomic_file_keeps_the_old_content_when_the_write_fails(tmp_path):
     with training_run.atomic_file(str(path)) as out:
         out.write(b"new")
     assert path.read_bytes() == b"new" and os.listdir(tmp_path) == ["checkpoint_last.pt"]
-    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~training_run._umask)
+    fresh = tmp_path / "fresh"
+    fresh.write_bytes(b"")  # open() gives a new file 0o666 less the umask; atomic_file's is the same
+    assert oct(path.stat().st_mode & 0o777) == oct(fresh.stat().st_mode & 0o777)
 
 
 def test_a_second_training_on_a_save_dir_fails_at_once(micro_databin, micro_run, tmp_path):
@@ -225,8 +236,7 @@ def test_sigkill_at_random_moments_loses_nothing(micro_databin, tmp_path):
     for attempt in range(12):
         if attempt % 2 == 0:
             write = rng.randint(1, 6)
-            proc = train(micro_databin, save_dir, max_update, *exact, env={training_run.KILL_AT_WRITE: str(write)},
-                         check=False)
+            proc = train(micro_databin, save_dir, max_update, *exact, kill_at_write=write, check=False)
             assert proc.returncode in (0, -signal.SIGKILL), proc.stderr[-3000:]
             killed, how = proc.returncode == -signal.SIGKILL, f"inside checkpoint write {write}"
             logs.append(proc.stderr)

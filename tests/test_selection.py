@@ -14,7 +14,7 @@ from test_model import DICT, batch, build
 
 import fairseq_difformer  # noqa: F401
 import fairseq_difformer.selection as selection_module
-from fairseq_difformer.batching import length_groups
+from fairseq_difformer.length_groups import length_groups
 from fairseq_difformer.generator import DecodingConfig, DifformerGenerator
 from fairseq_difformer.selection import ARReranker, bleu_mbr, candidate_strings
 

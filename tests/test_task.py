@@ -13,7 +13,8 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.trainer import Trainer
 
 import fairseq_difformer  # noqa: F401
-from fairseq_difformer.tasks.difformer_task import DifformerConfig, DifformerTask, rouge_sums
+from fairseq_difformer.tasks.difformer_task import DifformerConfig, DifformerTask
+from fairseq_difformer.tasks.validation import rouge_sums
 from test_model import DICT, criterion
 
 

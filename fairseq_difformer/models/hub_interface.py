@@ -16,10 +16,8 @@ import contextlib
 import glob
 import logging
 from argparse import Namespace
-import numbers
 import os
 import tarfile
-import typing
 import warnings
 
 import torch
@@ -31,8 +29,7 @@ from fairseq.models.transformer import TransformerModel
 from omegaconf import open_dict
 
 from difformer_core.checkpoints import checkpoint_problem, mapped_state
-from difformer_core.decoding import DECODING_OPTIONS, PRECISIONS, RERANKER_ENGINES, DecodingOptions
-from difformer_core.diffusion import NOISE_SCHEDULES, SAMPLERS
+from difformer_core.decoding import DECODING_OPTIONS, check_option_value
 from difformer_core.errors import DifformerError
 from difformer_core.text import undecodable
 
@@ -43,8 +40,6 @@ logger = logging.getLogger(__name__)
 # Keyword arguments of translate / sample / generate: the task's decoding options and the
 # generation flag build_generator reads.
 GENERATION_OPTIONS = DECODING_OPTIONS + ("retain_iter_history",)
-CHOICES = {"decoding_sampler": SAMPLERS, "decoding_precision": PRECISIONS,  # options taking one of a few names
-           "reranker_engine": RERANKER_ENGINES}
 
 # Code files fairseq's from_pretrained takes from the model folder itself (as bpe_codes).
 FAIRSEQ_CODE_FILES = ("code", "bpecodes")
@@ -180,31 +175,10 @@ def check_decoding_options(options):
             raise DifformerError(
                 f"unknown decoding option {name}={value!r}; the options are {', '.join(GENERATION_OPTIONS)}"
             )
-        if name == "decoding_noise_schedule":
-            if value is not None and value not in NOISE_SCHEDULES:
-                raise DifformerError(
-                    f"decoding_noise_schedule={value!r}: choose one of {', '.join(NOISE_SCHEDULES)} "
-                    f"(None: the model's)"
-                )
-            continue
-        if name in CHOICES:
-            if not isinstance(value, str) or value not in CHOICES[name]:
-                raise DifformerError(f"{name}={value!r}: choose one of {', '.join(CHOICES[name])}")
-            continue
-        # The option's declared type: Optional[X] accepts None (the task's default).
-        declared = DecodingOptions.__dataclass_fields__[name].type if name in DECODING_OPTIONS else bool
-        if type(None) in typing.get_args(declared):
-            if value is None:
-                continue
-            (declared,) = (t for t in typing.get_args(declared) if t is not type(None))
-        if declared is bool:
-            valid, kind = isinstance(value, bool), "True or False"
-        elif declared is int:
-            valid, kind = isinstance(value, numbers.Integral) and not isinstance(value, bool), "an integer"
-        else:
-            valid, kind = isinstance(value, numbers.Real) and not isinstance(value, bool), "a number"
-        if not valid:
-            raise DifformerError(f"decoding option {name}={value!r} must be {kind}")
+        if name in DECODING_OPTIONS:
+            check_option_value(name, value)
+        elif not isinstance(value, bool):  # retain_iter_history
+            raise DifformerError(f"decoding option {name}={value!r} must be True or False")
 
 
 RECORDED = "recorded"  # from_pretrained's default: the preprocessing the data-bin records

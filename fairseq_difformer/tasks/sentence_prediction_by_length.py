@@ -7,7 +7,7 @@ sentences is padded to its longest one: on SST-2 (median 9 tokens, 90th percenti
 spends about three quarters of its time on padding. Here the examples are ordered by source length
 first, the same permutation breaking ties (``np.lexsort([permutation, lengths])``), as fairseq's
 translation tasks order theirs; the epoch iterator still shuffles the order of the batches every
-epoch. Every sentence is in some batch (:func:`~fairseq_difformer.batching.batching_every_sentence`:
+epoch. Every sentence is in some batch (:class:`~fairseq_difformer.batching.EverySentenceBatches`:
 fairseq 0.12.3 drops the last n mod 8). Data, options, criterion and metrics are
 ``sentence_prediction``'s::
 
@@ -21,7 +21,7 @@ from fairseq.data import SortDataset
 from fairseq.tasks import register_task
 from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
 
-from ..batching import batching_every_sentence
+from ..batching import EverySentenceBatches
 from ..training_run import guard_save_dir, is_training_run
 
 
@@ -31,18 +31,13 @@ class SentencePredictionByLengthConfig(SentencePredictionConfig):
 
 
 @register_task("sentence_prediction_by_length", dataclass=SentencePredictionByLengthConfig)
-class SentencePredictionByLengthTask(SentencePredictionTask):
+class SentencePredictionByLengthTask(EverySentenceBatches, SentencePredictionTask):
     def load_dataset(self, split, combine=False, **kwargs):
         dataset = super().load_dataset(split, combine=combine, **kwargs)
         if isinstance(dataset, SortDataset):  # not with --no-shuffle, which keeps the file's order
             (lengths,) = dataset.dataset.sizes  # one input: the (joined) source's token counts
             dataset.sort_order = [*dataset.sort_order, lengths]
         return dataset
-
-    def get_batch_iterator(self, dataset, *args, **kwargs):
-        split = next((name for name, held in self.datasets.items() if held is dataset), "input")
-        batching = batching_every_sentence(dataset, kwargs.get("ignore_invalid_inputs", False), split)
-        return super().get_batch_iterator(batching, *args, **kwargs)
 
     def build_model(self, cfg, from_checkpoint=False):
         """fairseq's, with the save dir of a training run guarded (:mod:`..training_run`)."""
