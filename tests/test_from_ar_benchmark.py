@@ -140,6 +140,7 @@ def test_plateau_trains_to_early_stopping_on_validation_bleu_and_decodes_every_p
     budget = [str(a) for a in budget]
     assert budget[budget.index("--patience") + 1] == "5" and budget[budget.index("--max-update") + 1] == "30000"
     assert budget[budget.index("--best-checkpoint-metric") + 1] == "bleu" and "--maximize-best-checkpoint-metric" in budget
+    assert int(budget[budget.index("--validate-interval") + 1]) >= 10 ** 6  # no validation at epoch ends
     assert part.curve_interval() == 500 and described == {"updates": 30000}
     assert [from_ar_plateau.pool_setting(l, n).args[:4] for l, n in [(7, 3)]] == [
         ("--length-beam-size", "7", "--noise-beam-size", "3")]

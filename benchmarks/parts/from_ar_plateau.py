@@ -63,8 +63,10 @@ class FromARPlateau(FromAR):
 
     def budget_args(self):
         cap, patience = self.args.plateau_max_update, self.args.plateau_patience
+        # --validate-interval: no validation at the end of each epoch, so that the patience counts
+        # validations every --plateau-interval updates only.
         return (["--max-update", cap, "--patience", patience, "--best-checkpoint-metric", "bleu",
-                 "--maximize-best-checkpoint-metric"],
+                 "--maximize-best-checkpoint-metric", "--validate-interval", 10 ** 6],
                 {"updates": cap})
 
     def curve_interval(self):
