@@ -149,3 +149,33 @@ def test_every_step_a_part_calls_is_a_pipeline_step(tmp_path):
     missing = sorted(f"{part}: bench.{name}" for part, name in used
                      if not (hasattr(Pipeline, name) or name in vars(bench)))
     assert not missing
+
+
+def test_a_resumed_training_adds_to_its_log(tmp_path, monkeypatch):
+    """run_training of an interrupted run (a checkpoint_last.pt there) appends to the log, so the
+    validations before the interruption stay in the learning curve; a fresh one starts it anew."""
+    from argparse import Namespace
+
+    from benchmarks.pipeline import Pipeline, train as train_module
+
+    calls = []
+
+    def fake_run(cmd, log, append=False, **kwargs):
+        calls.append(append)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a" if append else "w") as out:
+            out.write(train_inner(10 * len(calls), 500, 1000) + "\n")
+        return {"wall_s": 1.0, "peak_rss_mib": 1.0}
+
+    monkeypatch.setattr(train_module, "run_logged", fake_run)
+    bench = Pipeline(Namespace(device="cpu", quick=False, workdir=tmp_path, databin=tmp_path / "bin",
+                               results=tmp_path / "results.json"))
+    (tmp_path / "checkpoints" / "fresh").mkdir(parents=True)  # fairseq-train would make it
+    bench.run_training("fresh", ["fairseq-train", "a"], {"updates": 10})
+    (tmp_path / "checkpoints" / "resumed").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "resumed" / "checkpoint_last.pt").write_bytes(b"")
+    (tmp_path / "logs" / "train-resumed.log").write_text(train_inner(5, 500, 1000) + "\n")
+    summary = bench.run_training("resumed", ["fairseq-train", "b"], {"updates": 20})
+    assert calls == [False, True]
+    assert (tmp_path / "logs" / "train-resumed.log").read_text().count("train_inner") == 2
+    assert summary["updates"] == 20

@@ -56,7 +56,9 @@ class TrainSteps:
             shutil.rmtree(save_dir)
         say(f"training {name} for {described}")
         log = self.work / "logs" / f"train-{name}.log"
-        usage = run_logged(cmd, log)
+        # A resumed training adds to the log of the interrupted one: its validations (the learning
+        # curves) and its updates stay in it.
+        usage = run_logged(cmd, log, append=(save_dir / "checkpoint_last.pt").exists())
         summary = {
             "minutes": budget.get("minutes"),
             "updates": measure.final_updates(log.read_text()),
