@@ -1,6 +1,5 @@
-"""The report of the from_ar_plateau part: its section, its targets and its learning-curve plot."""
+"""The report of the from_ar_plateau part: its section and its targets (its plot is in plots.py)."""
 
-from pathlib import Path
 from typing import Dict, List
 
 from ..parts.from_ar_plateau import LENGTH_OFFSETS, POOLS
@@ -84,36 +83,3 @@ def targets(results: Dict) -> List[Dict]:
     else:
         out.append({"name": name2, "met": None, "value": None, "shown": "–"})
     return out
-
-
-def curves_plot(results: Dict, directory: Path, prefix: str, plt) -> Dict[str, str]:
-    """Left: validation BLEU against updates of the AR model and the Difformer; right: the AR
-    model's best validation BLEU minus the Difformer's, against the Difformer's updates."""
-    training = results.get(SECTION, {}).get("training", {})
-    ar = [p for p in (training.get("ar", {}).get("curve") or []) if p.get("bleu") is not None]
-    student = [p for p in (training.get("ar_init_kd", {}).get("curve") or []) if p.get("bleu") is not None]
-    if not ar and not student:
-        return {}
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    if ar:
-        ax1.plot([p["updates"] for p in ar], [p["bleu"] for p in ar], "k--", marker="o", markersize=3,
-                 label="AR Transformer (greedy)")
-    if student:
-        ax1.plot([p["updates"] for p in student], [p["bleu"] for p in student], marker="o", markersize=3,
-                 label="Difformer --init-from-ar, distilled (default decoding)")
-    if ar and student:
-        best = max(p["bleu"] for p in ar)
-        ax2.plot([p["updates"] for p in student], [best - p["bleu"] for p in student], marker="o", markersize=3)
-        ax2.axhline(GAP_GREEDY, color="grey", linestyle=":", label=f"target gap {GAP_GREEDY:g}")
-        ax2.legend(fontsize=8)
-    ax1.set_xlabel("updates")
-    ax1.set_ylabel("validation BLEU (--eval-bleu)")
-    ax1.legend(fontsize=8)
-    ax2.set_xlabel("Difformer updates")
-    ax2.set_ylabel("AR best validation BLEU − Difformer's")
-    fig.suptitle("from_ar_plateau: learning curves on Multi30k valid")
-    fig.tight_layout()
-    directory.mkdir(parents=True, exist_ok=True)
-    fig.savefig(directory / "from_ar_plateau_curves.png", dpi=120)
-    plt.close(fig)
-    return {"from_ar_plateau_curves": f"{prefix}/from_ar_plateau_curves.png"}

@@ -113,7 +113,7 @@ def make_plots(results: Dict, directory: Path, prefix: str) -> Dict[str, str]:
         plt.close(fig)
         made["ablations"] = f"{prefix}/ablations.png"
     made.update(from_ar_curves(results, directory, prefix, plt))
-    made.update(plateau.curves_plot(results, directory, prefix, plt))
+    made.update(from_ar_plateau_curves(results, directory, prefix, plt))
     return made
 
 
@@ -145,8 +145,42 @@ def from_ar_curves(results: Dict, directory: Path, prefix: str, plt) -> Dict[str
     ax2.set_ylabel("validation loss (Difformer criterion)")
     ax2.legend(fontsize=8)
     fig.suptitle("from_ar: learning curves on Multi30k valid")
+    return saved(fig, plt, directory, prefix, "from_ar_curves")
+
+
+def from_ar_plateau_curves(results: Dict, directory: Path, prefix: str, plt) -> Dict[str, str]:
+    """Left: validation BLEU against updates of the AR model and the Difformer; right: the AR
+    model's best validation BLEU minus the Difformer's, against the Difformer's updates."""
+    training = results.get(plateau.SECTION, {}).get("training", {})
+    ar = [p for p in (training.get("ar", {}).get("curve") or []) if p.get("bleu") is not None]
+    student = [p for p in (training.get("ar_init_kd", {}).get("curve") or []) if p.get("bleu") is not None]
+    if not ar and not student:
+        return {}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    if ar:
+        ax1.plot([p["updates"] for p in ar], [p["bleu"] for p in ar], "k--", marker="o", markersize=3,
+                 label="AR Transformer (greedy)")
+    if student:
+        ax1.plot([p["updates"] for p in student], [p["bleu"] for p in student], marker="o", markersize=3,
+                 label="Difformer --init-from-ar, distilled (default decoding)")
+    if ar and student:
+        best = max(p["bleu"] for p in ar)
+        ax2.plot([p["updates"] for p in student], [best - p["bleu"] for p in student], marker="o", markersize=3)
+        ax2.axhline(plateau.GAP_GREEDY, color="grey", linestyle=":", label=f"target gap {plateau.GAP_GREEDY:g}")
+        ax2.legend(fontsize=8)
+    ax1.set_xlabel("updates")
+    ax1.set_ylabel("validation BLEU (--eval-bleu)")
+    ax1.legend(fontsize=8)
+    ax2.set_xlabel("Difformer updates")
+    ax2.set_ylabel("AR best validation BLEU − Difformer's")
+    fig.suptitle("from_ar_plateau: learning curves on Multi30k valid")
+    return saved(fig, plt, directory, prefix, "from_ar_plateau_curves")
+
+
+def saved(fig, plt, directory: Path, prefix: str, name: str) -> Dict[str, str]:
+    """``fig`` laid out and written to ``directory``/NAME.png, closed; {NAME: its path in the report}."""
     fig.tight_layout()
     directory.mkdir(parents=True, exist_ok=True)
-    fig.savefig(directory / "from_ar_curves.png", dpi=120)
+    fig.savefig(directory / f"{name}.png", dpi=120)
     plt.close(fig)
-    return {"from_ar_curves": f"{prefix}/from_ar_curves.png"}
+    return {name: f"{prefix}/{name}.png"}
