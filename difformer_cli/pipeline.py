@@ -26,7 +26,7 @@ from . import user_dir
 from .commands import CommandFailed, run_logged
 from .generate_output import parse_generate_output
 from .recipes import recipe
-from .whole_split import EVERY_SENTENCE, check_every_sentence, hypothesis_ids
+from .whole_split import EVERY_SENTENCE, check_generate_output
 
 #: what the messages start with: the running script's name
 PREFIX = ["examples"]
@@ -185,8 +185,7 @@ def decode(name, options, databin: Path, model: Path, work: Path, reranker: Path
         partial = out.with_suffix(".partial")
         run(cmd, work / f"{name}.log", stdout=partial)
         try:
-            check_every_sentence(hypothesis_ids(parse_generate_output(partial.read_text(encoding="utf-8").splitlines())),
-                                 databin, "test", partial)
+            check_generate_output(partial, databin, "test")
         except DifformerError as exc:
             sys.exit(f"{PREFIX[0]}: {exc}")
         partial.rename(out)

@@ -13,6 +13,8 @@ from typing import Dict, Iterable
 
 from difformer_core.errors import DifformerError
 
+from .generate_output import parse_generate_output
+
 #: fairseq-generate's batching with no sentence left out
 EVERY_SENTENCE = ("--required-batch-size-multiple", "1")
 
@@ -57,3 +59,9 @@ def hypothesis_ids(entries: Dict[int, Dict[str, str]]):
     """The sentence ids that have a hypothesis in :func:`~difformer_cli.generate_output.parse_generate_output`'s
     result."""
     return [i for i, entry in entries.items() if "H" in entry]
+
+
+def check_generate_output(output, databin, split: str) -> int:
+    """:func:`check_every_sentence` of the H- lines of fairseq-generate's ``output`` file."""
+    entries = parse_generate_output(Path(output).read_text(encoding="utf-8").splitlines())
+    return check_every_sentence(hypothesis_ids(entries), databin, split, output)

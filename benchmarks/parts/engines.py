@@ -26,8 +26,7 @@ import time
 from pathlib import Path
 
 from difformer_cli.commands import run_logged
-from difformer_cli.generate_output import parse_generate_output
-from difformer_cli.whole_split import EVERY_SENTENCE, check_every_sentence, hypothesis_ids
+from difformer_cli.whole_split import EVERY_SENTENCE, check_generate_output
 
 from .. import measure
 from ..pipeline import say, shell
@@ -181,8 +180,7 @@ class EnginesPart:
         for _ in range(repeats):
             log = self.work / f"generate-{tag}-b{batch_size}.log"
             run_logged(cmd, log, stdout=out)
-            check_every_sentence(hypothesis_ids(parse_generate_output(out.read_text(encoding="utf-8").splitlines())),
-                                 self.models.databin, "test", out)
+            check_generate_output(out, self.models.databin, "test")
             speeds.append(measure.generate_speed(log.read_text() + out.read_text())["sentences_per_s"])
         return out, round(statistics.median(speeds), 1), speeds, shell(cmd)
 

@@ -4,8 +4,7 @@ memory from its own log), then difformer-score (SacreBLEU, tokenised BLEU, ROUGE
 import json
 
 from difformer_cli.commands import CommandFailed, run_logged
-from difformer_cli.generate_output import parse_generate_output
-from difformer_cli.whole_split import EVERY_SENTENCE, check_every_sentence, hypothesis_ids
+from difformer_cli.whole_split import EVERY_SENTENCE, check_generate_output
 from difformer_core.errors import DifformerError
 
 from .. import measure, systems
@@ -40,8 +39,7 @@ class DecodeSteps:
         # fairseq-generate's log lines go to stderr or stdout depending on who configured logging.
         speed = measure.generate_speed(log.read_text(encoding="utf-8") + out.read_text(encoding="utf-8"))
         try:
-            check_every_sentence(hypothesis_ids(parse_generate_output(out.read_text(encoding="utf-8").splitlines())),
-                                 databin or self.databin, subset, out)
+            check_generate_output(out, databin or self.databin, subset)
         except DifformerError as exc:
             raise CommandFailed(str(exc)) from None
         return out, {**speed, "peak_rss_mib": round(usage["peak_rss_mib"], 1), "command": shell(cmd)}
