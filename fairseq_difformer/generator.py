@@ -12,17 +12,15 @@ Returns fairseq's hypothesis dicts (``tokens``, ``score``, ``positional_scores``
 ``history``, ``alignment``, ``attention``), all K candidates per source, the selected one first.
 """
 
-import contextlib
-from dataclasses import dataclass
-
 import torch
 
 from difformer_core.decoding import DecodingConfig
 from difformer_core.diffusion import GaussianDiffusion, build_sampler
 from difformer_core.errors import DifformerError
 
-from .length_groups import GROUP_CALL_COST, length_groups
-from .quantization import QuantizedCopy, int8_applies
+from .decoding_precision import batch_autocast, float32_inside, resolve_precision
+from .grouped_denoising import denoise_groups, group_candidates
+from .quantization import QuantizedCopy
 from .selection import bleu_mbr, build_reranker, candidate_strings, mean_log_prob
 
 
@@ -43,17 +41,6 @@ def collapse_repeats(tokens, positional_scores, lengths, pad):
     kept_scores = positional_scores.new_zeros(len(tokens), width)
     kept_scores[rows, columns] = positional_scores[keep]
     return kept_tokens, kept_scores, new_lengths.to(lengths)
-
-
-@dataclass
-class LengthGroup:
-    """Candidates denoised together: their rows, their width (longest length), the source
-    encoding in their order, and the cross-attention cache kept across the steps."""
-
-    rows: torch.Tensor
-    width: int
-    encoder_out: dict
-    cache: dict
 
 
 class DifformerGenerator:
@@ -120,27 +107,18 @@ class DifformerGenerator:
         precision = self.precision(model)
         if precision == "int8" and isinstance(model, torch.nn.Module):  # an engine has its own int8 graphs
             model = self.int8_model(model)
-        # One bfloat16 context for the whole batch (with bf16): autocast casts each weight once
-        # and reuses the cast in every call, where a context per call would cast it each time.
-        with self.autocast(model, precision):
+        with batch_autocast(model, precision):
             return self.decode_batch(model, sample, precision, rng)
 
     def precision(self, model):
-        """The precision this batch decodes in: --decoding-precision, with ``auto`` resolved for
-        the model as it is now (its device and dtype); an engine's (engine/runtime.py) is the one
-        its graphs were loaded in."""
-        engine_precision = getattr(model, "engine_precision", None)
-        if engine_precision is not None:
-            return "int8" if engine_precision == "int8" else "model"
-        if self.config.precision != "auto":
-            return self.config.precision
-        return "int8" if int8_applies(model) else "model"
+        """The precision a batch of ``model`` decodes in (:func:`.decoding_precision.resolve_precision`)."""
+        return resolve_precision(self.config.precision, model)
 
     def decode_batch(self, model, sample, precision="model", rng=None):
         src_tokens = sample["net_input"]["src_tokens"]
         src_lengths = sample["net_input"]["src_lengths"]
-        bsz, k = src_tokens.size(0), self.candidates_per_source
-        float32 = self.float32(model, precision)
+        k = self.candidates_per_source
+        float32 = float32_inside(model, precision)
         # The sampler follows the model's device (it may have been built before the model moved).
         sampler = self.sampler.to(next(model.parameters()).device)
 
@@ -148,12 +126,7 @@ class DifformerGenerator:
         lengths = self.candidate_lengths(self.centre_lengths(model, encoder_out, sample))  # B·K
         # All candidates' z_T drawn at once, in candidate order, whatever the grouping.
         z_t, padding_mask = model.initial_latents(lengths, sampler.prior_scale, rng)   # B·K × ℓ × d
-        source_of = torch.arange(bsz, device=lengths.device).repeat_interleave(k)
-        groups = [
-            LengthGroup(rows, int(lengths[rows].max()),
-                        model.encoder.reorder_encoder_out(encoder_out, source_of[rows]), {})
-            for rows in length_groups(lengths, GROUP_CALL_COST)
-        ]
+        groups = group_candidates(model, encoder_out, lengths, k)
 
         z0_hat = torch.zeros_like(z_t)
         history = []
@@ -161,7 +134,7 @@ class DifformerGenerator:
         needs_words = self.config.clamping or self.config.retain_history
         for i, (step, timestep) in enumerate(zip(sampler.steps, sampler.timesteps)):
             z0_prev = z0_hat
-            z0_hat = self.denoise(model, groups, z_t, timestep, z0_prev, padding_mask)
+            z0_hat = denoise_groups(model, groups, z_t, timestep, z0_prev, padding_mask)
             with float32:
                 if needs_words or i == last:  # the vocabulary projection ẑ0·Eᵀ only where it is used
                     tokens, positional_scores = model.round_to_words(z0_hat, lengths, padding_mask)
@@ -185,8 +158,8 @@ class DifformerGenerator:
         keep = (~padding_mask).type_as(positional_scores)
         scores = mean_log_prob(positional_scores, keep)
         selection = self.selection_scores(src_tokens, src_lengths, tokens, scores, lengths, precision)
-        return self.hypotheses(tokens, positional_scores, scores, selection, lengths,
-                               history, history_lengths, bsz)
+        return hypothesis_dicts(tokens, positional_scores, scores, selection, lengths.tolist(),
+                                [(h, history_lengths) for h in history], k, len(self.sampler.steps))
 
     def centre_lengths(self, model, encoder_out, sample):
         """The length each source's length beam is centred on: the predicted one, or with
@@ -201,45 +174,6 @@ class DifformerGenerator:
             )
         return sample["target"].ne(self.pad).sum(1) + self.config.length_offset
 
-    @staticmethod
-    def autocast(model, precision):
-        """With bf16: torch.autocast(bfloat16) on the model's device, under which the encoder's,
-        the denoiser's and the AR reranker's matrix products run in bfloat16; otherwise no change."""
-        if precision != "bf16":
-            return contextlib.nullcontext()
-        parameter = next(model.parameters())
-        if parameter.dtype != torch.float32:
-            raise DifformerError(
-                f"--decoding-precision bf16 runs a float32 model's matrix products in bfloat16, but "
-                f"this model is in {parameter.dtype}: drop --fp16 (or --decoding-precision bf16)"
-            )
-        return torch.autocast(parameter.device.type, dtype=torch.bfloat16)
-
-    @staticmethod
-    def float32(model, precision):
-        """Inside :meth:`autocast`: the rounding and the sampler's step stay in float32."""
-        if precision != "bf16":
-            return contextlib.nullcontext()
-        return torch.autocast(next(model.parameters()).device.type, enabled=False)
-
-    @staticmethod
-    def denoise(model, groups, z_t, timestep, z0_prev, padding_mask):
-        """ẑ0 of every candidate (in z_t's dtype), each group denoised at its own width (the
-        positions beyond a group's width are padding for all its rows and stay 0)."""
-        if len(groups) == 1:  # all candidates at full width: no copies in or out
-            (group,) = groups
-            t = torch.full((z_t.size(0),), timestep, dtype=torch.long, device=z_t.device)
-            return model.denoise(z_t, t, z0_prev, group.encoder_out, padding_mask, group.cache).to(z_t.dtype)
-        z0_hat = torch.zeros_like(z_t)
-        for group in groups:
-            rows, width = group.rows, group.width
-            t = torch.full((len(rows),), timestep, dtype=torch.long, device=z_t.device)
-            z0_hat[rows, :width] = model.denoise(
-                z_t[rows, :width], t, z0_prev[rows, :width], group.encoder_out,
-                padding_mask[rows, :width], group.cache,
-            ).to(z_t.dtype)
-        return z0_hat
-
     def selection_scores(self, src_tokens, src_lengths, tokens, scores, lengths, precision="model"):
         if self.config.selection == "reranker":
             return self.reranker.score(src_tokens, src_lengths, tokens, self.candidates_per_source,
@@ -249,30 +183,31 @@ class DifformerGenerator:
             return bleu_mbr(words, self.candidates_per_source).to(scores)
         return scores
 
-    def hypotheses(self, tokens, positional_scores, scores, selection, lengths, history, history_lengths, bsz):
-        k = self.candidates_per_source
-        n_steps = len(self.sampler.steps)
-        lengths = lengths.tolist()
-        finalized = []
-        for b in range(bsz):
-            ranked = sorted(range(b * k, (b + 1) * k), key=lambda c: -float(selection[c]))
-            hypos = []
-            for c in ranked:
-                n = lengths[c]
-                hypos.append({
-                    "steps": n_steps,
-                    "tokens": tokens[c, :n],
-                    "positional_scores": positional_scores[c, :n],
-                    "score": scores[c],
-                    "selection_score": selection[c],
-                    "alignment": None,
-                    "attention": None,
-                    "hypo_attn": None,
-                    "history": [
-                        {"tokens": h[c, :history_lengths[c]], "positional_scores": None, "score": None,
-                         "alignment": None, "hypo_attn": None}
-                        for h in history
-                    ],
-                })
-            finalized.append(hypos)
-        return finalized
+
+def hypothesis_dicts(tokens, positional_scores, scores, selection, lengths, history, k, steps):
+    """fairseq's hypothesis dicts: per source (K = ``k`` consecutive candidates), its candidates
+    ranked by ``selection`` (highest first), each with its ``tokens`` and ``positional_scores`` cut
+    to its length, ``score`` (mean log-probability), ``selection_score``, ``steps`` and
+    ``history``: the words of each decoding step, as ``(tokens, lengths)`` pairs."""
+    finalized = []
+    for first in range(0, len(tokens), k):
+        hypos = []
+        for c in sorted(range(first, first + k), key=lambda c: -float(selection[c])):
+            n = lengths[c]
+            hypos.append({
+                "steps": steps,
+                "tokens": tokens[c, :n],
+                "positional_scores": positional_scores[c, :n],
+                "score": scores[c],
+                "selection_score": selection[c],
+                "alignment": None,
+                "attention": None,
+                "hypo_attn": None,
+                "history": [
+                    {"tokens": step_tokens[c, :step_lengths[c]], "positional_scores": None, "score": None,
+                     "alignment": None, "hypo_attn": None}
+                    for step_tokens, step_lengths in history
+                ],
+            })
+        finalized.append(hypos)
+    return finalized

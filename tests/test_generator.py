@@ -17,8 +17,10 @@ from test_model import DICT, batch, build
 
 import fairseq_difformer  # noqa: F401
 from fairseq_difformer import generator as generator_module
+from fairseq_difformer import grouped_denoising
 from difformer_core.errors import DifformerError
-from fairseq_difformer.generator import DecodingConfig, DifformerGenerator, length_groups
+from fairseq_difformer.generator import DecodingConfig, DifformerGenerator
+from fairseq_difformer.length_groups import length_groups
 
 TRAIN_STEPS, DECODING_STEPS = 100, 5
 # The 5 decoding steps keep round(k · 99/4) of the 100 training steps: 0, 25, 50, 74, 99.
@@ -169,11 +171,11 @@ def test_grouping_by_length_gives_the_hypotheses_of_one_batch(monkeypatch, confi
     denoise = model.decoder.forward
     model.decoder.forward = lambda z_t, *a, **kw: widths.append(tuple(z_t.shape[:2])) or denoise(z_t, *a, **kw)
 
-    monkeypatch.setattr(generator_module, "length_groups", lambda lengths, call_cost: [torch.arange(len(lengths))])
+    monkeypatch.setattr(grouped_denoising, "length_groups", lambda lengths, call_cost: [torch.arange(len(lengths))])
     one_batch = decode_with(model, config, [20, 3])
     assert len(set(widths)) == 1
     monkeypatch.undo()
-    monkeypatch.setattr(generator_module, "GROUP_CALL_COST", 0)
+    monkeypatch.setattr(grouped_denoising, "GROUP_CALL_COST", 0)
     widths.clear()
     grouped = decode_with(model, config, [20, 3])
     assert len(set(widths)) == 2 * config["length_beam"]  # each length its own call, at its own width

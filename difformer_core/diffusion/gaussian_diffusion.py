@@ -44,6 +44,20 @@ def spaced_timesteps(num_train_steps: int, num_steps: int) -> Tensor:
     return positions.round().long()
 
 
+def training_timesteps(n: int, num_train_steps: int, device, spaced_prob: float = 0.0,
+                       spaced_steps: int = 5) -> Tensor:
+    """n training timesteps: t ~ Uniform{0 … T−1}, except that with probability p = ``spaced_prob``
+    a sentence's t is s_k, k ~ Uniform{0 … N−1}, one of the N = ``spaced_steps`` timesteps an N-step
+    decoding visits (:func:`spaced_timesteps`). p = 0 is the paper's uniform sampling; p > 0 spends
+    part of the training on the noise levels a short decoding meets."""
+    t = torch.randint(0, num_train_steps, (n,), device=device)
+    if spaced_prob > 0:
+        grid = spaced_timesteps(num_train_steps, spaced_steps).to(device)
+        on_grid = torch.rand(n, device=device) < spaced_prob
+        t = torch.where(on_grid, grid[torch.randint(0, len(grid), (n,), device=device)], t)
+    return t
+
+
 class Float64Schedule(nn.Module):
     """A parameter-free module whose buffers are schedule quantities in float64 (and long
     indices): ``.to(device)`` / ``.cuda()`` move them, no cast changes their dtype (a model's

@@ -13,7 +13,6 @@ self-conditioning and the training diffusion process (``model.diffusion``; decod
 own, respaced and with the --decoding-* schedule and F: see generator.py).
 """
 
-import argparse
 import math
 import re
 
@@ -26,12 +25,12 @@ from fairseq.modules import LayerNorm
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from torch import nn
 
-from difformer_core.diffusion import NOISE_SCHEDULES, GaussianDiffusion, check_rescaling_factor, spaced_timesteps
-from difformer_core.errors import DifformerError
+from difformer_core.diffusion import GaussianDiffusion, training_timesteps
 
 from ..vocabulary_scores import round_to_words
 from . import hub_interface
 from .difformer_layers import ScaledLatentEmbedding, TimestepEmbedding, build_latent_input
+from .difformer_options import add_difformer_args, check_shared_dictionary, validate_model_args
 
 
 @register_model("difformer")
@@ -55,67 +54,14 @@ class DifformerModel(FairseqNATModel):
     @staticmethod
     def add_args(parser):
         FairseqNATModel.add_args(parser)
-        flag = dict(action=argparse.BooleanOptionalAction)
-        # Model-specific arguments have no parser default: the architecture functions set them.
-        parser.add_argument("--model-dim", type=int, metavar="D",
-                            help="Transformer width d_model (sets encoder and decoder embed dims)")
-        parser.add_argument("--latent-dim", type=int, metavar="D",
-                            help="width d_latent of the token embeddings the diffusion runs on")
-        parser.add_argument("--diffusion-steps", type=int, metavar="T",
-                            help="number of training diffusion steps T (default 2000)")
-        parser.add_argument("--noise-schedule", choices=NOISE_SCHEDULES,
-                            help="ᾱ schedule (default sqrt)")
-        parser.add_argument("--rescaling-factor", type=float, metavar="F",
-                            help="noise rescaling factor F ≥ 1 (default 1; the paper's recipes use 4)")
-        parser.add_argument("--vp-rf", **flag,
-                            help="apply F by rescaling the schedule (variance preserving) "
-                                 "instead of scaling the noise")
-        parser.add_argument("--embed-norm", **flag,
-                            help="LayerNorm on the decoder's embedding input (default on)")
-        parser.add_argument("--embed-norm-affine", **flag,
-                            help="give the embedding LayerNorm a learned gain and bias (default on)")
-        parser.add_argument("--embed-norm-before-proj", **flag,
-                            help="apply the embedding LayerNorm to z_t before the latent→model "
-                                 "projection instead of after adding time and position")
-        parser.add_argument("--self-cond", **flag,
-                            help="self-conditioning on the previous ẑ0 (default on)")
-        parser.add_argument("--self-cond-prob", type=float, metavar="P",
-                            help="probability that a training batch is self-conditioned (default 0.5)")
-        parser.add_argument("--self-cond-before-proj", **flag,
-                            help="concatenate [z_t; ẑ0_prev] before the projection instead of after")
-        parser.add_argument("--spaced-timestep-prob", type=float, metavar="P",
-                            help="probability that a sentence's training timestep is one of the "
-                                 "--spaced-timestep-steps timesteps an N-step decoding visits, "
-                                 "instead of uniform over 0..T-1 (default 0: uniform, the paper's)")
-        parser.add_argument("--spaced-timestep-steps", type=int, metavar="N",
-                            help="the decoding steps N whose timesteps --spaced-timestep-prob "
-                                 "draws from (default 5, the default decoding's)")
-        parser.add_argument("--rescale-timesteps", **flag,
-                            help="feed t' = t · 1000 / T to the time embedding (default on)")
-        parser.add_argument("--pred-length-offset", **flag,
-                            help="predict the target length as an offset from the source length")
-        parser.add_argument("--sg-length-pred", **flag,
-                            help="stop the length loss's gradient at the encoder")
-        parser.add_argument("--length-loss-factor", type=float,
-                            help="weight of the length prediction loss (default 0.1)")
-        parser.add_argument("--init-from-ar", metavar="AR.pt",
-                            help="start a fresh run from a fairseq AR Transformer translation checkpoint "
-                                 "of the same sizes and dictionary: its layers, positions and embedding "
-                                 "table (rank-d_latent SVD) are copied (not when the run resumes from its "
-                                 "own checkpoint_last.pt, as --finetune-from-model)")
+        add_difformer_args(parser)
 
     @classmethod
     def build_model(cls, args, task):
         base_architecture(args)
         validate_model_args(args)
         src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
-        if args.share_all_embeddings and src_dict != tgt_dict:
-            raise DifformerError(
-                f"--share-all-embeddings needs one joined dictionary, but the data-bin "
-                f"{getattr(task.cfg, 'data', '')} has separate source ({len(src_dict)} types) and "
-                f"target ({len(tgt_dict)} types) dictionaries: re-run fairseq-preprocess with "
-                f"--joined-dictionary, or train without --share-all-embeddings"
-            )
+        check_shared_dictionary(args, src_dict, tgt_dict, getattr(task.cfg, "data", ""))
         # ẑ0 · Eᵀ: the output layer is the target embedding table by definition.
         args.share_decoder_input_output_embed = True
         args.decoder_output_dim = args.latent_dim
@@ -189,19 +135,9 @@ class DifformerModel(FairseqNATModel):
         }
 
     def sample_timesteps(self, n, device):
-        """n training timesteps: t ~ Uniform{0 … T−1}, except that with probability p
-        (--spaced-timestep-prob) a sentence's t is s_k, k ~ Uniform{0 … N−1}, one of the N
-        timesteps an N-step decoding visits (--spaced-timestep-steps; s_k as in
-        :func:`~difformer_core.diffusion.gaussian_diffusion.spaced_timesteps`). p = 0 is the
-        paper's uniform sampling; p > 0 spends part of the training on the noise levels a short
-        decoding meets."""
-        t = torch.randint(0, self.diffusion.num_timesteps, (n,), device=device)
-        p = self.args.spaced_timestep_prob
-        if p > 0:
-            grid = spaced_timesteps(self.diffusion.num_timesteps, self.args.spaced_timestep_steps).to(device)
-            on_grid = torch.rand(n, device=device) < p
-            t = torch.where(on_grid, grid[torch.randint(0, len(grid), (n,), device=device)], t)
-        return t
+        """n training timesteps (:func:`~difformer_core.diffusion.training_timesteps`)."""
+        return training_timesteps(n, self.diffusion.num_timesteps, device, self.args.spaced_timestep_prob,
+                                  self.args.spaced_timestep_steps)
 
     # The steps of decoding the generator drives (as fairseq's IterativeRefinementGenerator drives
     # a NAT model through initialize_output_tokens and forward_decoder); the move from z_t to the
@@ -355,29 +291,6 @@ class DifformerDecoder(NATransformerDecoder):
 def filler_symbols(dictionary):
     """Indices of the ``madeupwordNNNN`` symbols of ``Dictionary.pad_to_multiple_``."""
     return [i for i, symbol in enumerate(dictionary.symbols) if re.fullmatch(r"madeupword\d{4}", symbol)]
-
-
-def validate_model_args(args):
-    """Reject option values that would make the diffusion ill-defined, naming the flag."""
-    if args.diffusion_steps < 1:
-        raise DifformerError(f"--diffusion-steps must be at least 1 (got {args.diffusion_steps})")
-    check_rescaling_factor(args.rescaling_factor, "--rescaling-factor")
-    if args.latent_dim < 1 or args.model_dim < 1:
-        raise DifformerError("--latent-dim and --model-dim must be positive")
-    if not 0 <= args.self_cond_prob <= 1:
-        raise DifformerError(f"--self-cond-prob must be in [0, 1] (got {args.self_cond_prob})")
-    if not 0 <= args.spaced_timestep_prob <= 1:
-        raise DifformerError(f"--spaced-timestep-prob must be in [0, 1] (got {args.spaced_timestep_prob})")
-    if not 1 <= args.spaced_timestep_steps <= args.diffusion_steps:
-        raise DifformerError(
-            f"--spaced-timestep-steps must be between 1 and --diffusion-steps ({args.diffusion_steps}); "
-            f"got {args.spaced_timestep_steps}"
-        )
-    if getattr(args, "no_scale_embedding", False):
-        raise DifformerError(
-            "--no-scale-embedding is not supported: the diffusion runs on z0 = √d_latent · E[w] "
-            "(drop the flag)"
-        )
 
 
 def _default_model_dim(args, default):
