@@ -6,7 +6,7 @@ install:
 	PYTHON=$(PYTHON) bash scripts/install.sh --dev
 
 test: install
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q -n auto --dist loadfile tests
 
 quickstart: install
 	$(PYTHON) examples/quickstart.py --minutes $(MINUTES)

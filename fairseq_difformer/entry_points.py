@@ -5,7 +5,16 @@ import sys
 
 
 def running(module: str) -> bool:
-    """Whether the process runs fairseq's ``module`` (e.g. ``fairseq_cli.train``): its console
-    script, ``python -m``, or a program that imported it to call its ``main``."""
+    """Whether this call happens inside fairseq's command ``module`` (e.g. ``fairseq_cli.train``):
+    run as ``python -m module`` (the main module), or through a function of that module on the
+    call stack (its console script, fairseq-hydra-train, a program that calls its ``main``).
+    Importing the module is not running it: a test or a notebook may import several."""
     main = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return module in sys.modules or getattr(main, "name", None) == module
+    if getattr(main, "name", None) == module:
+        return True
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == module:
+            return True
+        frame = frame.f_back
+    return False

@@ -4,7 +4,8 @@
 #     wheel torch==2.13.0 is installed (an unpinned torch would pull a multi-GB CUDA build).
 #   * fairseq: fairseq-fixed 0.12.3.1 (fairseq 0.12 that imports on Python 3.11), built without
 #     its declared dependencies, because it names torchaudio, which has no torch 2.13 release.
-# Usage: bash scripts/install.sh [--dev]     (--dev adds pytest, matplotlib for the benchmark plots,
+# Usage: bash scripts/install.sh [--dev]     (--dev adds pytest and pytest-xdist (make test runs
+#                                             one worker per core), matplotlib for the benchmark plots,
 #                                             tensorboardX for fairseq-train --tensorboard-logdir, and
 #                                             the optional inference engines: CTranslate2 for the AR
 #                                             model's roles, ONNX Runtime for the Difformer's decoding)
@@ -29,7 +30,7 @@ fi
 echo "[install] runtime dependencies"
 pip_install -r "$here/requirements.txt"
 if [ "${1:-}" = "--dev" ]; then
-  pip_install pytest matplotlib tensorboardX 'ctranslate2>=4.5' 'onnxruntime>=1.20' 'onnx>=1.16'
+  pip_install pytest pytest-xdist matplotlib tensorboardX 'ctranslate2>=4.5' 'onnxruntime>=1.20' 'onnx>=1.16'
 fi
 echo "[install] fairseq-difformer (editable)"
 pip_install --no-deps --no-build-isolation -e "$here"

@@ -1,15 +1,24 @@
 """Shared fixtures: tiny real data-bins built with the real fairseq CLIs, and trained checkpoints."""
 
+import contextlib
+import fcntl
+import io
 import os
 import random
 import shutil
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Under pytest-xdist (make test: one worker per core) each worker, and every command it starts,
+# computes on one thread, so that the workers share the cores instead of each spreading over all.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 USER_DIR = str(REPO / "fairseq_difformer")
 MULTI30K = Path(os.environ.get("DIFFORMER_MULTI30K", REPO / "data" / "multi30k"))
 
@@ -40,6 +49,39 @@ def run_cli(*args, check=True, cwd=None, input=None):
     return proc
 
 
+def run_in_process(tool, *args, input=None):
+    """The console script ``tool`` (fairseq-train, fairseq-generate, …) run in this process, as
+    :func:`run_cli` runs it: its exit status, stdout, and stderr with the line the plugin's error
+    hook prints for an error it explains (else the traceback). For checks of a command's error
+    message, where a new process adds only its start-up; each tool keeps one real run elsewhere
+    that shows the hook prints one line and no traceback."""
+    from importlib.metadata import entry_points
+
+    from difformer_core.errors import DifformerError, explain
+
+    (script,) = entry_points(group="console_scripts", name=tool)
+    main = script.load()
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    saved = sys.argv, sys.stdin
+    sys.argv, sys.stdin = [tool, *map(str, args)], io.StringIO(input or "")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else (exit.code is not None)
+        if isinstance(exit.code, str):
+            err.write(exit.code + "\n")
+    except Exception as exc:
+        code = 1
+        message = str(exc) if isinstance(exc, DifformerError) else explain(exc, exc.__traceback__)
+        err.write(f"{tool}: error: {message}\n" if message is not None
+                  else "".join(traceback.format_exception(exc)))
+    finally:
+        sys.argv, sys.stdin = saved
+    return subprocess.CompletedProcess([tool, *args], code, out.getvalue(), err.getvalue())
+
+
 def preprocess(workdir: Path, prefixes: dict, src: str, tgt: str, joined=True, extra=()):
     dest = workdir / "bin"
     args = ["fairseq-preprocess", "--source-lang", src, "--target-lang", tgt,
@@ -52,12 +94,40 @@ def preprocess(workdir: Path, prefixes: dict, src: str, tgt: str, joined=True, e
     return dest
 
 
+@contextlib.contextmanager
+def built_once(tmp_path_factory, name):
+    """The folder of a session fixture, built once per test run however many pytest-xdist workers
+    need it: yields (folder, build); ``build`` is False where another worker has already built it.
+    The workers of one run share the parent of their base temporary folders; the first to get
+    the folder's lock builds it, the others wait on the lock and reuse what it built."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.done"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        build = not done.exists()
+        if build:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+        yield folder, build
+        done.touch()
+
+
 @pytest.fixture(scope="session")
 def multi30k_bpe(tmp_path_factory):
     """Tokenised Multi30k subsets with a joint BPE of 500 merges (subword-nmt)."""
     if not MULTI30K.is_dir():
         pytest.fail(f"Multi30k not found at {MULTI30K}: set DIFFORMER_MULTI30K to its folder")
-    work = tmp_path_factory.mktemp("multi30k")
+    with built_once(tmp_path_factory, "multi30k") as (work, build):
+        if build:
+            write_multi30k_bpe(work)
+    return work
+
+
+def write_multi30k_bpe(work):
+    """The first 1,200 / 60 / 40 Multi30k pairs of train / val / test2016 in ``work``, tokenised, with a joint
+    subword-nmt BPE of 500 merges (``codes``) applied."""
     sizes = {"train": ("train", 1200), "valid": ("val", 60), "test": ("test_2016_flickr", 40)}
     for split, (name, n) in sizes.items():
         for lang in ("de", "en"):
@@ -73,31 +143,35 @@ def multi30k_bpe(tmp_path_factory):
             with open(work / f"{split}.{lang}", "w") as out:
                 subprocess.run(["subword-nmt", "apply-bpe", "-c", work / "codes"],
                                stdin=open(work / f"{split}.tok.{lang}"), stdout=out, check=True)
-    return work
 
 
 @pytest.fixture(scope="session")
-def databin(multi30k_bpe):
-    prefixes = {s: multi30k_bpe / s for s in ("train", "valid", "test")}
-    return preprocess(multi30k_bpe, prefixes, "de", "en")
+def databin(multi30k_bpe, tmp_path_factory):
+    with built_once(tmp_path_factory, "multi30k-bin") as (_, build):
+        if build:
+            preprocess(multi30k_bpe, {s: multi30k_bpe / s for s in ("train", "valid", "test")}, "de", "en")
+    return multi30k_bpe / "bin"
 
 
 @pytest.fixture(scope="session")
 def databin_separate_dicts(multi30k_bpe, tmp_path_factory):
-    work = tmp_path_factory.mktemp("separate")
-    prefixes = {s: multi30k_bpe / s for s in ("train", "valid")}
-    return preprocess(work, prefixes, "de", "en", joined=False)
+    with built_once(tmp_path_factory, "separate") as (work, build):
+        if build:
+            preprocess(work, {s: multi30k_bpe / s for s in ("train", "valid")}, "de", "en", joined=False)
+    return work / "bin"
 
 
 @pytest.fixture(scope="session")
 def other_dict_reranker(multi30k_bpe, tmp_path_factory):
     """An AR Transformer trained on a joined data-bin with a different dictionary."""
-    work = tmp_path_factory.mktemp("other_dict")
-    for lang in ("de", "en"):
-        lines = (multi30k_bpe / f"train.{lang}").read_text().splitlines()[:200]
-        (work / f"train.{lang}").write_text("\n".join(lines) + "\n")
-    other = preprocess(work, {"train": work / "train"}, "de", "en")
-    return train_reranker(other, work / "ckpt", "--disable-validation")
+    with built_once(tmp_path_factory, "other_dict") as (work, build):
+        if build:
+            for lang in ("de", "en"):
+                lines = (multi30k_bpe / f"train.{lang}").read_text().splitlines()[:200]
+                (work / f"train.{lang}").write_text("\n".join(lines) + "\n")
+            other = preprocess(work, {"train": work / "train"}, "de", "en")
+            train_reranker(other, work / "ckpt", "--disable-validation")
+    return work / "ckpt" / "checkpoint_last.pt"
 
 
 def train_reranker(databin, save_dir, *extra):
@@ -111,28 +185,31 @@ def train_reranker(databin, save_dir, *extra):
     return save_dir / "checkpoint_last.pt"
 
 
-def train_difformer(databin, save_dir, max_update, *extra, check=True):
-    return run_cli(
-        "fairseq-train", databin, "--user-dir", USER_DIR, "--task", "difformer",
-        "--criterion", "difformer", *TINY_ARCH, *TRAIN_COMMON, "--max-update", max_update,
-        "--save-dir", save_dir, *extra, check=check,
-    )
+def train_difformer(databin, save_dir, max_update, *extra, check=True, in_process=False):
+    """fairseq-train of TINY_ARCH for ``max_update`` updates (in this process: :func:`run_in_process`)."""
+    args = ["fairseq-train", databin, "--user-dir", USER_DIR, "--task", "difformer", "--criterion", "difformer",
+            *TINY_ARCH, *TRAIN_COMMON, "--max-update", max_update, "--save-dir", save_dir, *extra]
+    return run_in_process(*args) if in_process else run_cli(*args, check=check)
 
 
 @pytest.fixture(scope="session")
 def difformer_checkpoint(databin, tmp_path_factory):
     """4 updates and a validation; TensorBoard events (where tensorboardX or tensorboard is
     installed) in the ``tensorboard`` folder beside the checkpoint."""
-    save_dir = tmp_path_factory.mktemp("difformer_ckpt")
-    train_difformer(databin, save_dir, 4, "--no-epoch-checkpoints", "--rescaling-factor", "4",
-                    "--tensorboard-logdir", save_dir / "tensorboard")
+    with built_once(tmp_path_factory, "difformer_ckpt") as (save_dir, build):
+        if build:
+            train_difformer(databin, save_dir, 4, "--no-epoch-checkpoints", "--rescaling-factor", "4",
+                            "--tensorboard-logdir", save_dir / "tensorboard")
     return save_dir / "checkpoint_last.pt"
 
 
 @pytest.fixture(scope="session")
 def reranker_checkpoint(databin, tmp_path_factory):
     """A fairseq AR Transformer trained a few updates on the same data-bin (task translation)."""
-    return train_reranker(databin, tmp_path_factory.mktemp("reranker_ckpt"))
+    with built_once(tmp_path_factory, "reranker_ckpt") as (save_dir, build):
+        if build:
+            train_reranker(databin, save_dir)
+    return save_dir / "checkpoint_last.pt"
 
 
 #: the learning test's model: large enough to learn the synthetic translation in 400 updates
@@ -156,14 +233,19 @@ def train_synthetic(databin, save_dir, *extra):
 @pytest.fixture(scope="session")
 def synthetic_databin(tmp_path_factory):
     """The synthetic word-for-word translation (:func:`write_synthetic_translation`), binarised."""
-    work = tmp_path_factory.mktemp("synthetic")
-    return preprocess(work, write_synthetic_translation(work), "src", "tgt")
+    with built_once(tmp_path_factory, "synthetic") as (work, build):
+        if build:
+            preprocess(work, write_synthetic_translation(work), "src", "tgt")
+    return work / "bin"
 
 
 @pytest.fixture(scope="session")
 def learned_synthetic(synthetic_databin, tmp_path_factory):
     """A Difformer that has learned the synthetic translation (BLEU above 50; test_learning.py)."""
-    return train_synthetic(synthetic_databin, tmp_path_factory.mktemp("learned"))
+    with built_once(tmp_path_factory, "learned") as (save_dir, build):
+        if build:
+            train_synthetic(synthetic_databin, save_dir)
+    return save_dir / "checkpoint_last.pt"
 
 
 def write_synthetic_translation(workdir: Path, seed=1, vocab=40, sizes=(("train", 3000), ("valid", 100), ("test", 200))):

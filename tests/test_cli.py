@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import sacrebleu
 import torch
-from conftest import TINY_ARCH, TRAIN_COMMON, USER_DIR, run_cli, train_difformer
+from conftest import TINY_ARCH, TRAIN_COMMON, USER_DIR, run_cli, run_in_process, train_difformer
 from fairseq.data import Dictionary
 from fairseq.logging import progress_bar
 from sacremoses import MosesDetokenizer, MosesTokenizer
@@ -20,12 +20,10 @@ from sacremoses import MosesDetokenizer, MosesTokenizer
 import fairseq_difformer  # noqa: F401  (lets torch.load read fairseq checkpoints)
 
 
-def generate(databin, path, *extra, check=True):
-    return run_cli(
-        "fairseq-generate", databin, "--user-dir", USER_DIR, "--task", "difformer", "--path", path,
-        "--gen-subset", "test", "--batch-size", "16", "--cpu", "--remove-bpe", "--seed", "1",
-        *extra, check=check,
-    )
+def generate(databin, path, *extra, check=True, in_process=False):
+    args = ["fairseq-generate", databin, "--user-dir", USER_DIR, "--task", "difformer", "--path", path,
+            "--gen-subset", "test", "--batch-size", "16", "--cpu", "--remove-bpe", "--seed", "1", *extra]
+    return run_in_process(*args) if in_process else run_cli(*args, check=check)
 
 
 def hypotheses(stdout):
@@ -229,15 +227,22 @@ def test_a_missing_or_wrong_data_bin_is_one_line(tmp_path, tool, difformer_check
     extra = (["--arch", "difformer_small", "--criterion", "difformer", "--max-tokens", "1024",
               "--save-dir", tmp_path / "ckpt"]
              if tool == "fairseq-train" else ["--path", difformer_checkpoint])
-    missing = run_cli(tool, tmp_path / "no-such-bin", "--user-dir", USER_DIR, "--task", "difformer", "--cpu",
-                      *extra, check=False)
-    assert missing.returncode != 0 and "Traceback" not in missing.stderr
-    assert f"error: data-bin {tmp_path / 'no-such-bin'} not found" in missing.stderr
+    missing = run_in_process(tool, tmp_path / "no-such-bin", "--user-dir", USER_DIR, "--task", "difformer",
+                             "--cpu", *extra)
+    assert missing.returncode != 0
+    assert missing.stderr.startswith(f"{tool}: error: data-bin {tmp_path / 'no-such-bin'} not found"), missing.stderr
     (tmp_path / "text").mkdir()
-    wrong = run_cli(tool, tmp_path / "text", "--user-dir", USER_DIR, "--task", "difformer", "--cpu",
-                    *extra, check=False)
-    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
-    assert f"error: {tmp_path / 'text'} holds no dict.*.txt" in wrong.stderr
+    wrong = run_in_process(tool, tmp_path / "text", "--user-dir", USER_DIR, "--task", "difformer", "--cpu", *extra)
+    assert wrong.returncode != 0
+    assert wrong.stderr.startswith(f"{tool}: error: {tmp_path / 'text'} holds no dict.*.txt"), wrong.stderr
+
+
+def test_a_split_the_data_bin_lacks_names_the_commands_flag(databin, tmp_path):
+    proc = train_difformer(databin, tmp_path, 1, "--valid-subset", "valid2", in_process=True)
+    assert proc.stderr.startswith(f"fairseq-train: error: --valid-subset valid2: the data-bin {databin} holds no "
+                                  f"valid2 split of de-en; its splits are test, train, valid"), proc.stderr[-3000:]
+    proc = train_difformer(databin, tmp_path, 1, "--train-subset", "train2", in_process=True)
+    assert proc.stderr.startswith(f"fairseq-train: error: --train-subset train2: "), proc.stderr[-3000:]
 
 
 def test_reranker_dictionary_mismatch_is_explained(databin, difformer_checkpoint, other_dict_reranker):
@@ -271,9 +276,20 @@ def test_non_difformer_first_checkpoint_is_explained(databin, difformer_checkpoi
     (["--ppl-mbr"], "--ppl-mbr reranks with an autoregressive Transformer"),
 ])
 def test_bad_decoding_options_are_explained(databin, difformer_checkpoint, flags, message):
-    proc = generate(databin, difformer_checkpoint, *flags, check=False)
+    proc = generate(databin, difformer_checkpoint, *flags, in_process=True)
     assert proc.returncode != 0
-    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("fairseq-generate: error: ") and message in proc.stderr, proc.stderr[-3000:]
+
+
+def test_a_bad_option_is_one_line_from_the_real_commands(databin, difformer_checkpoint, tmp_path):
+    """The error hook in real processes: one line, no traceback (the tests above check the
+    messages in-process)."""
+    proc = generate(databin, difformer_checkpoint, "--decoding-steps", "0", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("fairseq-generate: error: --decoding-steps must be")
+    proc = train_difformer(databin, tmp_path, 1, "--rescaling-factor", "0.5", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("fairseq-train: error: --rescaling-factor must be ≥ 1")
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -285,15 +301,16 @@ def test_bad_decoding_options_are_explained(databin, difformer_checkpoint, flags
     (["--no-scale-embedding"], "--no-scale-embedding is not supported"),
 ])
 def test_bad_training_options_are_explained(databin, tmp_path, flags, message):
-    proc = train_difformer(databin, tmp_path, 1, *flags, check=False)
+    proc = train_difformer(databin, tmp_path, 1, *flags, in_process=True)
     assert proc.returncode != 0
-    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("fairseq-train: error: ") and message in proc.stderr, proc.stderr[-3000:]
 
 
 def test_shared_embeddings_need_a_joined_dictionary(databin_separate_dicts, tmp_path):
-    proc = train_difformer(databin_separate_dicts, tmp_path, 1, check=False)
+    proc = train_difformer(databin_separate_dicts, tmp_path, 1, in_process=True)
     assert proc.returncode != 0
-    assert "--joined-dictionary" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("fairseq-train: error: --share-all-embeddings needs one joined dictionary")
+    assert "--joined-dictionary" in proc.stderr
 
 
 def test_two_worker_data_parallel_training_with_eval_bleu(databin, tmp_path):

@@ -217,7 +217,7 @@ def run_and_kill_while_training(command, delay, log):
 
 
 def test_sigkill_at_random_moments_loses_nothing(micro_databin, tmp_path):
-    """Six SIGKILLs, half of them inside a checkpoint write (tests/fault_injection.py), half at a random
+    """Four SIGKILLs, half of them inside a checkpoint write (tests/fault_injection.py), half at a random
     moment of the training from outside; each time the same command resumes. The training ends at
     its planned update with every checkpoint loadable and the same weights as an uninterrupted
     run: fairseq reseeds every update from --seed and the update number (dropout and the diffusion
@@ -233,7 +233,7 @@ def test_sigkill_at_random_moments_loses_nothing(micro_databin, tmp_path):
     save_dir = tmp_path / "interrupted"
     rng = random.Random(0)
     kills, logs = [], []
-    for attempt in range(6):
+    for attempt in range(4):
         if attempt % 2 == 0:
             write = rng.randint(1, 6)
             proc = train(micro_databin, save_dir, max_update, *exact, kill_at_write=write, check=False)
@@ -249,7 +249,7 @@ def test_sigkill_at_random_moments_loses_nothing(micro_databin, tmp_path):
         last = save_dir / "checkpoint_last.pt"
         at = updates_in(last) if last.exists() and checkpoint_problem(str(last)) is None else None
         kills.append((how, killed, at))
-    assert sum(killed for _, killed, _ in kills) >= 5, kills
+    assert sum(killed for _, killed, _ in kills) >= 3, kills
     logs.append(train(micro_databin, save_dir, max_update, *exact).stderr)
     # The writes are atomic: no start ever found checkpoint_last.pt unloadable, only temporaries.
     assert not [log for log in logs if "does not load" in log], kills

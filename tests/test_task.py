@@ -171,3 +171,16 @@ def test_rouge_sums_against_hand_counts_and_their_reduction():
         logged = agg.get_smoothed_values()
     for name, values in expected.items():
         assert logged[name] == round(100 * sum(values) / 3, 2), name
+
+
+def test_running_is_the_command_on_the_call_stack_not_an_import():
+    """The task's checks follow the fairseq command that calls it: one imported beside (a test, a
+    notebook, the in-process runs of conftest.run_in_process) is not running."""
+    import fairseq_cli.generate  # noqa: F401
+
+    from fairseq_difformer.entry_points import running
+
+    assert not running("fairseq_cli.generate")
+    command = {"__name__": "fairseq_cli.generate", "running": running}
+    exec("def main():\n    return running('fairseq_cli.generate'), running('fairseq_cli.train')", command)
+    assert command["main"]() == (True, False)

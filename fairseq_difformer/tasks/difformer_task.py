@@ -105,8 +105,10 @@ class DifformerTask(EverySentenceBatches, ValidationMetrics, RawInputHooks, Chec
         paths = utils.split_paths(self.cfg.data)
         if split != self.cfg.train_subset:  # as fairseq: other splits come from the first data-bin
             paths = paths[:1]
-        flag = ("--gen-subset" if running("fairseq_cli.generate")
-                else "--train-subset" if split == self.cfg.train_subset else "--valid-subset")
+        if running("fairseq_cli.train") or running("fairseq_cli.validate"):
+            flag = "--train-subset" if split == self.cfg.train_subset else "--valid-subset"
+        else:  # fairseq-generate, and the tools that decode a split as it does
+            flag = "--gen-subset"
         check_split(paths[(epoch - 1) % len(paths)], split, self.cfg.source_lang, self.cfg.target_lang,
                     self.cfg.dataset_impl, flag)
         super().load_dataset(split, epoch, combine, **kwargs)
