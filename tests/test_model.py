@@ -451,3 +451,51 @@ def test_rounding_never_outputs_pad_bos_eos_or_the_dictionary_fillers():
     z0_hat = torch.zeros(1, 4, 8)
     tokens, _ = model.round_to_words(z0_hat, torch.tensor([4]), torch.zeros(1, 4, dtype=torch.bool))
     assert tokens.tolist() == [[7, 8, 9, padded.eos()]]
+
+
+# ---------------------------------------------------------------- self-attention annealing
+
+def test_annealed_causal_mask_goes_from_the_causal_mask_to_full_attention():
+    from fairseq_difformer.models.difformer_layers import annealed_causal_mask
+
+    like = torch.zeros(1)
+    causal = torch.zeros(5, 5).masked_fill(torch.ones(5, 5, dtype=torch.bool).triu(1), float("-inf"))
+    assert torch.equal(annealed_causal_mask(5, 0.0, like), causal)
+    assert torch.equal(annealed_causal_mask(5, 1.0, like), torch.zeros(5, 5))
+    torch.manual_seed(0)
+    mask = annealed_causal_mask(400, 0.3, like)
+    later = torch.ones(400, 400, dtype=torch.bool).triu(1)
+    assert not mask[~later].any()                        # itself and the earlier positions: always seen
+    visible = (mask[later] == 0).float().mean().item()   # each later one with probability 0.3
+    assert abs(visible - 0.3) < 0.01, visible
+
+
+def test_annealing_trains_the_decoder_causally_at_first_and_never_masks_decoding():
+    """At update 0 of --self-attn-anneal-updates, ẑ0 at a position depends on no later position's
+    z_t; from update N on, and in decoding at any update, every position sees all."""
+    model = build(self_attn_anneal_updates=10, decoder_layers=2)
+    src, src_lengths, tgt = batch()
+    encoder_out = model.encoder(src, src_lengths=src_lengths)
+    z_t = torch.randn(1, 6, 8)
+    z_later = z_t.clone()
+    z_later[:, 3:] += 1.0
+    padding, t, z0_prev = torch.zeros(1, 6, dtype=torch.bool), torch.tensor([50]), torch.zeros(1, 6, 8)
+    first = model.encoder.reorder_encoder_out(encoder_out, torch.tensor([0]))
+
+    def denoised(z, training, updates):
+        model.train(training)
+        model.set_num_updates(updates)
+        return model.decoder(z, t, z0_prev, first, padding)
+
+    causal, changed = denoised(z_t, True, 0), denoised(z_later, True, 0)
+    torch.testing.assert_close(causal[:, :3], changed[:, :3])      # positions 0-2 never see 3-5
+    assert not torch.allclose(causal[:, 3:], changed[:, 3:])
+    for training, updates in ((True, 10), (False, 0)):
+        full, full_changed = denoised(z_t, training, updates), denoised(z_later, training, updates)
+        assert not torch.allclose(full[:, :3], full_changed[:, :3]), (training, updates)
+    assert model.decoder.self_attn_mask(6, z_t) is None  # eval mode
+
+
+def test_a_negative_anneal_is_refused():
+    with pytest.raises(DifformerError, match="--self-attn-anneal-updates must be ≥ 0"):
+        build(self_attn_anneal_updates=-1)

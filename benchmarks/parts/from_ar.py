@@ -48,6 +48,8 @@ TECHNIQUES = {
                     "copied whole, not factorised to rank 128", ["--latent-dim", "256"]),
     "lr_5e-4": ("half the peak learning rate (5e-4): gentler steps for the copied weights",
                 ["--lr", "5e-4"]),
+    "anneal_attn": ("the copied decoder self-attention annealed from the AR model's causal mask to "
+                    "full attention over the first 500 updates", ["--self-attn-anneal-updates", "500"]),
 }
 
 

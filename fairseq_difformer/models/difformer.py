@@ -29,7 +29,7 @@ from difformer_core.diffusion import GaussianDiffusion, training_timesteps
 
 from ..vocabulary_scores import round_to_words
 from . import hub_interface
-from .difformer_layers import ScaledLatentEmbedding, TimestepEmbedding, build_latent_input
+from .difformer_layers import ScaledLatentEmbedding, TimestepEmbedding, annealed_causal_mask, build_latent_input
 from .difformer_options import add_difformer_args, check_shared_dictionary, validate_model_args
 
 
@@ -208,6 +208,8 @@ class DifformerDecoder(NATransformerDecoder):
         self.latent_scale = math.sqrt(latent_dim)
         self.self_cond = args.self_cond
         self.time_scale = 1000.0 / args.diffusion_steps if args.rescale_timesteps else 1.0
+        #: --self-attn-anneal-updates, and the trainer's update count (set_num_updates)
+        self.anneal_updates, self.num_updates = getattr(args, "self_attn_anneal_updates", 0), 0
 
         # fairseq's token-input projection is replaced by the (self-conditioned) latent input.
         self.project_in_dim = None
@@ -230,6 +232,17 @@ class DifformerDecoder(NATransformerDecoder):
         # original code's placement); after it, the denoiser's summed input.
         self.z0_norm = norm if args.embed_norm_before_proj else nn.Identity()
         self.embed_norm = nn.Identity() if args.embed_norm_before_proj else norm
+
+    def set_num_updates(self, num_updates):
+        """The trainer's update count (fairseq calls this before every update)."""
+        self.num_updates = num_updates
+
+    def self_attn_mask(self, length, like):
+        """None (full attention) in decoding and once annealing is over; while training within
+        --self-attn-anneal-updates N, the mask of :func:`annealed_causal_mask` at u / N."""
+        if not self.training or self.num_updates >= self.anneal_updates:
+            return None
+        return annealed_causal_mask(length, self.num_updates / self.anneal_updates, like)
 
     def embed_latent(self, tokens):
         """z0 = √d_latent · E[w] (normalised, z0 = LN(√d_latent · E[w]), with --embed-norm-before-proj)."""
@@ -267,13 +280,14 @@ class DifformerDecoder(NATransformerDecoder):
         # fairseq's incremental state, holding only the cached source keys and values: the
         # self-attention finds nothing of its own there and attends over the whole target.
         state = None if cross_attention_cache is None else dict(cross_attention_cache)
+        self_attn_mask = self.self_attn_mask(x.size(0), x)
         for i, layer in enumerate(self.layers, 1):
             x, _, _ = layer(
                 x,
                 encoder_states,
                 encoder_padding_mask,
                 incremental_state=state,
-                self_attn_mask=None,          # the denoiser sees the whole target
+                self_attn_mask=self_attn_mask,  # None: the denoiser sees the whole target
                 self_attn_padding_mask=padding_mask,
             )
             if layer_hook is not None:
@@ -343,6 +357,8 @@ def base_architecture(args):
     if getattr(args, "spaced_timestep_steps", None) is None:
         args.spaced_timestep_steps = 5
     args.rescale_timesteps = bool(getattr(args, "rescale_timesteps", True))
+    if getattr(args, "self_attn_anneal_updates", None) is None:
+        args.self_attn_anneal_updates = 0
 
     args.pred_length_offset = bool(getattr(args, "pred_length_offset", False))
     args.sg_length_pred = bool(getattr(args, "sg_length_pred", False))

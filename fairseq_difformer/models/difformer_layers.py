@@ -132,3 +132,14 @@ class ScaledLatentEmbedding(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.project_in(self.scale * self.embed_tokens(tokens))
+
+
+def annealed_causal_mask(length: int, visible: float, like: torch.Tensor) -> torch.Tensor:
+    """An additive self-attention mask between the causal and the full one (attention-mask
+    annealing; DiffuLLaMA, Gong et al. 2025): M[i, j] = 0 for j ≤ i; for j > i, 0 with probability
+    ``visible`` and −inf otherwise, each entry drawn independently from torch's generator.
+    ``visible`` = 0 is the AR model's causal mask, 1 full attention. ``length`` × ``length``, in
+    ``like``'s dtype and on its device."""
+    later = torch.ones(length, length, dtype=torch.bool, device=like.device).triu(1)
+    hidden = later & (torch.rand(length, length, device=like.device) >= visible)
+    return torch.zeros(length, length, dtype=like.dtype, device=like.device).masked_fill(hidden, float("-inf"))

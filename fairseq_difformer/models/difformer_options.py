@@ -44,6 +44,11 @@ def add_difformer_args(parser):
     parser.add_argument("--spaced-timestep-steps", type=int, metavar="N",
                         help="the decoding steps N whose timesteps --spaced-timestep-prob "
                              "draws from (default 5, the default decoding's)")
+    parser.add_argument("--self-attn-anneal-updates", type=int, metavar="N",
+                        help="anneal the decoder's self-attention from causal to full over the first N "
+                             "updates: at update u each later position is hidden with probability 1 − u/N "
+                             "(attention-mask annealing, for a decoder copied from an AR model with "
+                             "--init-from-ar); decoding always attends fully (default 0: full from the start)")
     parser.add_argument("--rescale-timesteps", **flag,
                         help="feed t' = t · 1000 / T to the time embedding (default on)")
     parser.add_argument("--pred-length-offset", **flag,
@@ -75,6 +80,8 @@ def validate_model_args(args):
             f"--spaced-timestep-steps must be between 1 and --diffusion-steps ({args.diffusion_steps}); "
             f"got {args.spaced_timestep_steps}"
         )
+    if args.self_attn_anneal_updates < 0:
+        raise DifformerError(f"--self-attn-anneal-updates must be ≥ 0 (got {args.self_attn_anneal_updates})")
     if getattr(args, "no_scale_embedding", False):
         raise DifformerError(
             "--no-scale-embedding is not supported: the diffusion runs on z0 = √d_latent · E[w] "
