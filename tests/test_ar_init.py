@@ -209,3 +209,15 @@ def test_hub_loads_the_model_with_the_ar_model_it_started_from_as_reranker(datab
         DifformerModel.from_pretrained(difformer_checkpoint.parent, reranker=True,
                                        **{**options, "checkpoint_file": difformer_checkpoint.name})
 
+
+
+def test_ar_freeze_keeps_the_copied_weights_through_a_real_training(databin, ar_checkpoint, tmp_path):
+    """fairseq-train (in this process) with --ar-freeze-updates beyond its updates: every copied layer
+    is still the AR model's (test_model.py checks that the new parts get their gradients)."""
+    proc = train_difformer(databin, tmp_path, 2, "--init-from-ar", ar_checkpoint, "--ar-freeze-updates", "5",
+                           "--no-epoch-checkpoints", "--disable-validation", in_process=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained = torch.load(tmp_path / "checkpoint_last.pt", map_location="cpu")["model"]
+    ar = torch.load(ar_checkpoint, map_location="cpu")["model"]
+    layers = [name for name in trained if name.startswith(("encoder.layers.", "decoder.layers."))]
+    assert layers and all(torch.equal(trained[name], ar[name]) for name in layers)

@@ -499,3 +499,28 @@ def test_annealing_trains_the_decoder_causally_at_first_and_never_masks_decoding
 def test_a_negative_anneal_is_refused():
     with pytest.raises(DifformerError, match="--self-attn-anneal-updates must be ≥ 0"):
         build(self_attn_anneal_updates=-1)
+
+
+def test_ar_freeze_trains_only_the_new_parts_for_its_updates():
+    model = build(ar_freeze_updates=3, init_from_ar="ar.pt", dropout=0.0).train()
+
+    def gradients(updates):
+        model.zero_grad()
+        model.set_num_updates(updates)
+        out = forward(model)
+        (out["z0_hat"].pow(2).sum() + out["length_out"].logsumexp(-1).sum()).backward()
+        return {name: p.grad is not None and bool(p.grad.abs().sum() > 0) for name, p in model.named_parameters()}
+
+    from fairseq_difformer.models.ar_init import NEW_PARTS
+
+    frozen = gradients(2)
+    new = {name for name in frozen if name.startswith(tuple(NEW_PARTS))}
+    assert new and {name for name, moved in frozen.items() if moved} <= new
+    assert any(frozen[name] for name in new)  # the time embedding and length predictor train
+    free = gradients(3)
+    assert free["decoder.layers.0.self_attn.k_proj.weight"] and free["encoder.layers.0.fc1.weight"]
+
+
+def test_ar_freeze_needs_an_ar_model():
+    with pytest.raises(DifformerError, match="--ar-freeze-updates keeps the parts copied from an AR model"):
+        build(ar_freeze_updates=3)

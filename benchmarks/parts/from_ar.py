@@ -50,6 +50,8 @@ TECHNIQUES = {
                 ["--lr", "5e-4"]),
     "anneal_attn": ("the copied decoder self-attention annealed from the AR model's causal mask to "
                     "full attention over the first 500 updates", ["--self-attn-anneal-updates", "500"]),
+    "new_parts_first": ("the parts without an AR counterpart trained alone for the first 300 updates, "
+                        "the copied ones frozen", ["--ar-freeze-updates", "300"]),
 }
 
 

@@ -274,7 +274,8 @@ def init_from_ar(model, weights, ar_args) -> str:
 
 #: the parts without an AR counterpart, by state-dict prefix, as the summary names them
 NEW_PARTS = {"decoder.time_embed.": "time embedding", "decoder.latent_input.self_cond_proj.": "self-conditioning",
-             "decoder.embed_norm.": "embedding LayerNorm", "decoder.embed_length.": "length predictor"}
+             "decoder.embed_norm.": "embedding LayerNorm", "decoder.z0_norm.": "embedding LayerNorm",
+             "decoder.embed_length.": "length predictor"}
 
 
 def _part(name):

@@ -29,6 +29,7 @@ from difformer_core.diffusion import GaussianDiffusion, training_timesteps
 
 from ..vocabulary_scores import round_to_words
 from . import hub_interface
+from .ar_init import NEW_PARTS
 from .difformer_layers import ScaledLatentEmbedding, TimestepEmbedding, annealed_causal_mask, build_latent_input
 from .difformer_options import add_difformer_args, check_shared_dictionary, validate_model_args
 
@@ -50,6 +51,9 @@ class DifformerModel(FairseqNATModel):
         #: (only at position ℓ−1, where it is placed) and the madeupwordNNNN fillers fairseq adds to
         #: pad a dictionary to a multiple of 8
         self.non_words = [self.pad, decoder.dictionary.bos(), self.eos, *filler_symbols(decoder.dictionary)]
+        self.num_updates = 0
+        if getattr(args, "ar_freeze_updates", 0):
+            freeze_copied_parts(self, args.ar_freeze_updates)
 
     @staticmethod
     def add_args(parser):
@@ -133,6 +137,11 @@ class DifformerModel(FairseqNATModel):
             "length_out": length_out,
             "length_tgt": length_tgt,
         }
+
+    def set_num_updates(self, num_updates):
+        """The trainer's update count, kept here (--ar-freeze-updates) and passed on to the decoder."""
+        self.num_updates = num_updates
+        super().set_num_updates(num_updates)
 
     def sample_timesteps(self, n, device):
         """n training timesteps (:func:`~difformer_core.diffusion.training_timesteps`)."""
@@ -302,6 +311,18 @@ class DifformerDecoder(NATransformerDecoder):
         return self.project_out_dim(x.transpose(0, 1))                            # B × T × d_lat
 
 
+def freeze_copied_parts(model, updates):
+    """While ``model.num_updates`` < ``updates``, the gradient of every parameter with an AR
+    counterpart (all but :data:`~.ar_init.NEW_PARTS`) is zero: Adam then leaves it unchanged, up to
+    the weight decay's shrinking."""
+    def hook(grad):
+        return torch.zeros_like(grad) if model.num_updates < updates else grad
+
+    for name, parameter in model.named_parameters():
+        if not name.startswith(tuple(NEW_PARTS)):
+            parameter.register_hook(hook)
+
+
 def filler_symbols(dictionary):
     """Indices of the ``madeupwordNNNN`` symbols of ``Dictionary.pad_to_multiple_``."""
     return [i for i, symbol in enumerate(dictionary.symbols) if re.fullmatch(r"madeupword\d{4}", symbol)]
@@ -359,6 +380,8 @@ def base_architecture(args):
     args.rescale_timesteps = bool(getattr(args, "rescale_timesteps", True))
     if getattr(args, "self_attn_anneal_updates", None) is None:
         args.self_attn_anneal_updates = 0
+    if getattr(args, "ar_freeze_updates", None) is None:
+        args.ar_freeze_updates = 0
 
     args.pred_length_offset = bool(getattr(args, "pred_length_offset", False))
     args.sg_length_pred = bool(getattr(args, "sg_length_pred", False))

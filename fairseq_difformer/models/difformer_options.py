@@ -49,6 +49,10 @@ def add_difformer_args(parser):
                              "updates: at update u each later position is hidden with probability 1 − u/N "
                              "(attention-mask annealing, for a decoder copied from an AR model with "
                              "--init-from-ar); decoding always attends fully (default 0: full from the start)")
+    parser.add_argument("--ar-freeze-updates", type=int, metavar="N",
+                        help="with --init-from-ar: for the first N updates only the parts without an AR "
+                             "counterpart train (time embedding, self-conditioning, embedding LayerNorm, "
+                             "length predictor); the copied ones get no gradient (default 0)")
     parser.add_argument("--rescale-timesteps", **flag,
                         help="feed t' = t · 1000 / T to the time embedding (default on)")
     parser.add_argument("--pred-length-offset", **flag,
@@ -82,6 +86,11 @@ def validate_model_args(args):
         )
     if args.self_attn_anneal_updates < 0:
         raise DifformerError(f"--self-attn-anneal-updates must be ≥ 0 (got {args.self_attn_anneal_updates})")
+    if args.ar_freeze_updates < 0:
+        raise DifformerError(f"--ar-freeze-updates must be ≥ 0 (got {args.ar_freeze_updates})")
+    if args.ar_freeze_updates and not getattr(args, "init_from_ar", None):
+        raise DifformerError("--ar-freeze-updates keeps the parts copied from an AR model fixed: give "
+                             "--init-from-ar AR.pt (or drop --ar-freeze-updates)")
     if getattr(args, "no_scale_embedding", False):
         raise DifformerError(
             "--no-scale-embedding is not supported: the diffusion runs on z0 = √d_latent · E[w] "
