@@ -477,13 +477,18 @@ def learn_codes(tok_dir: Path, langs, merges, codes: Path, workers):
     log("learned the BPE codes", start)
 
 
+#: words BPE never splits: fairseq's unknown word, as released corpora write it (Gigaword's
+#: ``<unk>``), so that it binarises to the dictionary's unknown-word index
+KEPT_WHOLE = ("<unk>",)
+
+
 @lru_cache(maxsize=None)
 def bpe(codes):
-    """One subword-nmt segmenter per code file and process."""
+    """One subword-nmt segmenter per code file and process (:data:`KEPT_WHOLE` kept whole)."""
     from subword_nmt.apply_bpe import BPE
 
     with open(codes, encoding="utf-8") as f:
-        return BPE(f)
+        return BPE(f, glossaries=list(KEPT_WHOLE))
 
 
 def binarize(options, splits, build: Path, counts):

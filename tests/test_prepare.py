@@ -337,3 +337,29 @@ def test_a_byte_order_mark_is_removed_and_counted(multi30k, tmp_path, capsys):
     assert "\ufeff" not in (tmp_path / "d" / "bin" / "dict.de.txt").read_text(encoding="utf-8")
     counts = json.loads((tmp_path / "d" / "manifest.json").read_text())["counts"]
     assert counts["train"]["byte_order_marks"] == 1
+
+
+def test_gigaword_pretokenised_text_keeps_its_unknown_word(tmp_path, capsys):
+    """Gigaword as released (tokenised, lowercased, ``<unk>`` for rare words): read as it is, BPE
+    never splits ``<unk>`` (with 30 merges subword-nmt alone would: ``<@@ unk@@ >``), and it binarises
+    to the dictionary's unknown-word index."""
+    from fairseq.data import Dictionary, data_utils
+
+    for split, n in (("train", 300), ("valid", 40)):
+        for lang in ("src", "tgt"):
+            head(DATA / "gigaword" / f"{split}.{lang}", tmp_path / f"{split}.{lang}", n)
+    dest = tmp_path / "gigaword"
+    code, _, err = run_main(capsys, "--trainpref", tmp_path / "train", "--validpref", tmp_path / "valid",
+                            "--source-lang", "src", "--target-lang", "tgt", "--no-tokenize", "--bpe-merges", "30",
+                            "--destdir", dest)
+    assert code == 0, err
+    released = [" ".join(line.split()) for line in (tmp_path / "train.src").read_text().splitlines()]
+    assert (dest / "tok" / "train.src").read_text().splitlines() == released  # whitespace only
+    bpe_lines = (dest / "bpe" / "train.src").read_text().splitlines()
+    with_unk = [i for i, line in enumerate((tmp_path / "train.src").read_text().splitlines()) if "<unk>" in line]
+    assert with_unk and all("<unk>" in bpe_lines[i].split() for i in with_unk)
+    dictionary = Dictionary.load(str(dest / "bin" / "dict.src.txt"))
+    assert not [symbol for symbol in dictionary.symbols if "unk" in symbol and symbol != "<unk>"]
+    source = data_utils.load_indexed_dataset(str(dest / "bin" / "train.src-tgt.src"), dictionary)
+    first = with_unk[0]
+    assert (source[first] == dictionary.unk()).sum() == bpe_lines[first].split().count("<unk>")
