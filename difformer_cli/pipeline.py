@@ -1,6 +1,6 @@
-"""The steps of the AR route that examples/quickstart.py and examples/from_ar/run.py take: prepare a
-Multi30k copy, train (with a wall-clock budget, resumable), distil with an AR model, decode
-test2016 and score it. Where CTranslate2 is installed the AR model's roles run on it: the
+"""The steps of the AR route that examples/quickstart.py, examples/from_ar/run.py and
+examples/gigaword/run.py take: prepare a corpus (:class:`Corpus`: Multi30k, Gigaword), train (with a
+wall-clock budget, resumable), distil with an AR model, decode the corpus's test split and score it. Where CTranslate2 is installed the AR model's roles run on it: the
 distillation (difformer-distill's ``--engine auto``) and the reranking (``--reranker-engine``).
 
 Every step reuses what a previous run finished: the data-bin, a training whose budget is spent
@@ -10,6 +10,7 @@ checkpoints.
 """
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import re
@@ -73,24 +74,57 @@ def workdir(work: Path):
         yield work
 
 
-def prepare(data: Path, work: Path, max_lines, bpe_merges):
-    """Subset (for the smoke setting) and prepare ``data`` (a folder of Multi30k's tokenised,
-    lowercased {train,val,test_2016_flickr}.{de,en}) with difformer-prepare."""
-    source = data
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    """A corpus the AR route runs on: where its files are, how difformer-prepare reads them and
+    how difformer-score scores its decodings."""
+
+    #: the test split's name in messages (``test2016``)
+    test_name: str
+    folder: Path
+    source_lang: str
+    target_lang: str
+    #: the file stems of the train, valid and test splits in ``folder`` (STEM.LANG)
+    stems: tuple
+    #: difformer-prepare's options beyond the files and the BPE merges
+    prepare_args: tuple
+    #: difformer-score's options beyond the files
+    score_args: tuple
+
+
+#: Multi30k's lowercased, Moses-tokenised release (data/multi30k): scored with SacreBLEU on
+#: Moses-detokenised text, and tokenised BLEU
+MULTI30K = Corpus(
+    "test2016", Path(__file__).resolve().parents[1] / "data" / "multi30k", "de", "en",
+    ("train", "val", "test_2016_flickr"),
+    ("--no-tokenize", "--input-tokenizer", "moses_lowercase", "--input-tokenizer-args",
+     '{"moses_no_dash_splits": true}'),
+    ("--detok", "en"))
+
+
+def prepare(corpus: Corpus, work: Path, max_lines, bpe_merges):
+    """Subset (for the smoke setting: ``max_lines`` training pairs, a tenth of that of the
+    others) and prepare ``corpus`` with difformer-prepare; returns the data-bin."""
+    source, langs = corpus.folder, (corpus.source_lang, corpus.target_lang)
     if max_lines:
         source = work / "subset"
         source.mkdir(parents=True, exist_ok=True)
-        for name in ("train", "val", "test_2016_flickr"):
-            for lang in ("de", "en"):
-                lines = (data / f"{name}.{lang}").read_text(encoding="utf-8").splitlines()
-                n = max_lines if name == "train" else max(1, max_lines // 10)
+        for i, name in enumerate(corpus.stems):
+            for lang in langs:
+                lines = (corpus.folder / f"{name}.{lang}").read_text(encoding="utf-8").splitlines()
+                n = max_lines if i == 0 else max(1, max_lines // 10)
                 (source / f"{name}.{lang}").write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
-    run(["difformer-prepare", "--source-lang", "de", "--target-lang", "en", "--no-tokenize",
-         "--input-tokenizer", "moses_lowercase", "--input-tokenizer-args", '{"moses_no_dash_splits": true}',
-         "--trainpref", source / "train", "--validpref", source / "val",
-         "--testpref", source / "test_2016_flickr", "--bpe-merges", bpe_merges,
+    train, valid, test = (source / stem for stem in corpus.stems)
+    run(["difformer-prepare", "--source-lang", langs[0], "--target-lang", langs[1], *corpus.prepare_args,
+         "--trainpref", train, "--validpref", valid, "--testpref", test, "--bpe-merges", bpe_merges,
          "--destdir", work / "data"], work / "prepare.log", on_line=lambda line: print("   ", line.rstrip()))
     return work / "data" / "bin"
+
+
+def prepared_split(work: Path, corpus: Corpus, split: str):
+    """The text of ``split`` as :func:`prepare` left it before BPE (difformer-prepare's tok/), by
+    language: what fairseq-generate's references read once --remove-bpe has run."""
+    return {lang: work / "data" / "tok" / f"{split}.{lang}" for lang in (corpus.source_lang, corpus.target_lang)}
 
 
 def previous_training_time(checkpoint: Path) -> float:
@@ -167,11 +201,11 @@ def reranker_engine() -> str:
     return "ctranslate2" if importlib.util.find_spec("ctranslate2") else "fairseq"
 
 
-def decode(name, options, databin: Path, model: Path, work: Path, reranker: Path = None):
-    """Translate test2016 at batch 100 into ``work``/``name``.txt (with ``reranker`` scoring the
-    candidates when given, on :func:`reranker_engine`) and score it: SacreBLEU, tokenised BLEU,
-    length ratio, sentences/s. A translation made by the same command from checkpoints no newer
-    than it is reused."""
+def decode(name, options, databin: Path, model: Path, work: Path, reranker: Path = None, corpus=MULTI30K):
+    """Translate the test split at batch 100 into ``work``/``name``.txt (with ``reranker`` scoring
+    the candidates when given, on :func:`reranker_engine`) and score it (difformer-score with the
+    ``corpus``'s options: SacreBLEU, tokenised BLEU, ROUGE, length ratio) and its sentences/s. A
+    translation made by the same command from checkpoints no newer than it is reused."""
     path = f"{model}:{reranker}" if reranker else str(model)
     engine = ["--reranker-engine", reranker_engine()] if reranker else []
     cmd = ["fairseq-generate", databin, "--user-dir", user_dir(), "--path", path, "--gen-subset", "test",
@@ -181,7 +215,7 @@ def decode(name, options, databin: Path, model: Path, work: Path, reranker: Path
     newest = max(Path(p).stat().st_mtime for p in path.split(":"))
     if not (out.exists() and command_file.exists() and command_file.read_text() == command
             and out.stat().st_mtime >= newest):
-        say(f"translating test2016 with {name}")
+        say(f"translating {corpus.test_name} with {name}")
         partial = out.with_suffix(".partial")
         run(cmd, work / f"{name}.log", stdout=partial)
         try:
@@ -191,7 +225,7 @@ def decode(name, options, databin: Path, model: Path, work: Path, reranker: Path
         partial.rename(out)
         command_file.write_text(command)
     scores_file = out.with_suffix(".scores.json")
-    run(["difformer-score", "--generate-output", out, "--detok", "en", "--json"],
+    run(["difformer-score", "--generate-output", out, *corpus.score_args, "--json"],
         work / f"{name}.score.log", stdout=scores_file)
     scores = json.loads(scores_file.read_text())
     speed = _TRANSLATED.search((work / f"{name}.log").read_text(encoding="utf-8") + out.read_text(encoding="utf-8"))
@@ -206,12 +240,21 @@ def write_results(path: Path, results):
     partial.replace(path)
 
 
-def show_scores(results):
-    """One line per decoding: SacreBLEU, tokenised BLEU, length ratio, sentences/s."""
-    for name, scores in results.items():
-        say(f"  {name:22s} SacreBLEU {scores['sacrebleu']:6.2f}  BLEU {scores['tok_bleu']:6.2f}  "
-            f"length ratio {scores['length_ratio']:.3f}  {scores['sentences_per_s'] or 0:7.1f} sentences/s")
-    say(f"  ({next(iter(results.values()))['sacrebleu_signature']})")
+#: how :func:`show_scores` names each score of difformer-score's
+SCORE_LABELS = {"sacrebleu": "SacreBLEU", "tok_bleu": "BLEU", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2",
+                "rougeL": "ROUGE-L"}
+
+
+def show_scores(results, scores=("sacrebleu", "tok_bleu")):
+    """One line per decoding: its ``scores`` (keys of :data:`SCORE_LABELS`), length ratio and
+    sentences/s; the SacreBLEU signature after them where SacreBLEU is shown."""
+    for name, result in results.items():
+        shown = "  ".join(f"{SCORE_LABELS[key]} {result[key]:6.2f}" for key in scores)
+        speed = result.get("sentences_per_s")
+        speed = f"  {speed:7.1f} sentences/s" if speed is not None else ""
+        say(f"  {name:22s} {shown}  length ratio {result['length_ratio']:.3f}{speed}")
+    if "sacrebleu" in scores:
+        say(f"  ({next(iter(results.values()))['sacrebleu_signature']})")
 
 
 def show_examples(generate_output: Path, n=3):

@@ -32,7 +32,6 @@ from difformer_cli import pipeline
 from difformer_cli.pipeline import AR_ROUTE_DECODINGS, clock, say
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "data" / "multi30k"
 #: --from-scratch's decoding (no AR model to rerank): 20 steps, 3 lengths × 2 noises centred 2
 #: tokens above the predicted length
 SCRATCH_DECODING = ["--task", "difformer", "--seed", "1", "--decoding-steps", "20", "--decoding-early-stopping", "5",
@@ -89,7 +88,7 @@ def main(argv=None):
         max_lines, bpe_merges, max_update = None, 8000, None
     with pipeline.workdir(args.workdir) as work:
         start = time.time()
-        databin = pipeline.prepare(DATA, work, max_lines, bpe_merges)
+        databin = pipeline.prepare(pipeline.MULTI30K, work, max_lines, bpe_merges)
         route = from_scratch_route if args.from_scratch else from_ar_route
         results, examples = route(args, databin, work, max_update)
 

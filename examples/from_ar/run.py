@@ -29,7 +29,6 @@ from difformer_cli import pipeline
 from difformer_cli.pipeline import AR_ROUTE_DECODINGS, say
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = REPO / "data" / "multi30k"
 
 
 def main(argv=None):
@@ -54,7 +53,7 @@ def main(argv=None):
         max_update = 5 if args.smoke else None
         start = time.time()
 
-        databin = args.databin or pipeline.prepare(DATA, work, 500 if args.smoke else None, 300 if args.smoke else 8000)
+        databin = args.databin or pipeline.prepare(pipeline.MULTI30K, work, 500 if args.smoke else None, 300 if args.smoke else 8000)
         ar = args.ar or pipeline.train("ar", databin, work / "ar", args.ar_minutes, max_update)
         kd, _ = pipeline.distill(databin, ar, work / "distill", args.smoke)
         model = pipeline.train("difformer", kd, work / "difformer", args.minutes, max_update, extra=["--init-from-ar", ar])
