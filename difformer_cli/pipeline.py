@@ -1,7 +1,8 @@
 """The steps of the AR route that examples/quickstart.py, examples/from_ar/run.py and
-examples/gigaword/run.py take: prepare a corpus (:class:`Corpus`: Multi30k, Gigaword), train (with a
-wall-clock budget, resumable), distil with an AR model, decode the corpus's test split and score it. Where CTranslate2 is installed the AR model's roles run on it: the
-distillation (difformer-distill's ``--engine auto``) and the reranking (``--reranker-engine``).
+examples/gigaword/run.py take: prepare a corpus (:class:`Corpus`: Multi30k, Gigaword), train (with
+a wall-clock budget, resumable), distil with an AR model, decode the corpus's test split and score
+it. Where CTranslate2 is installed the AR model's roles run on it: the distillation
+(difformer-distill's ``--engine auto``) and the reranking (``--reranker-engine``).
 
 Every step reuses what a previous run finished: the data-bin, a training whose budget is spent
 (a ``training.done`` marker beside its checkpoints), the distilled data-bin (difformer-distill

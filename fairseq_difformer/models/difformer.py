@@ -80,17 +80,13 @@ class DifformerModel(FairseqNATModel):
 
     @classmethod
     def from_pretrained(cls, model_name_or_path, checkpoint_file="checkpoint_best.pt", data_name_or_path=".",
-                        tokenizer=hub_interface.RECORDED, bpe=hub_interface.RECORDED, bpe_codes=None,
-                        reranker=None, engine=None, engine_threads=1, **kwargs):
+                        **kwargs):
         """A trained model as a hub interface that translates raw text, e.g.
-        ``DifformerModel.from_pretrained("checkpoints", data_name_or_path="data-bin",
-        bpe_codes="codes").translate("Ein Hund rennt über die Wiese.", decoding_steps=10)``;
-        the tokenizer and BPE default to the preprocessing the data-bin records; the arguments are those of :func:`fairseq_difformer.models.hub_interface.from_pretrained`."""
-        return hub_interface.from_pretrained(
-            model_name_or_path, checkpoint_file, data_name_or_path, tokenizer=tokenizer, bpe=bpe,
-            bpe_codes=bpe_codes, reranker=reranker, archive_map=cls.hub_models(), engine=engine,
-            engine_threads=engine_threads, **kwargs,
-        )
+        ``DifformerModel.from_pretrained("checkpoints", data_name_or_path="data-bin").translate("Ein Hund
+        rennt.", decoding_steps=10)``; the options (tokenizer, bpe, reranker, engine, …) are those of
+        :func:`fairseq_difformer.models.hub_interface.from_pretrained`."""
+        return hub_interface.from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path,
+                                             archive_map=cls.hub_models(), **kwargs)
 
     @classmethod
     def build_encoder(cls, args, src_dict, embed_tokens):
