@@ -10,6 +10,7 @@ checks it is the same teacher's), a translation made by the same command from th
 checkpoints.
 """
 
+import argparse
 import contextlib
 import dataclasses
 import importlib.util
@@ -44,6 +45,33 @@ AR_ROUTE_DECODINGS = (
     ("difformer_3x2_rerank", ["--task", "difformer", "--length-beam-size", "3", "--noise-beam-size", "2",
                               "--ppl-mbr", "--seed", "1"], True),
 )
+
+
+def route_parser(description: str, workdir: Path):
+    """The command line every example of the whole AR route takes: --minutes, --ar-share, --smoke
+    and --workdir (default ``workdir``); :func:`route_setting` checks and reads it."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--minutes", type=float, default=30,
+                   help="the whole training budget in minutes: AR model, distillation and Difformer (default 30)")
+    p.add_argument("--ar-share", type=float, default=0.4,
+                   help="the AR model's share of --minutes (default 0.4, as the benchmark's 8 of 20 minutes)")
+    p.add_argument("--smoke", action="store_true",
+                   help="a check of every step in a few minutes: 500 training pairs, 5 updates per training")
+    p.add_argument("--workdir", type=Path, default=workdir,
+                   help=f"where data, checkpoints and outputs go (default {workdir})")
+    return p
+
+
+def route_setting(parser, args):
+    """(training pairs, BPE merges, updates per training) of ``args``: all of them, 8,000 and the
+    budget's, or the smoke setting's 500, 300 and 5 (with --minutes at most 2); an --ar-share
+    outside (0, 1) is the parser's error."""
+    if not 0 < args.ar_share < 1:
+        parser.error(f"--ar-share {args.ar_share:g}: give a fraction between 0 and 1")
+    if not args.smoke:
+        return None, 8000, None
+    args.minutes = min(args.minutes, 2)
+    return 500, 300, 5
 
 
 def say(message):

@@ -23,7 +23,6 @@ text: SacreBLEU on Moses-detokenised output against the detokenised lowercased r
 tokenised BLEU on the tokenised text (the paper's protocol).
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -67,25 +66,12 @@ def from_scratch_route(args, databin, work, max_update):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--minutes", type=float, default=30,
-                   help="the whole training budget in minutes: AR model, distillation and Difformer (default 30)")
-    p.add_argument("--ar-share", type=float, default=0.4,
-                   help="the AR model's share of --minutes (default 0.4, as the benchmark's 8 of 20 minutes)")
+    p = pipeline.route_parser(__doc__.split("\n\n")[0], REPO / "work" / "quickstart")
     p.add_argument("--from-scratch", action="store_true",
                    help="train only the Difformer, on the references, for all of --minutes (no AR model)")
-    p.add_argument("--smoke", action="store_true",
-                   help="a check of every step in a few minutes: 500 training pairs, 5 updates per training")
-    p.add_argument("--workdir", type=Path, default=REPO / "work" / "quickstart",
-                   help="where data, checkpoints and outputs go (default work/quickstart)")
     args = p.parse_args(argv)
-    if not 0 < args.ar_share < 1:
-        p.error(f"--ar-share {args.ar_share:g}: give a fraction between 0 and 1")
+    max_lines, bpe_merges, max_update = pipeline.route_setting(p, args)
     pipeline.PREFIX[0] = "quickstart"
-    if args.smoke:
-        max_lines, bpe_merges, max_update, args.minutes = 500, 300, 5, min(args.minutes, 2)
-    else:
-        max_lines, bpe_merges, max_update = None, 8000, None
     with pipeline.workdir(args.workdir) as work:
         start = time.time()
         databin = pipeline.prepare(pipeline.MULTI30K, work, max_lines, bpe_merges)

@@ -21,7 +21,6 @@ sentences (difformer-score). The figures compare within this data only: papers t
 Re-running reuses what is done, as the quickstart does (difformer_cli/pipeline.py).
 """
 
-import argparse
 import json
 import os
 import time
@@ -66,24 +65,13 @@ def lead(corpus: Corpus, work: Path, train_lines=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--minutes", type=float, default=30,
-                   help="the whole training budget in minutes: AR model, distillation and Difformer (default 30)")
-    p.add_argument("--ar-share", type=float, default=0.4, help="the AR model's share of --minutes (default 0.4)")
-    p.add_argument("--smoke", action="store_true",
-                   help="a check of every step in a few minutes: 500 training pairs, 5 updates per training")
-    p.add_argument("--workdir", type=Path, default=REPO / "work" / "gigaword",
-                   help="where data, checkpoints and outputs go (default work/gigaword)")
+    p = pipeline.route_parser(__doc__.split("\n\n")[0], REPO / "work" / "gigaword")
     args = p.parse_args(argv)
-    if not 0 < args.ar_share < 1:
-        p.error(f"--ar-share {args.ar_share:g}: give a fraction between 0 and 1")
+    max_lines, bpe_merges, max_update = pipeline.route_setting(p, args)
     if not GIGAWORD.folder.is_dir():
         p.error(f"no Gigaword data in {GIGAWORD.folder}: set GIGAWORD to the folder holding train.src, "
                 f"train.tgt, valid.src and valid.tgt")
     pipeline.PREFIX[0] = "gigaword"
-    max_lines, bpe_merges, max_update = (500, 300, 5) if args.smoke else (None, 8000, None)
-    if args.smoke:
-        args.minutes = min(args.minutes, 2)
     with pipeline.workdir(args.workdir) as work:
         start = time.time()
         databin = pipeline.prepare(GIGAWORD, work, max_lines, bpe_merges)
