@@ -126,8 +126,8 @@ def multi30k_bpe(tmp_path_factory):
 
 
 def write_multi30k_bpe(work):
-    """The first 1,200 / 60 / 40 Multi30k pairs of train / val / test2016 in ``work``, tokenised, with a joint
-    subword-nmt BPE of 500 merges (``codes``) applied."""
+    """The first 1,200 / 60 / 40 Multi30k pairs of train / val / test2016 in ``work``, tokenised,
+    with a joint subword-nmt BPE of 500 merges (``codes``) applied."""
     sizes = {"train": ("train", 1200), "valid": ("val", 60), "test": ("test_2016_flickr", 40)}
     for split, (name, n) in sizes.items():
         for lang in ("de", "en"):
