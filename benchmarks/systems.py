@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from difformer_cli.recipes import SYSTEMS, train_args  # noqa: F401  (SYSTEMS: what the benchmark runs)
+from difformer_core.decoding import DEFAULT_STEPS
 
 #: the decoding precision flag of each device
 DECODE_DEVICE_ARGS = {"cpu": ["--cpu"], "cuda": ["--fp16"]}
@@ -128,9 +129,10 @@ def _difformer(name, label, steps, early_stopping=0, lengths=1, noises=1, rerank
     return DecodingSetting(name, "difformer", args, label, reranker=reranker, steps=steps)
 
 
-#: the task's default decoding: DifformerConfig's decoding_sampler and decoding_steps (a test keeps
-#: them equal), whose default early stopping is a quarter of the steps, named in the labels
-DEFAULT_DECODING = ("ddpm", 5)
+#: the task's default decoding: DifformerConfig's decoding_sampler and the default steps of a model
+#: that records none (a test keeps them equal), whose default early stopping is a quarter of the
+#: steps, named in the labels
+DEFAULT_DECODING = ("ddpm", DEFAULT_STEPS)
 DEFAULT_LABEL = f"{DEFAULT_DECODING[0]}, {DEFAULT_DECODING[1]} steps, early stop {DEFAULT_DECODING[1] // 4}"
 
 

@@ -4,8 +4,8 @@ keyword arguments of the hub's ``translate``) and the generator's resolved confi
 
 import numbers
 import typing
-from dataclasses import dataclass, field, fields
-from typing import Optional
+from dataclasses import dataclass, field, fields, replace
+from typing import Optional, Sequence, Tuple
 
 from .diffusion import NOISE_SCHEDULES, SAMPLERS, check_rescaling_factor
 from .errors import DifformerError
@@ -26,12 +26,21 @@ RERANKER_ENGINES = {
 }
 
 
+#: the default number of decoding steps, for a model that records none of its own (a step-distilled
+#: student records the timesteps it was trained to take: models/step_distillation.py)
+DEFAULT_STEPS = 5
+
+
 @dataclass
 class DecodingConfig:
-    """The decoding options (the task's --decoding-* and beam flags)."""
+    """The decoding options (the task's --decoding-* and beam flags). ``steps`` and
+    ``early_stopping`` None are the defaults that depend on the model (:meth:`resolved`)."""
 
-    steps: int = 20
-    early_stopping: int = 0
+    steps: Optional[int] = None
+    early_stopping: Optional[int] = None
+    #: the training timesteps the steps are on, noisiest first, where the model records them (a
+    #: step-distilled student); None: ``steps`` evenly spaced ones (diffusion.spaced_timesteps)
+    timesteps: Optional[Tuple[int, ...]] = None
     rescaling_factor: float = 1.0
     vp_rf: bool = False
     noise_schedule: Optional[str] = None  # None: the schedule the model was trained with
@@ -48,7 +57,29 @@ class DecodingConfig:
     reranker_engine: str = "fairseq"  # a key of RERANKER_ENGINES
     retain_history: bool = False
 
+    def resolved(self, recorded_timesteps: Optional[Sequence[int]] = None) -> "DecodingConfig":
+        """This configuration with the model-dependent defaults filled in. With no ``steps`` given
+        and ``recorded_timesteps`` (a step-distilled model's), the steps are those timesteps, none
+        skipped unless ``early_stopping`` says so; else ``steps`` (default :data:`DEFAULT_STEPS`)
+        evenly spaced ones, of which the last ⌊steps / 4⌋ are skipped by default."""
+        if self.steps is None and recorded_timesteps:
+            timesteps = tuple(sorted((int(t) for t in recorded_timesteps), reverse=True))
+            early = 0 if self.early_stopping is None else self.early_stopping
+            return replace(self, steps=len(timesteps), early_stopping=early, timesteps=timesteps)
+        steps = DEFAULT_STEPS if self.steps is None else self.steps
+        return replace(self, steps=steps, early_stopping=default_early_stopping(steps, self.early_stopping),
+                       timesteps=None)
+
     def validate(self, diffusion_steps: int):
+        """The checks of the configuration (:meth:`resolved` where it is not) against the model's
+        --diffusion-steps."""
+        if self.steps is None or self.early_stopping is None:
+            return self.resolved().validate(diffusion_steps)
+        if self.timesteps is not None and not all(0 <= t < diffusion_steps for t in self.timesteps):
+            raise DifformerError(
+                f"the model records decoding timesteps {list(self.timesteps)} outside its --diffusion-steps "
+                f"({diffusion_steps}): give --decoding-steps"
+            )
         if not 1 <= self.steps <= diffusion_steps:
             raise DifformerError(
                 f"--decoding-steps must be between 1 and the model's --diffusion-steps "
@@ -101,15 +132,16 @@ class DecodingOptions:
     # The default decoding, 5 steps of which the last is skipped (4 denoiser calls against the
     # paper's 15), is the fewest calls the samplers benchmark found near the paper's quality
     # (docs/benchmarks.md).
-    decoding_steps: int = field(
-        default=5, metadata={"help": "denoising steps, evenly spaced over the training steps T "
-                                     "(the paper: 20)"}
+    decoding_steps: Optional[int] = field(
+        default=None, metadata={"help": f"denoising steps, evenly spaced over the training steps T "
+                                        f"(default: the model's: the steps a step-distilled student was "
+                                        f"trained for, else {DEFAULT_STEPS}; the paper: 20)"}
     )
     decoding_early_stopping: Optional[int] = field(
         default=None,
         metadata={"help": "skip this many final steps and keep the ẑ0 of the last step taken "
                           "(default: a quarter of --decoding-steps, rounded down: 5 → 1, the "
-                          "paper's 20 → 5)"},
+                          "paper's 20 → 5; none for a step-distilled student's own steps)"},
     )
     decoding_rescaling_factor: float = field(
         default=1.0, metadata={"help": "noise rescaling factor F used while decoding"}
@@ -224,10 +256,11 @@ def check_option_value(name, value):
 def decoding_config(option, selection="logprob", retain_history=False) -> DecodingConfig:
     """The generator's configuration from the decoding options: ``option(name)`` gives the value
     of a :class:`DecodingOptions` field (the task's flag, a generation argument, a keyword), with
-    the defaults that depend on other options resolved."""
+    the defaults that depend on other options resolved; those that depend on the model (the steps)
+    are resolved by :meth:`DecodingConfig.resolved`."""
     return DecodingConfig(
         steps=option("decoding_steps"),
-        early_stopping=default_early_stopping(option("decoding_steps"), option("decoding_early_stopping")),
+        early_stopping=option("decoding_early_stopping"),
         rescaling_factor=option("decoding_rescaling_factor"),
         vp_rf=option("decoding_vp_rf"),
         noise_schedule=option("decoding_noise_schedule"),

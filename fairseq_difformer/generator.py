@@ -51,6 +51,7 @@ class DifformerGenerator:
 
     def __init__(self, model, tgt_dict, config: DecodingConfig, reranker=None, reranker_files=None):
         args = model.args
+        config = config.resolved(getattr(args, "decoding_timesteps", None))
         config.validate(args.diffusion_steps)
         if config.selection == "reranker" and reranker is None:
             raise DifformerError(
@@ -65,13 +66,7 @@ class DifformerGenerator:
         self.reranker = (build_reranker(config.reranker_engine, reranker, tgt_dict, reranker_files)
                          if config.selection == "reranker" else None)
         self.int8_model = QuantizedCopy()
-        process = GaussianDiffusion.from_schedule(
-            config.noise_schedule or args.noise_schedule,
-            args.diffusion_steps,
-            rescaling_factor=config.rescaling_factor,
-            vp_rf=config.vp_rf,
-        ).respace(config.steps)
-        self.sampler = build_sampler(config.sampler, process, config.early_stopping, eta=config.eta)
+        self.sampler = decoding_sampler(config, args)
         self.max_len = model.max_decoder_positions()
 
     def decoding_timesteps(self):
@@ -182,6 +177,20 @@ class DifformerGenerator:
             words = candidate_strings(tokens, lengths, self.tgt_dict)
             return bleu_mbr(words, self.candidates_per_source).to(scores)
         return scores
+
+
+def decoding_sampler(config: DecodingConfig, args):
+    """The sampler of a :meth:`~DecodingConfig.resolved` configuration, on the model's (``args``)
+    process respaced to the decoding's steps: the ``config.timesteps`` a step-distilled model
+    records, else ``config.steps`` evenly spaced ones; --decoding-noise-schedule and F apply."""
+    process = GaussianDiffusion.from_schedule(
+        config.noise_schedule or args.noise_schedule,
+        args.diffusion_steps,
+        rescaling_factor=config.rescaling_factor,
+        vp_rf=config.vp_rf,
+    )
+    process = process.respace_to(config.timesteps) if config.timesteps else process.respace(config.steps)
+    return build_sampler(config.sampler, process, config.early_stopping, eta=config.eta)
 
 
 def hypothesis_dicts(tokens, positional_scores, scores, selection, lengths, history, k, steps):

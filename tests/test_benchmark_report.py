@@ -110,8 +110,11 @@ def test_ablation_rescaling_factor_is_the_last_one_given():
 def test_the_default_settings_label_names_the_tasks_default_decoding():
     from fairseq_difformer.tasks.difformer_task import DifformerConfig
 
+    from difformer_core.decoding import DEFAULT_STEPS
+
     config = DifformerConfig()
-    assert systems.DEFAULT_DECODING == (config.decoding_sampler, config.decoding_steps)
+    assert config.decoding_steps is None  # the model's: DEFAULT_STEPS unless it records its own
+    assert systems.DEFAULT_DECODING == (config.decoding_sampler, DEFAULT_STEPS)
     assert config.decoding_early_stopping is None  # a quarter of the steps, as the label says
     assert "--decoding-steps" not in systems.SETTINGS_BY_NAME["difformer_default"].args
 

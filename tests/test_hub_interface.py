@@ -12,6 +12,7 @@ from fairseq import utils
 from sacremoses import MosesDetokenizer
 
 from fairseq_difformer import DifformerModel
+from difformer_core.decoding import DEFAULT_STEPS
 from difformer_core.errors import DifformerError
 
 RAW = "Ein Hund rennt über die Wiese."
@@ -74,7 +75,7 @@ def test_decoding_options_reach_the_generator(hub, monkeypatch):
                   clamping=True, decoding_sampler="ddim", decoding_eta=0.5, decoding_precision="bf16")
     default, chosen = (generator.config for _, _, generator in built)
     assert (default.steps, default.noise_beam, default.length_beam, default.sampler, default.precision) == (
-        hub.task.cfg.decoding_steps, 1, 1, "ddpm", "auto")
+        DEFAULT_STEPS, 1, 1, "ddpm", "auto")
     assert (chosen.steps, chosen.early_stopping, chosen.length_beam, chosen.noise_beam, chosen.clamping,
             chosen.sampler, chosen.eta, chosen.precision) == (6, 2, 3, 2, True, "ddim", 0.5, "bf16")
 

@@ -211,12 +211,20 @@ class GaussianDiffusion(Float64Schedule):
         return mean + nonzero * torch.exp(0.5 * log_variance) * noise
 
     def respace(self, num_steps: int) -> "GaussianDiffusion":
-        """Process over ``num_steps`` evenly spaced steps s_0 < … < s_{N−1} of this one.
+        """Process over ``num_steps`` evenly spaced steps s_0 < … < s_{N−1} of this one
+        (:func:`spaced_timesteps`, then :meth:`respace_to`)."""
+        return self.respace_to(spaced_timesteps(self.num_timesteps, num_steps))
+
+    def respace_to(self, kept) -> "GaussianDiffusion":
+        """Process over the given steps s_0 < … < s_{N−1} of this one (any order in, distinct).
 
         Keeps ᾱ at the kept steps, so β'_k = 1 − ᾱ_{s_k} / ᾱ_{s_{k−1}} (ᾱ_{s_{−1}} = 1),
         and the same noise scale; ``timestep_map`` points at the original training timesteps.
         """
-        kept = spaced_timesteps(self.num_timesteps, num_steps).to(self.alphas_cumprod.device)
+        kept = torch.as_tensor(list(kept), dtype=torch.long).sort().values.to(self.alphas_cumprod.device)
+        if kept.numel() == 0 or kept[0] < 0 or kept[-1] >= self.num_timesteps or (kept.diff() == 0).any():
+            raise ValueError(f"the kept steps must be distinct steps of 0..{self.num_timesteps - 1}, "
+                             f"got {kept.tolist()}")
         return GaussianDiffusion(
             self.alphas_cumprod[kept],
             noise_scale=self.noise_scale,

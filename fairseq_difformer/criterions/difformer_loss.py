@@ -3,6 +3,7 @@
     L = L_mse + w_anchor · L_anchor + λ_len · L_length
 
     L_mse    = mean over non-pad target positions of ‖ẑ0 − z0‖² / d_latent
+               (a step-distillation student: ‖ẑ0 − ẑ0*‖², ẑ0* its teacher's; models/step_distillation.py)
     L_anchor = label-smoothed cross-entropy of rounding ẑ0 to the target words, logits ẑ0 · Eᵀ
     L_length = cross-entropy of the length classifier (λ_len = the model's --length-loss-factor)
 
@@ -84,9 +85,9 @@ class DifformerCriterion(FairseqCriterion):
     def compute_losses(self, model, out, target):
         """The per-term means over non-pad target positions (and sentences, for the length)."""
         keep = ~out["padding_mask"]                                               # B × T
-        z0, z0_hat = out["z0"], out["z0_hat"]
+        z0_target, z0_hat = out.get("z0_target", out["z0"]), out["z0_hat"]
         # In float32 whatever the model's dtype (fp16 / bf16 training): a sum of squares.
-        mse = (z0_hat.float() - z0.float()).pow(2).mean(-1)[keep].mean()
+        mse = (z0_hat.float() - z0_target.float()).pow(2).mean(-1)[keep].mean()
 
         logits = model.decoder.output_layer(out[self.rounded][keep])              # N × |V|
         lprobs = utils.log_softmax(logits, dim=-1, onnx_trace=False).float()

@@ -52,6 +52,8 @@ class DifformerModel(FairseqNATModel):
         #: pad a dictionary to a multiple of 8
         self.non_words = [self.pad, decoder.dictionary.bos(), self.eos, *filler_symbols(decoder.dictionary)]
         self.num_updates = 0
+        #: the teacher of a step-distillation training (step_distillation.StepDistillation), or None
+        self.step_distillation = None
         if getattr(args, "ar_freeze_updates", 0):
             freeze_copied_parts(self, args.ar_freeze_updates)
 
@@ -106,7 +108,8 @@ class DifformerModel(FairseqNATModel):
 
         t ~ Uniform{0 … T−1} per sentence, ε ~ N(0, I); with self-conditioning, a batch first
         predicts ẑ0_prev without gradient and feeds it back with probability --self-cond-prob
-        (0.5, Chen et al.).
+        (0.5, Chen et al.). A step-distillation student draws its inputs and its target ẑ0*
+        (``z0_target``, the teacher's) from its teacher instead (step_distillation.py).
         Returns the tensors the criterion needs; the losses themselves live in the criterion.
         """
         encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
@@ -115,24 +118,35 @@ class DifformerModel(FairseqNATModel):
 
         padding_mask = tgt_tokens.eq(self.pad)                                   # B × T
         z0 = self.decoder.embed_latent(tgt_tokens)                               # B × T × d_lat
-        if t is None:
-            t = self.sample_timesteps(z0.size(0), z0.device)
-        z_t = self.diffusion.q_sample(z0, t, noise)
-
-        z0_prev = torch.zeros_like(z_t)
-        # One coin per batch, drawn on the host: a branch decision, no device tensor to sync on.
-        if self.decoder.self_cond and self.training and torch.rand(()) < self.args.self_cond_prob:
-            with torch.no_grad():
-                z0_prev = self.decoder(z_t, t, z0_prev, encoder_out, padding_mask)
+        if self.step_distillation is not None:
+            t, z_t, z0_prev, z0_target = self.step_distillation.draw(self, src_tokens, src_lengths, z0,
+                                                                     padding_mask, encoder_out)
+        else:
+            t, z_t, z0_prev = self.diffusion_inputs(z0, t, noise, encoder_out, padding_mask)
+            z0_target = z0
         z0_hat = self.decoder(z_t, t, z0_prev, encoder_out, padding_mask)
 
         return {
             "z0": z0,
+            "z0_target": z0_target,
             "z0_hat": z0_hat,
             "padding_mask": padding_mask,
             "length_out": length_out,
             "length_tgt": length_tgt,
         }
+
+    def diffusion_inputs(self, z0, t, noise, encoder_out, padding_mask):
+        """(t, z_t, ẑ0_prev) of the training objective: t drawn where not given, z_t ~ q(z_t | z0),
+        and ẑ0_prev = 0, or with probability --self-cond-prob the model's own ẑ0 (no gradient)."""
+        if t is None:
+            t = self.sample_timesteps(z0.size(0), z0.device)
+        z_t = self.diffusion.q_sample(z0, t, noise)
+        z0_prev = torch.zeros_like(z_t)
+        # One coin per batch, drawn on the host: a branch decision, no device tensor to sync on.
+        if self.decoder.self_cond and self.training and torch.rand(()) < self.args.self_cond_prob:
+            with torch.no_grad():
+                z0_prev = self.decoder(z_t, t, z0_prev, encoder_out, padding_mask)
+        return t, z_t, z0_prev
 
     def set_num_updates(self, num_updates):
         """The trainer's update count, kept here (--ar-freeze-updates) and passed on to the decoder."""
@@ -237,6 +251,19 @@ class DifformerDecoder(NATransformerDecoder):
         # original code's placement); after it, the denoiser's summed input.
         self.z0_norm = norm if args.embed_norm_before_proj else nn.Identity()
         self.embed_norm = nn.Identity() if args.embed_norm_before_proj else norm
+
+    def diffusion_inputs(self, z0, t, noise, encoder_out, padding_mask):
+        """(t, z_t, ẑ0_prev) of the training objective: t drawn where not given, z_t ~ q(z_t | z0),
+        and ẑ0_prev = 0, or with probability --self-cond-prob the model's own ẑ0 (no gradient)."""
+        if t is None:
+            t = self.sample_timesteps(z0.size(0), z0.device)
+        z_t = self.diffusion.q_sample(z0, t, noise)
+        z0_prev = torch.zeros_like(z_t)
+        # One coin per batch, drawn on the host: a branch decision, no device tensor to sync on.
+        if self.decoder.self_cond and self.training and torch.rand(()) < self.args.self_cond_prob:
+            with torch.no_grad():
+                z0_prev = self.decoder(z_t, t, z0_prev, encoder_out, padding_mask)
+        return t, z_t, z0_prev
 
     def set_num_updates(self, num_updates):
         """The trainer's update count (fairseq calls this before every update)."""

@@ -53,6 +53,19 @@ def add_difformer_args(parser):
                         help="with --init-from-ar: for the first N updates only the parts without an AR "
                              "counterpart train (time embedding, self-conditioning, embedding LayerNorm, "
                              "length predictor); the copied ones get no gradient (default 0)")
+    parser.add_argument("--distill-steps-from", metavar="TEACHER.pt",
+                        help="step distillation: train a student that decodes in --student-steps denoiser "
+                             "calls what this Difformer checkpoint decodes in more; the student starts from "
+                             "the teacher's weights (a fresh run) and needs its architecture, and its "
+                             "checkpoints record the timesteps its default decoding takes")
+    parser.add_argument("--student-steps", type=int, metavar="K",
+                        help="with --distill-steps-from: the student's denoiser calls, a divisor of the "
+                             "teacher's (default: half the teacher's, as progressive distillation)")
+    parser.add_argument("--teacher-steps", type=int, metavar="S",
+                        help="with --distill-steps-from: the teacher's decoding the student learns, S evenly "
+                             "spaced steps of which the last ⌊S/4⌋ are skipped, as --decoding-steps (default: "
+                             "the teacher's own: the steps it records if it is a student, else the default "
+                             "decoding's); --decoding-sampler and the --decoding-* noise options apply")
     parser.add_argument("--rescale-timesteps", **flag,
                         help="feed t' = t · 1000 / T to the time embedding (default on)")
     parser.add_argument("--pred-length-offset", **flag,
@@ -91,11 +104,31 @@ def validate_model_args(args):
     if args.ar_freeze_updates and not getattr(args, "init_from_ar", None):
         raise DifformerError("--ar-freeze-updates keeps the parts copied from an AR model fixed: give "
                              "--init-from-ar AR.pt (or drop --ar-freeze-updates)")
+    check_step_distillation_args(args)
     if getattr(args, "no_scale_embedding", False):
         raise DifformerError(
             "--no-scale-embedding is not supported: the diffusion runs on z0 = √d_latent · E[w] "
             "(drop the flag)"
         )
+
+
+def check_step_distillation_args(args):
+    """--student-steps and --teacher-steps are options of --distill-steps-from, each ≥ 1; the
+    student starts from its teacher's weights, so no other option may set them."""
+    teacher = getattr(args, "distill_steps_from", None)
+    for other in ("init_from_ar", "finetune_from_model"):
+        if teacher and getattr(args, other, None):
+            raise DifformerError(f"--distill-steps-from and --{other.replace('_', '-')} both set the starting "
+                                 f"weights (the student starts from its teacher's): give one")
+    for name in ("student_steps", "teacher_steps"):
+        value, flag = getattr(args, name, None), "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if not teacher:
+            raise DifformerError(f"{flag} is an option of step distillation: give --distill-steps-from "
+                                 f"TEACHER.pt (or drop {flag})")
+        if value < 1:
+            raise DifformerError(f"{flag} must be at least 1 (got {value})")
 
 
 def check_shared_dictionary(args, src_dict, tgt_dict, data):

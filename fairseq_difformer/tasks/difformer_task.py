@@ -26,6 +26,7 @@ from ..entry_points import running
 from ..generator import DifformerGenerator
 from ..models.ar_init import maybe_init_from_ar
 from ..models.difformer import DifformerModel
+from ..models.step_distillation import maybe_start_step_distillation
 from ..selection import RerankerFiles
 from ..training_run import guard_save_dir, is_training_run
 from .checkpoint_checks import CheckpointChecks
@@ -130,7 +131,8 @@ class DifformerTask(EverySentenceBatches, ValidationMetrics, RawInputHooks, Chec
     def build_model(self, cfg, from_checkpoint=False):
         """fairseq's model, with: for a checkpoint, its dictionaries' fingerprints checked; for a
         new model, the precision flags checked, a training run's save dir guarded (and the
-        checkpoint it resumes from checked), the fingerprints recorded and --init-from-ar applied;
+        checkpoint it resumes from checked), the fingerprints recorded, and --init-from-ar or
+        --distill-steps-from applied;
         for both, the checks of a state dict before it loads and the --eval-rouge generator."""
         if from_checkpoint:
             dictionary_fingerprints.check(cfg, self, dictionary_fingerprints.role_of(cfg))
@@ -140,6 +142,7 @@ class DifformerTask(EverySentenceBatches, ValidationMetrics, RawInputHooks, Chec
         if not from_checkpoint:
             maybe_init_from_ar(model, cfg, self.source_dictionary, self.target_dictionary, self.cfg.data,
                                (self.cfg.source_lang, self.cfg.target_lang))
+            maybe_start_step_distillation(model, cfg, self)
         self.register_checkpoint_checks(model)
         self.build_validation_generator(model)
         return model
