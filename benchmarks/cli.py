@@ -34,6 +34,9 @@ in the work directory):
               fairseq-generate, its Difformer on fairseq-generate and on ONNX Runtime (the serving
               path; default and 3x2 reranked by the AR model on CTranslate2): BLEU, sentences/s at
               batch 100 (both cores, each in its best configuration) and batch 1 (one stream)
+  fewer_calls  SacreBLEU against the number of denoiser calls (1, 2, 3, 4, 6) for the quickstart's
+              Difformer: decoded with fewer steps (every sampler and spacing, chosen on valid) and
+              step-distilled into students of 2 and 1 calls (--fewer-calls-updates each)
   summarization  AESLC (email → subject line): the AR Transformer and Difformer of the same size
               trained --summarization-minutes each with the summarization recipe, decoded on
               the dev set: ROUGE-1/2/L and length ratio
@@ -84,6 +87,7 @@ BUDGET_DEFAULTS = {
     "plateau_interval": (from_ar_plateau.INTERVAL, 10),
     "plateau_max_update": (from_ar_plateau.MAX_UPDATE, 40),
     "summarization_minutes": (20, 0.5),
+    "fewer_calls_updates": (1000, 10),
     "teacher_minutes": ([8, 12], [0.3]),
 }
 
@@ -148,8 +152,10 @@ def main(argv=None):
                    help="the from_ar_plateau part's cap on each training's updates (default "
                         f"{from_ar_plateau.MAX_UPDATE}; quick 40)")
     p.add_argument("--engines-models", type=Path, default=REPO / "work" / "quickstart",
-                   help="the engines part's models: a folder with ar/checkpoint_last.pt, "
+                   help="the engines and fewer_calls parts' models: a folder with ar/checkpoint_last.pt, "
                         "checkpoints/checkpoint_last.pt and distill/bin (default work/quickstart, make quickstart's)")
+    p.add_argument("--fewer-calls-updates", type=int, default=None,
+                   help="updates of each step-distillation round in the fewer_calls part (default 1000; quick 10)")
     p.add_argument("--summarization-minutes", type=float, default=None,
                    help="training minutes per system in the summarization part (default 20, as "
                         "examples/aeslc/run.sh; quick 0.5)")
