@@ -67,12 +67,14 @@ def test_the_part_chooses_the_teachers_decoding_on_valid_and_trains_each_round(t
     assert [r["seed"] for k, r in records.items() if k.startswith("teacher_c2")] == [1, 2, 3]
 
     # The rounds: round1 halves the teacher, round2 halves round1, direct1 goes to one call.
-    assert set(trained) == {"fewer_calls-round1", "fewer_calls-round2", "fewer_calls-direct1"}
+    assert set(trained) == {"fewer_calls-round1", "fewer_calls-round2", "fewer_calls-direct1", "fewer_calls-round1_ddim"}
     teachers = {name: Path(flag(cmd, "--distill-steps-from")).parent.name for name, cmd in trained.items()}
     assert teachers == {"fewer_calls-round1": "checkpoints", "fewer_calls-round2": "fewer_calls-round1",
-                        "fewer_calls-direct1": "checkpoints"}
+                        "fewer_calls-direct1": "checkpoints", "fewer_calls-round1_ddim": "checkpoints"}
     assert {name: flag(cmd, "--student-steps") for name, cmd in trained.items()} == {
-        "fewer_calls-round1": "2", "fewer_calls-round2": "1", "fewer_calls-direct1": "1"}
+        "fewer_calls-round1": "2", "fewer_calls-round2": "1", "fewer_calls-direct1": "1", "fewer_calls-round1_ddim": "2"}
+    assert [flag(cmd, "--decoding-sampler") for cmd in trained.values()].count("ddim") == 1
+    assert records["student_round1_ddim"]["flags"] == "--decoding-sampler ddim"
     for cmd in trained.values():
         assert flag(cmd, "--lr") == "3e-4" and flag(cmd, "--max-update") == "50"
         assert cmd.count("--lr") == 1 and flag(cmd, "--arch") == "difformer_small"
@@ -90,3 +92,21 @@ def test_a_rerun_measures_nothing_twice(tmp_path, monkeypatch):
     run_part(tmp_path, monkeypatch)
     _, _, decoded = run_part(tmp_path, monkeypatch)
     assert decoded == []
+
+
+def test_the_report_has_a_row_per_system_the_targets_and_the_plot(tmp_path, monkeypatch):
+    from benchmarks.report import fewer_calls as report, plots
+
+    part, _, _ = run_part(tmp_path, monkeypatch)
+    results = {"fewer_calls": part}
+    made = plots.make_plots(results, tmp_path / "benchmarks", "benchmarks")
+    assert (tmp_path / "benchmarks" / "fewer_calls.png").stat().st_size > 0
+    text = report.section(results, made)
+    assert "| teacher, 4 calls (--decoding-sampler ddim --decoding-steps 5 --decoding-early-stopping 1) | 4 |" in text
+    assert "| student round1 (teacher → 2 calls, ddpm), its default decoding | 2 | 50 | 24.00 | 24.00 (24.00–24.00) |" in text
+    assert "benchmarks/fewer_calls.png" in text
+    two, one = report.targets(results)
+    # the 2-call student: 24.00 against the 4-call teacher's 26.00
+    assert two["met"] is False and two["shown"] == "student_round1: 24.00 vs 26.00 (-2.00)"
+    assert one["name"].endswith("(stretch)") and one["met"] is False
+    assert "Not measured yet" in report.section({}, {}) and all(t["met"] is None for t in report.targets({}))

@@ -199,3 +199,18 @@ def test_step_distillation_errors_are_one_line(extra, message, difformer_checkpo
     proc = train_difformer(databin, tmp_path / "run", 1, "--rescaling-factor", "4", *extra, in_process=True)
     assert proc.returncode != 0
     assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_the_onnx_engine_of_a_student_decodes_in_its_calls(student, databin, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from fairseq import checkpoint_utils
+
+    from fairseq_difformer.engine.export import export
+    from fairseq_difformer.engine.runtime import EngineModel
+
+    (model,), _, task = checkpoint_utils.load_model_ensemble_and_task([str(student)], arg_overrides={"data": str(databin)})
+    folder = export(model.eval(), tmp_path / "student.onnx", int8=False, checkpoint=student, databin=databin,
+                    languages=("de", "en"))
+    engine = EngineModel(folder, precision="float32")
+    generator = DifformerGenerator(engine, task.target_dictionary, DecodingConfig())
+    assert generator.decoding_timesteps() == list(model.args.decoding_timesteps) and len(model.args.decoding_timesteps) == 2

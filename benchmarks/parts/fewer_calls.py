@@ -11,8 +11,10 @@ training set; valid; test2016).
 2. **Students** (:data:`ROUNDS`): fairseq-train --distill-steps-from TEACHER.pt --student-steps K
    on the distilled data with the Difformer recipe and :data:`STUDENT_OPTIONS`,
    ``--fewer-calls-updates`` updates each; ``round1`` halves the teacher's 4 calls, ``round2``
-   halves round1's, ``direct1`` goes from 4 calls to 1 in one round. Each is decoded with its
-   default decoding (its own calls) on the validation set and on test2016 from seeds 1, 2, 3.
+   halves round1's, ``direct1`` goes from 4 calls to 1 in one round, ``round1_ddim`` is round1 with
+   the teacher's chain on DDIM (``--decoding-sampler ddim`` in training and decoding). Each is
+   decoded with its default decoding (its own calls; its sampler) on the validation set and on
+   test2016 from seeds 1, 2, 3.
 
 Every decoding is one fairseq-generate at batch 100 on the CPU. Records (``fewer_calls.records``
 for test2016, ``fewer_calls.validation``) hold ``bleu``, ``tok_bleu``, ``length_ratio``,
@@ -34,8 +36,10 @@ CALLS = (1, 2, 3, 4, 6)
 #: calls up to this many are decoded from three seeds on test2016
 SEEDED_CALLS = 2
 SEEDS = (1, 2, 3)
-#: the student rounds: name → (teacher: "teacher" or an earlier round, the student's calls)
-ROUNDS = {"round1": ("teacher", 2), "round2": ("round1", 1), "direct1": ("teacher", 1)}
+#: the student rounds: name → (teacher: "teacher" or an earlier round, the student's calls, the
+#: sampler of the teacher's chain in training and of the student's decoding)
+ROUNDS = {"round1": ("teacher", 2, "ddpm"), "round2": ("round1", 1, "ddpm"), "direct1": ("teacher", 1, "ddpm"),
+          "round1_ddim": ("teacher", 2, "ddim")}
 #: the students' optimisation, replacing the recipe's: a student starts from trained weights, so its
 #: peak learning rate is about the teacher's at the end of its inverse-square-root schedule, reached
 #: after a short warm-up
@@ -51,6 +55,11 @@ def spacing_args(calls, spacing):
     if spacing == "skip_last":
         return ["--decoding-steps", str(calls + 1), "--decoding-early-stopping", "1"]
     return ["--decoding-steps", str(calls), "--decoding-early-stopping", "0"]
+
+
+def sampler_flags(sampler):
+    """The flags of ``sampler``: none for the task's default."""
+    return [] if sampler == systems.DEFAULT_DECODING[0] else ["--decoding-sampler", sampler]
 
 
 def teacher_configurations(calls):
@@ -91,22 +100,24 @@ class FewerCalls:
                             self.models.difformer, best[0], "test", calls=calls, student=False,
                             updates=self.teacher_updates, seed=seed, chosen_on="valid")
         students = {"teacher": self.models.difformer}
-        for name, (teacher, calls) in ROUNDS.items():
-            students[name], updates = self.train_student(name, students[teacher], calls)
-            self.decode(("validation", f"student_{name}"), students[name], [], "valid", calls=calls,
+        for name, (teacher, calls, sampler) in ROUNDS.items():
+            flags = sampler_flags(sampler)
+            students[name], updates = self.train_student(name, students[teacher], calls, flags)
+            self.decode(("validation", f"student_{name}"), students[name], flags, "valid", calls=calls,
                         student=True, updates=updates, teacher=teacher)
             for seed in SEEDS:
                 self.decode(("records", f"student_{name}" + (f"_seed{seed}" if seed > 1 else "")), students[name],
-                            [], "test", calls=calls, student=True, updates=updates, teacher=teacher, seed=seed)
+                            flags, "test", calls=calls, student=True, updates=updates, teacher=teacher, seed=seed)
         self.results.set(self.SECTION, "summary", summary(self.results.get(self.SECTION, "records") or {}))
 
-    def train_student(self, name, teacher, calls):
-        """One round: the student of ``teacher`` at ``calls`` calls (its checkpoint, its updates)."""
+    def train_student(self, name, teacher, calls, flags=()):
+        """One round: the student of ``teacher`` at ``calls`` calls, ``flags`` added (the sampler
+        of the teacher's chain); its checkpoint and its updates."""
         updates = self.bench.args.fewer_calls_updates
         cmd = self.bench.train_command(
             "difformer", self.bench.work / "checkpoints" / f"fewer_calls-{name}", databin=self.models.databin,
             options=STUDENT_OPTIONS, extra=[
-                "--distill-steps-from", teacher, "--student-steps", calls, "--max-update", updates,
+                *flags, "--distill-steps-from", teacher, "--student-steps", calls, "--max-update", updates,
                 "--disable-validation", "--no-epoch-checkpoints", "--save-interval-updates", 500,
                 "--keep-interval-updates", 1, "--log-format", "json", "--log-interval", self.bench.scale.log_interval])
         summary = self.bench.run_training(f"fewer_calls-{name}", cmd, {"updates": updates})

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Dict
 
 from . import plots as plots_module
-from . import plateau, sections, targets
+from . import fewer_calls, plateau, sections, targets
 from .tables import table
 
 FINDINGS = Path(__file__).resolve().parents[1] / "findings.md"
@@ -39,6 +39,7 @@ def render(results: Dict, plots: Dict[str, str], findings: str = "") -> str:
     out.append(sections.from_ar(results, plots))
     out.append(plateau.section(results, plots))
     out.append(sections.engines(results))
+    out.append(fewer_calls.section(results, plots))
     out.append(sections.summarization(results))
     out.append(sections.precision(results))
     out.append(sections.ablations(results, plots))

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Dict
 
 from .. import systems
-from . import plateau
+from . import fewer_calls, plateau
 from .sections import sampler_rows, seed_bleus
 from .tables import ARM_LABELS, SYSTEM_NAMES
 
@@ -114,6 +114,9 @@ def make_plots(results: Dict, directory: Path, prefix: str) -> Dict[str, str]:
         made["ablations"] = f"{prefix}/ablations.png"
     made.update(from_ar_curves(results, directory, prefix, plt))
     made.update(from_ar_plateau_curves(results, directory, prefix, plt))
+    figure = fewer_calls.plot(results, plt)
+    if figure is not None:
+        made.update(saved(figure, plt, directory, prefix, "fewer_calls"))
     return made
 
 

@@ -4,7 +4,7 @@ from typing import Dict, List
 
 from .. import systems
 from ..parts.from_ar import arm_names
-from . import plateau
+from . import fewer_calls, plateau
 from .tables import fmt_ratio
 
 TARGET_TRAIN = 0.8      # Difformer words/s ÷ CMLM words/s
@@ -57,6 +57,7 @@ def targets(results: Dict) -> List[Dict]:
         *from_ar_targets(results),
         *plateau.targets(results),
         *engine_targets(results),
+        *fewer_calls.targets(results),
     ]
 
 

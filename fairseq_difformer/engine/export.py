@@ -169,6 +169,8 @@ def _export(model, folder, int8, checkpoint, databin, languages):
             "non_words": list(model.non_words),
             "diffusion_steps": model.args.diffusion_steps,
             "noise_schedule": model.args.noise_schedule,
+            # a step-distilled student's own decoding (models/step_distillation.py), else None
+            "decoding_timesteps": list(getattr(model.args, "decoding_timesteps", None) or []) or None,
             "max_target_positions": model.max_decoder_positions(),
             "pad": model.pad, "eos": model.eos, "bos": model.decoder.dictionary.bos(),
             "unk": model.decoder.dictionary.unk(),

@@ -155,12 +155,14 @@ class EngineModel:
 
 
 class _ModelArgs:
-    """The model arguments the generator reads (its diffusion process's)."""
+    """The model arguments the generator reads (its diffusion process's, and a step-distilled
+    student's decoding timesteps)."""
 
     def __init__(self, manifest):
         self.diffusion_steps = manifest["diffusion_steps"]
         self.noise_schedule = manifest["noise_schedule"]
         self.latent_dim = manifest["latent_dim"]
+        self.decoding_timesteps = manifest.get("decoding_timesteps")
 
 
 class _Encoder:

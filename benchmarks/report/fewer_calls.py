@@ -1,0 +1,99 @@
+"""The report of the fewer_calls part: its section, its targets and its plot."""
+
+from typing import Dict, List
+
+from ..parts.fewer_calls import ROUNDS
+from .tables import fixed, table
+
+SECTION = "fewer_calls"
+#: the targets: a 2-call student ≥ its 4-call teacher − MARGIN SacreBLEU (the 1-call one: stretch)
+MARGIN = 0.5
+#: the teacher's number of calls in its default decoding, the students' reference
+TEACHER_CALLS = 4
+
+
+def _label(key, record):
+    if key.startswith("teacher_c"):
+        return f"teacher, {record['calls']} call{'s' * (record['calls'] > 1)} ({record.get('flags', '')})"
+    name = key[len("student_"):]
+    teacher, _, sampler = ROUNDS.get(name, ("?", None, "?"))
+    return (f"student {name} ({teacher} → {record['calls']} call{'s' * (record['calls'] > 1)}, {sampler}), its "
+            f"default decoding")
+
+
+def rows(records: Dict, summary: Dict) -> List[List[str]]:
+    """A row per system at seed 1, with the mean and range over its seeds where it has several."""
+    out = []
+    for key, record in sorted(records.items(), key=lambda kr: (kr[1]["student"], -kr[1]["calls"], kr[0])):
+        if "_seed" in key:
+            continue
+        seeds = summary.get(key, {})
+        spread = (f"{fixed(seeds['bleu_mean'])} ({fixed(seeds['bleu_min'])}–{fixed(seeds['bleu_max'])})"
+                  if seeds.get("seeds", 1) > 1 else "–")
+        out.append([_label(key, record), str(record["calls"]), fixed(record.get("updates"), 0), fixed(record["bleu"]),
+                    spread, fixed(record.get("length_ratio"), 3), fixed(record.get("exact_length"), 3),
+                    fixed(record.get("sentences_per_s"), 1)])
+    return out
+
+
+HEADER = ["system", "calls", "updates", "SacreBLEU (seed 1)", "mean (min–max) over 3 seeds", "length ratio",
+          "exact length", "sent/s batch 100"]
+
+
+def section(results: Dict, plots: Dict[str, str]) -> str:
+    part = results.get(SECTION, {})
+    title = "## Fewer denoiser calls: decoding with fewer steps and step distillation\n\n"
+    if not part.get("records"):
+        return title + "Not measured yet (`python -m benchmarks --part fewer_calls`, after `make quickstart`).\n"
+    setup = part.get("setup", {})
+    text = (title + f"**Machine:** {part.get('machine', {}).get('description', 'unknown')} (this part's own run).\n\n"
+            f"The quickstart's AR-initialised Difformer on distilled data ({setup.get('teacher_updates')} updates) is the "
+            f"teacher. Decoded with fewer steps, each number of calls takes the sampler and spacing that score best on "
+            f"the validation set; students are step-distilled ({setup.get('student_updates')} updates per round, "
+            f"{', '.join(f'{k} {v}' for k, v in (setup.get('student_options') or {}).items())}) and decoded with their "
+            f"own default decoding. test2016, batch 100, fairseq-generate:\n\n"
+            + table(HEADER, rows(part["records"], part.get("summary", {}))) + "\n")
+    if "fewer_calls" in plots:
+        text += f"![SacreBLEU against denoiser calls]({plots['fewer_calls']})\n"
+    return text
+
+
+def targets(results: Dict) -> List[Dict]:
+    summary = results.get(SECTION, {}).get("summary", {})
+    teacher = summary.get(f"teacher_c{TEACHER_CALLS}")
+    out = []
+    for calls, stretch in ((2, ""), (1, " (stretch)")):
+        name = f"fewer_calls: a {calls}-call student ≥ its {TEACHER_CALLS}-call teacher − {MARGIN:g} SacreBLEU{stretch}"
+        students = {k: s for k, s in summary.items() if s["student"] and s["calls"] == calls}
+        if not teacher or not students:
+            out.append({"name": name, "met": None, "value": None, "shown": "–"})
+            continue
+        key, best = max(students.items(), key=lambda ks: ks[1]["bleu_mean"])
+        gap = best["bleu_mean"] - teacher["bleu_mean"]
+        out.append({"name": name, "met": gap >= -MARGIN, "value": gap,
+                    "shown": f"{key}: {best['bleu_mean']:.2f} vs {teacher['bleu_mean']:.2f} ({gap:+.2f})"})
+    return out
+
+
+def plot(results: Dict, plt):
+    """SacreBLEU (mean over seeds) against calls: the teacher with fewer steps, and each student."""
+    summary = results.get(SECTION, {}).get("summary", {})
+    if not summary:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    teacher = sorted((s["calls"], s["bleu_mean"], s["bleu_min"], s["bleu_max"]) for s in summary.values()
+                     if not s["student"])
+    if teacher:
+        ax.errorbar([t[0] for t in teacher], [t[1] for t in teacher],
+                    yerr=[[t[1] - t[2] for t in teacher], [t[3] - t[1] for t in teacher]],
+                    marker="o", color="k", capsize=3, label="teacher, fewer decoding steps")
+    for key, s in summary.items():
+        if s["student"]:
+            ax.errorbar([s["calls"]], [s["bleu_mean"]], yerr=[[s["bleu_mean"] - s["bleu_min"]],
+                                                              [s["bleu_max"] - s["bleu_mean"]]],
+                        marker="s", linestyle="none", capsize=3, label=key.replace("_", " "))
+    ax.set_xlabel("denoiser calls")
+    ax.set_ylabel("SacreBLEU, test2016 (mean over seeds)")
+    ax.legend(fontsize=8)
+    fig.suptitle("fewer_calls: quality against denoiser calls")
+    return fig
