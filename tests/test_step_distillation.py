@@ -2,17 +2,16 @@
 teacher's decoding chain, the decoding a student's checkpoint records, and a real round of
 fairseq-train --distill-steps-from that fairseq-generate then decodes in the student's calls."""
 
-import argparse
 import copy
 
 import pytest
 import torch
 
 import fairseq_difformer  # noqa: F401
-from conftest import TINY_ARCH, USER_DIR, run_in_process, train_difformer
+from conftest import USER_DIR, run_in_process, train_difformer
 from difformer_core.checkpoints import mapped_state
 from difformer_core.decoding import DEFAULT_STEPS, DecodingConfig
-from difformer_core.diffusion import GaussianDiffusion, build_sampler
+from difformer_core.diffusion import GaussianDiffusion
 from difformer_core.errors import DifformerError
 from fairseq_difformer.generator import DifformerGenerator, decoding_sampler
 from fairseq_difformer.models.step_distillation import StepDistillation, student_timesteps
@@ -214,3 +213,15 @@ def test_the_onnx_engine_of_a_student_decodes_in_its_calls(student, databin, tmp
     engine = EngineModel(folder, precision="float32")
     generator = DifformerGenerator(engine, task.target_dictionary, DecodingConfig())
     assert generator.decoding_timesteps() == list(model.args.decoding_timesteps) and len(model.args.decoding_timesteps) == 2
+
+
+def test_a_distillation_run_resumes_from_its_own_checkpoint(student, difformer_checkpoint, databin, tmp_path):
+    import shutil
+
+    shutil.copy(student, tmp_path / "checkpoint_last.pt")
+    proc = train_difformer(databin, tmp_path, 3, "--no-epoch-checkpoints", "--rescaling-factor", "4",
+                           "--distill-steps-from", difformer_checkpoint, in_process=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = mapped_state(tmp_path / "checkpoint_last.pt")
+    assert int(state["optimizer_history"][-1]["num_updates"]) == 3
+    assert list(state["cfg"]["model"].decoding_timesteps) == list(mapped_state(student)["cfg"]["model"].decoding_timesteps)
