@@ -59,7 +59,7 @@ def test_the_part_chooses_the_teachers_decoding_on_valid_and_trains_each_round(t
     part, trained, decoded = run_part(tmp_path, monkeypatch)
     # Valid: one decoding at 1 call, every sampler × both spacings at more.
     valid = [tag for tag, _, subset, _ in decoded if subset == "valid" and "teacher" in tag]
-    assert len(valid) == 1 + 4 * 3 * 2 and len(part["validation"]) == len(valid) + len(fewer_calls.ROUNDS)
+    assert len(valid) == 1 + 4 * 3 * 2 and len(part["validation"]) == len(valid) + len(fewer_calls.ROUNDS) + len(fewer_calls.CONTROL_CALLS)
     records = part["records"]
     assert records["teacher_c4"]["flags"] == "--decoding-sampler ddim --decoding-steps 5 --decoding-early-stopping 1"
     assert records["teacher_c4"]["bleu"] == 26.0 and records["teacher_c4"]["chosen_on"] == "valid"
@@ -67,6 +67,11 @@ def test_the_part_chooses_the_teachers_decoding_on_valid_and_trains_each_round(t
     assert [r["seed"] for k, r in records.items() if k.startswith("teacher_c2")] == [1, 2, 3]
 
     # The rounds: round1 halves the teacher, round2 halves round1, direct1 goes to one call.
+    control = trained.pop("fewer_calls-continued")
+    assert Path(flag(control, "--finetune-from-model")).parent.name == "checkpoints"
+    assert "--distill-steps-from" not in control and flag(control, "--lr") == "3e-4"
+    assert records["continued_c2"]["flags"] == records["teacher_c2"]["flags"] and records["continued_c2"]["continued"]
+    assert {"continued_c4", "continued_c2_seed3", "continued_c1_seed2"} <= set(records) and "continued_c3" not in records
     assert set(trained) == {"fewer_calls-round1", "fewer_calls-round2", "fewer_calls-direct1", "fewer_calls-round1_ddim"}
     teachers = {name: Path(flag(cmd, "--distill-steps-from")).parent.name for name, cmd in trained.items()}
     assert teachers == {"fewer_calls-round1": "checkpoints", "fewer_calls-round2": "fewer_calls-round1",
@@ -105,6 +110,7 @@ def test_the_report_has_a_row_per_system_the_targets_and_the_plot(tmp_path, monk
     assert "| teacher, 4 calls (--decoding-sampler ddim --decoding-steps 5 --decoding-early-stopping 1) | 4 |" in text
     assert "| student round1 (teacher → 2 calls, ddpm), its default decoding | 2 | 50 | 24.00 | 24.00 (24.00–24.00) |" in text
     assert "benchmarks/fewer_calls.png" in text
+    assert "| control: the teacher trained on without distillation, 4 calls (--decoding-sampler ddim" in text
     two, one = report.targets(results)
     # the 2-call student: 24.00 against the 4-call teacher's 26.00
     assert two["met"] is False and two["shown"] == "student_round1: 24.00 vs 26.00 (-2.00)"

@@ -15,10 +15,15 @@ training set; valid; test2016).
    the teacher's chain on DDIM (``--decoding-sampler ddim`` in training and decoding). Each is
    decoded with its default decoding (its own calls; its sampler) on the validation set and on
    test2016 from seeds 1, 2, 3.
+3. **The control** (``continued``): the teacher trained on for as many updates, with the same
+   optimisation and its own objective (``--finetune-from-model``), decoded at 4, 2 and 1 calls
+   with the teacher's choices: a student is compared with it, not only with the teacher, to tell
+   distillation from the extra updates.
 
 Every decoding is one fairseq-generate at batch 100 on the CPU. Records (``fewer_calls.records``
 for test2016, ``fewer_calls.validation``) hold ``bleu``, ``tok_bleu``, ``length_ratio``,
-``calls``, ``student``, ``sentences_per_s``, ``updates``, ``seed`` and the command; each is
+``calls``, ``student``, ``sentences_per_s``, ``updates`` (of the checkpoint's own training run: the
+teacher's, or a round's on top of its teacher), ``seed`` and the command; each is
 written when measured and a rerun skips those there with the same command.
 """
 
@@ -44,6 +49,8 @@ ROUNDS = {"round1": ("teacher", 2, "ddpm"), "round2": ("round1", 1, "ddpm"), "di
 #: peak learning rate is about the teacher's at the end of its inverse-square-root schedule, reached
 #: after a short warm-up
 STUDENT_OPTIONS = {"--lr": "3e-4", "--warmup-updates": "100"}
+#: the calls the control (the teacher trained on without distillation) is decoded with
+CONTROL_CALLS = (4, 2, 1)
 #: the samplers tried at each number of calls (a single call takes no sampler step)
 SAMPLER_NAMES = tuple(SAMPLERS)
 
@@ -87,6 +94,7 @@ class FewerCalls:
             "teacher": str(self.models.difformer), "teacher_updates": self.teacher_updates,
             "databin": str(self.models.databin), "student_updates": self.bench.args.fewer_calls_updates,
             "student_options": STUDENT_OPTIONS})
+        chosen = {}  # calls → the flags of the teacher's best decoding on valid
         for calls in CALLS:
             best = None
             for name, flags in teacher_configurations(calls):
@@ -94,6 +102,7 @@ class FewerCalls:
                                      calls=calls, student=False, updates=self.teacher_updates)
                 if best is None or record["bleu"] > best[1]["bleu"]:
                     best = (flags, record)
+            chosen[calls] = best[0]
             seeds = SEEDS if calls <= SEEDED_CALLS else SEEDS[:1]
             for seed in seeds:
                 self.decode(("records", f"teacher_c{calls}" + (f"_seed{seed}" if seed > 1 else "")),
@@ -108,7 +117,33 @@ class FewerCalls:
             for seed in SEEDS:
                 self.decode(("records", f"student_{name}" + (f"_seed{seed}" if seed > 1 else "")), students[name],
                             flags, "test", calls=calls, student=True, updates=updates, teacher=teacher, seed=seed)
+        self.continued(chosen)
         self.results.set(self.SECTION, "summary", summary(self.results.get(self.SECTION, "records") or {}))
+
+    def continued(self, chosen):
+        """The control: the teacher trained on for as many updates as a round, with the students'
+        optimisation and its own objective (fairseq's --finetune-from-model), decoded with the
+        teacher's choice at each of :data:`CONTROL_CALLS` calls: what a round owes to its updates
+        rather than to distillation."""
+        updates = self.bench.args.fewer_calls_updates
+        cmd = self.bench.train_command(
+            "difformer", self.bench.work / "checkpoints" / "fewer_calls-continued", databin=self.models.databin,
+            options=STUDENT_OPTIONS, extra=[
+                "--finetune-from-model", self.models.difformer, "--max-update", updates, "--disable-validation",
+                "--no-epoch-checkpoints", "--save-interval-updates", 500, "--keep-interval-updates", 1,
+                "--log-format", "json", "--log-interval", self.bench.scale.log_interval])
+        summary = self.bench.run_training("fewer_calls-continued", cmd, {"updates": updates})
+        self.results.set(self.SECTION, "training", "continued", {
+            key: summary.get(key) for key in ("updates", "wall_s", "words_per_s", "command")})
+        checkpoint = Path(summary["checkpoint"])
+        for calls in CONTROL_CALLS:
+            flags = chosen[calls]
+            self.decode(("validation", f"continued_c{calls}"), checkpoint, flags, "valid", calls=calls,
+                        student=False, updates=summary["updates"], continued=True)
+            for seed in SEEDS if calls <= SEEDED_CALLS else SEEDS[:1]:
+                self.decode(("records", f"continued_c{calls}" + (f"_seed{seed}" if seed > 1 else "")), checkpoint,
+                            flags, "test", calls=calls, student=False, seed=seed, continued=True,
+                            updates=summary["updates"])
 
     def train_student(self, name, teacher, calls, flags=()):
         """One round: the student of ``teacher`` at ``calls`` calls, ``flags`` added (the sampler

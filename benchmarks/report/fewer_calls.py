@@ -13,6 +13,9 @@ TEACHER_CALLS = 4
 
 
 def _label(key, record):
+    if key.startswith("continued_c"):
+        return (f"control: the teacher trained on without distillation, {record['calls']} "
+                f"call{'s' * (record['calls'] > 1)} ({record.get('flags', '')})")
     if key.startswith("teacher_c"):
         return f"teacher, {record['calls']} call{'s' * (record['calls'] > 1)} ({record.get('flags', '')})"
     name = key[len("student_"):]
@@ -24,7 +27,8 @@ def _label(key, record):
 def rows(records: Dict, summary: Dict) -> List[List[str]]:
     """A row per system at seed 1, with the mean and range over its seeds where it has several."""
     out = []
-    for key, record in sorted(records.items(), key=lambda kr: (kr[1]["student"], -kr[1]["calls"], kr[0])):
+    order = lambda kr: (kr[1]["student"], kr[0].startswith("continued"), -kr[1]["calls"], kr[0])  # noqa: E731
+    for key, record in sorted(records.items(), key=order):
         if "_seed" in key:
             continue
         seeds = summary.get(key, {})
@@ -51,7 +55,9 @@ def section(results: Dict, plots: Dict[str, str]) -> str:
             f"teacher. Decoded with fewer steps, each number of calls takes the sampler and spacing that score best on "
             f"the validation set; students are step-distilled ({setup.get('student_updates')} updates per round, "
             f"{', '.join(f'{k} {v}' for k, v in (setup.get('student_options') or {}).items())}) and decoded with their "
-            f"own default decoding. test2016, batch 100, fairseq-generate:\n\n"
+            f"own default decoding. The control trains the teacher on for as many updates with the same "
+            f"optimisation and its own objective, and decodes it as the teacher: a student is measured against "
+            f"it too, to tell distillation from the extra updates. test2016, batch 100, fairseq-generate:\n\n"
             + table(HEADER, rows(part["records"], part.get("summary", {}))) + "\n")
     if "fewer_calls" in plots:
         text += f"![SacreBLEU against denoiser calls]({plots['fewer_calls']})\n"
@@ -81,12 +87,15 @@ def plot(results: Dict, plt):
     if not summary:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    teacher = sorted((s["calls"], s["bleu_mean"], s["bleu_min"], s["bleu_max"]) for s in summary.values()
-                     if not s["student"])
-    if teacher:
-        ax.errorbar([t[0] for t in teacher], [t[1] for t in teacher],
-                    yerr=[[t[1] - t[2] for t in teacher], [t[3] - t[1] for t in teacher]],
-                    marker="o", color="k", capsize=3, label="teacher, fewer decoding steps")
+    lines = (("teacher_c", "teacher, fewer decoding steps", "k"),
+             ("continued_c", "control: teacher trained on, fewer steps", "tab:gray"))
+    for prefix, label, colour in lines:
+        points = sorted((s["calls"], s["bleu_mean"], s["bleu_min"], s["bleu_max"]) for key, s in summary.items()
+                        if key.startswith(prefix))
+        if points:
+            ax.errorbar([p[0] for p in points], [p[1] for p in points],
+                        yerr=[[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]],
+                        marker="o", color=colour, capsize=3, label=label)
     for key, s in summary.items():
         if s["student"]:
             ax.errorbar([s["calls"]], [s["bleu_mean"]], yerr=[[s["bleu_mean"] - s["bleu_min"]],

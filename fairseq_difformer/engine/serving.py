@@ -187,7 +187,8 @@ def decoding_options_of(values):
 
 def default_config(selection="logprob", **options) -> DecodingConfig:
     """The decoding configuration of the task's decoding options (:class:`DecodingOptions`: the
-    default decoding, 5 steps with the last skipped, one candidate), ``options`` over them."""
+    default decoding, the model's steps (a step-distilled student's own, else 5 with the last
+    skipped), one candidate), ``options`` over them."""
     unknown = set(options) - set(DECODING_OPTIONS)
     if unknown:
         raise DifformerError(f"unknown decoding option {sorted(unknown)[0]}; the options are {', '.join(DECODING_OPTIONS)}")
