@@ -5,7 +5,7 @@ The systems' sizes and their common optimisation are the project's training reci
 and its decoder.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Optional, Tuple
 
 from difformer_cli.recipes import SYSTEMS, train_args  # noqa: F401  (SYSTEMS: what the benchmark runs)
@@ -176,9 +176,25 @@ DECODING_SETTINGS: List[DecodingSetting] = [
 ]
 SETTINGS_BY_NAME = {s.name: s for s in DECODING_SETTINGS}
 
-#: the summarization part's decodings of AESLC's dev set: AR beam 5; Difformer by default, in the
-#: paper's 20 steps with 3×2 candidates (examples/aeslc/run.sh), and 3×2 chosen by the AR model
-SUMMARIZATION_SETTINGS = ("ar_beam5", "difformer_default", "difformer_20_3x2", "difformer_default_3x2_rerank")
+#: the AR decodings' length limit in the summarization part (examples/gigaword/run.py's, difformer-distill's):
+#: at most 1.2 × the source length + 10 tokens (fairseq's default allows 200)
+HEADLINE_LENGTH_LIMIT = ("--max-len-a", "1.2", "--max-len-b", "10")
+
+
+def _recorded_as(setting_name, name, *flags):
+    """The decoding setting ``setting_name`` named ``name``, ``flags`` added to its options."""
+    setting = SETTINGS_BY_NAME[setting_name]
+    return replace(setting, name=name, args=(*setting.args, *flags))
+
+
+#: the summarization part's decodings of Gigaword's validation set, by record name: AR greedy and beam 5
+#: with the length limit, the task's default decoding, and 3×2 candidates reranked by the AR model
+SUMMARIZATION_SETTINGS = {setting.name: setting for setting in (
+    _recorded_as("ar_beam1", "ar_greedy", *HEADLINE_LENGTH_LIMIT),
+    _recorded_as("ar_beam5", "ar_beam5", *HEADLINE_LENGTH_LIMIT),
+    _recorded_as("difformer_default", "difformer_default"),
+    _recorded_as("difformer_default_3x2_rerank", "difformer_3x2_rerank"),
+)}
 
 # The samplers part: every sampler × number of steps × early stopping × candidates (lengths ×
 # noises), against AR beam 5 decoded in the same run. Early stopping is given as the fraction of the

@@ -56,87 +56,217 @@ def test_samplers_part_decodes_every_sampler_steps_and_candidates_against_ar_bea
     assert "Not measured yet (`--part samplers`)" in report.write({}, tmp_path / "empty").read_text()
 
 
-def test_summarization_part_trains_both_systems_with_the_summarization_recipe_and_scores_rouge(tmp_path,
-                                                                                             monkeypatch):
-    """The summarization part: the AR Transformer and Difformer trained with the summarization
-    recipe (short sources, larger batches) on the AESLC data-bin, each decoding cut the sources the
-    same way, Difformer's 3×2 reranked by this AR model; ROUGE and the target against AR in the report."""
+#: the summarization fakes' scores and speeds of each decoding: (ROUGE-L, sentences/s)
+GIGAWORD_ROUGE_L = {"ar_greedy": (20.0, 50.0), "ar_beam5": (22.0, 20.0), "difformer_default": (19.0, 150.0),
+                    "difformer_3x2_rerank": (21.0, 40.0)}
+
+
+def _gigaword_bench(tmp_path, monkeypatch, updates=None):
+    """A Pipeline whose summarization part trains, distils, decodes and scores nothing: the calls
+    are recorded, each training has ``updates[system]`` updates (AR 700, Difformer 900 by default)
+    and each decoding scores :data:`GIGAWORD_ROUGE_L`; LEAD-8 is a fixed result."""
     from argparse import Namespace
 
     from benchmarks.pipeline import Pipeline
 
+    updates = updates or {"ar": 700, "difformer": 900}
     bench = Pipeline(Namespace(device="cpu", quick=True, workdir=tmp_path, databin=tmp_path / "bin",
                                 results=tmp_path / "results.json", summarization_minutes=0.5,
-                                aeslc=tmp_path / "aeslc"))
-    aeslc_bin = tmp_path / "aeslc" / "bin"
-    monkeypatch.setattr(Pipeline, "aeslc_databin", aeslc_bin)
-    monkeypatch.setattr("benchmarks.parts.summarization.count_sentences", lambda databin: 12)
-    leads = []
-    monkeypatch.setattr("benchmarks.parts.summarization.lead_baseline", lambda out, train: leads.append((out.stem, train)) or
-                        {"k": 4, "rouge1": 9.0, "rouge2": 3.0, "rougeL": 8.0, "length_ratio": 0.8})
-    trained, decoded = {}, {}
+                                gigaword=tmp_path / "data"))
+    monkeypatch.setattr(Pipeline, "gigaword_databin", tmp_path / "gigaword" / "bin")
+    monkeypatch.setattr(summarization, "count_sentences", lambda databin: 12)
+    calls = {"trained": {}, "distilled": [], "decoded": {}, "lead": []}
 
-    def fake_train(name, system, minutes, extra=(), databin=None, summarization=False):
-        cmd = [str(a) for a in bench.train_command(system, tmp_path / name, databin=databin,
-                                                   summarization=summarization)]
-        trained[system] = cmd
-        return {"minutes": minutes, "updates": 7, "command": " ".join(cmd), "checkpoint": str(tmp_path / f"{name}.pt")}
+    def fake_train(name, system, minutes, extra=(), databin=None, summarization=False, options=None):
+        cmd = bench.budget_command(name, system, minutes, extra, databin, summarization, options)
+        calls["trained"][name] = [str(a) for a in cmd]
+        return {"minutes": minutes, "updates": updates[system], "command": shell(cmd),
+                "checkpoint": str(tmp_path / name / "checkpoint_last.pt")}
+
+    def fake_distill(bench, name, teacher, databin=None):
+        calls["distilled"].append((name, teacher, databin))
+        return tmp_path / "distilled" / "bin", 1.5
 
     def fake_generate(setting, batch_size, checkpoint=None, tag=None, precision=None, reranker=None,
-                      databin=None, extra=()):
-        cmd = [str(a) for a in bench.generate_command(setting, batch_size, checkpoint, precision, reranker,
-                                                      databin, extra)]
-        decoded[setting.name] = cmd
-        return tmp_path / f"{setting.name}.txt", {"sentences_per_s": 30.0, "command": " ".join(cmd)}
+                      databin=None, extra=(), subset="test"):
+        cmd = bench.generate_command(setting, batch_size, checkpoint, precision, reranker, databin, extra, subset)
+        calls["decoded"][setting.name] = [str(a) for a in cmd]
+        return tmp_path / f"{setting.name}.txt", {"sentences_per_s": GIGAWORD_ROUGE_L[setting.name][1],
+                                                  "command": shell(cmd)}
 
-    rouge_l = {"ar_beam5": 20.0, "difformer_default": 14.0, "difformer_20_3x2": 15.0,
-               "difformer_default_3x2_rerank": 17.0}
+    def fake_lead(train_target, sources, references):
+        calls["lead"].append((train_target, sources, references))
+        return {"k": 8, "rouge1": 25.0, "rouge2": 8.0, "rougeL": 18.0, "length_ratio": 0.95}
+
     monkeypatch.setattr(bench, "train_for_budget", fake_train)
+    monkeypatch.setattr(summarization, "distilled_databin", fake_distill)
     monkeypatch.setattr(bench, "generate", fake_generate)
-    monkeypatch.setattr(bench, "score", lambda out: {"rouge1": 30.0, "rouge2": 10.0, "rougeL": rouge_l[out.stem],
-                                                     "length_ratio": 0.9})
+    monkeypatch.setattr(bench, "score", lambda out: {"rouge1": 30.0, "rouge2": 10.0,
+                                                     "rougeL": GIGAWORD_ROUGE_L[out.stem][0], "length_ratio": 0.9})
+    monkeypatch.setattr(summarization, "lead_baseline", fake_lead)
+    return bench, calls
+
+
+def test_summarization_part_runs_the_ar_route_on_gigaword_and_records_each_decoding(tmp_path, monkeypatch):
+    """The summarization part: the AR Transformer with the translation recipe on the Gigaword
+    data-bin, its distillation of that data-bin, the Difformer initialised from it on the
+    distilled data; AR greedy and beam 5 with the headline length limit, the Difformer's default
+    and 3×2 reranked by the AR model, each decoding of the validation set (the test split) a record;
+    the AESLC results the part left before are dropped."""
+    (tmp_path / "results.json").write_text(json.dumps({"mode": "quick", "summarization": {
+        "decoding": {"ar_beam5": {"rougeL": 1.0}}, "dev_sentences": 5}}))
+    bench, calls = _gigaword_bench(tmp_path, monkeypatch)
     summarization.run(bench)
 
-    assert set(trained) == {"ar", "difformer"}
-    for cmd in trained.values():
-        assert cmd[1] == str(aeslc_bin) and cmd.count("--max-tokens") == 1
-        assert cmd[cmd.index("--max-tokens") + 1] == "4096" and cmd[cmd.index("--warmup-updates") + 1] == "150"
-        assert "--truncate-source" in cmd and cmd[cmd.index("--max-source-positions") + 1] == "64"
-    assert set(decoded) == set(systems.SUMMARIZATION_SETTINGS)
+    gigaword_bin, ar_checkpoint = tmp_path / "gigaword" / "bin", tmp_path / "gigaword-ar" / "checkpoint_last.pt"
+    ar, difformer = calls["trained"]["gigaword-ar"], calls["trained"]["gigaword-difformer"]
+    assert list(calls["trained"]) == ["gigaword-ar", "gigaword-difformer"]
+    assert ar[1] == str(gigaword_bin) and "--init-from-ar" not in ar
+    assert "--truncate-source" not in ar and ar[ar.index("--max-tokens") + 1] == "1024"  # the translation recipe
+    assert ar[ar.index("--stop-time-hours") + 1] == str(0.5 / 60)
+    assert calls["distilled"] == [("gigaword-ar0.5", ar_checkpoint, gigaword_bin)]
+    assert difformer[1] == str(tmp_path / "distilled" / "bin") and "--truncate-source" not in difformer
+    assert difformer[difformer.index("--init-from-ar") + 1] == str(ar_checkpoint)
+
+    decoded = calls["decoded"]
+    assert list(decoded) == ["ar_greedy", "ar_beam5", "difformer_default", "difformer_3x2_rerank"]
     for name, cmd in decoded.items():
-        assert cmd[1] == str(aeslc_bin) and "--truncate-source" in cmd
-        assert cmd[cmd.index("--max-source-positions") + 1] == "64"
-    reranked = decoded["difformer_default_3x2_rerank"]
-    assert reranked[reranked.index("--path") + 1] == f"{tmp_path / 'aeslc-difformer.pt'}:{tmp_path / 'aeslc-ar.pt'}"
+        assert cmd[1] == str(gigaword_bin) and cmd[cmd.index("--gen-subset") + 1] == "test"
+        assert cmd[cmd.index("--batch-size") + 1] == "100"
+    for name, beam in (("ar_greedy", "1"), ("ar_beam5", "5")):
+        cmd = decoded[name]
+        assert cmd[cmd.index("--task") + 1] == "translation" and cmd[cmd.index("--beam") + 1] == beam
+        assert cmd[cmd.index("--max-len-a") + 1] == "1.2" and cmd[cmd.index("--max-len-b") + 1] == "10"
+        assert cmd[cmd.index("--path") + 1] == str(ar_checkpoint)
+    default, reranked = decoded["difformer_default"], decoded["difformer_3x2_rerank"]
+    difformer_checkpoint = tmp_path / "gigaword-difformer" / "checkpoint_last.pt"
+    assert default[default.index("--path") + 1] == str(difformer_checkpoint) and "--length-beam-size" not in default
+    assert reranked[reranked.index("--path") + 1] == f"{difformer_checkpoint}:{ar_checkpoint}"
+    assert reranked[reranked.index("--length-beam-size") + 1] == "3" and "--ppl-mbr" in reranked
+    assert reranked[reranked.index("--noise-beam-size") + 1] == "2"
+    prepared = gigaword_bin.parent / "tok"
+    assert calls["lead"] == [(prepared / "train.tgt", prepared / "test.src", prepared / "test.tgt")]
 
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["summarization"]["decoding"]["difformer_20_3x2"]["rougeL"] == 15.0
-    assert results["summarization"]["training"]["ar"]["updates"] == 7
-    target = targets.summarization_target(results)
-    assert target["value"] == pytest.approx(17.0 / 20.0) and target["met"] is True
-    assert "`difformer_default_3x2_rerank` 17.00 vs 20.00" in target["shown"]
+    assert list(results["summarization"]) == ["gigaword"]  # the AESLC results are gone
+    part = results["summarization"]["gigaword"]
+    assert part["records"]["ar_greedy"] == {"rouge1": 30.0, "rouge2": 10.0, "rougeL": 20.0, "length_ratio": 0.9,
+                                            "sentences_per_s": 50.0, "updates": 700,
+                                            "command": shell(decoded["ar_greedy"])}
+    assert part["records"]["difformer_3x2_rerank"]["updates"] == 900
+    assert part["training"]["ar"] == {"minutes": 0.5, "updates": 700, "command": shell(ar)}
+    assert part["training"]["difformer"]["updates"] == 900 and part["training"]["distillation_minutes"] == 1.5
+    assert part["valid_sentences"] == 12 and part["lead"]["k"] == 8
+
+
+def test_summarization_part_measures_no_record_twice(tmp_path, monkeypatch):
+    """A rerun decodes nothing whose command and checkpoint are unchanged; a Difformer trained
+    again (other updates) has its two decodings measured again, the AR ones are kept."""
+    bench, calls = _gigaword_bench(tmp_path, monkeypatch)
+    summarization.run(bench)
+    assert len(calls["decoded"]) == 4
+
+    bench, calls = _gigaword_bench(tmp_path, monkeypatch)
+    summarization.run(bench)
+    assert calls["decoded"] == {}
+
+    bench, calls = _gigaword_bench(tmp_path, monkeypatch, updates={"ar": 700, "difformer": 950})
+    summarization.run(bench)
+    assert list(calls["decoded"]) == ["difformer_default", "difformer_3x2_rerank"]
+    records = json.loads((tmp_path / "results.json").read_text())["summarization"]["gigaword"]["records"]
+    assert records["difformer_default"]["updates"] == 950 and records["ar_greedy"]["updates"] == 700
+
+
+def test_summarization_report_and_targets(tmp_path, monkeypatch):
+    """The report's Gigaword table: one row per decoding and LEAD-k, each against AR greedy's
+    ROUGE-L; the three targets met, not met, and not measured before the part ran."""
+    bench, _ = _gigaword_bench(tmp_path, monkeypatch)
+    summarization.run(bench)
+    results = json.loads((tmp_path / "results.json").read_text())
+
     text = report.render(results, {})
-    assert "## Summarization (AESLC)" in text and "0.5 minutes" in text
-    assert "| AR Transformer, beam 5 | 7 | 30.00 | 10.00 | 20.00 | 1.00× | 0.900 | 30.00 |" in text
-    assert "summarization: train difformer" in text
-    # LEAD-k from the AR decoding's sources, shown in the table; an AR model below it voids the target.
-    assert leads == [("ar_beam5", tmp_path / "aeslc" / "train.jsonl")]
-    assert "| LEAD-4: the email's first 4 words (no model) | – | 9.00 | 3.00 | 8.00 | 0.40× | 0.800 | – |" in text
-    results["summarization"]["lead"]["rougeL"] = 20.0
-    target = targets.summarization_target(results)
-    assert target["met"] is False and "below LEAD-4 (20.00): no meaningful comparison" in target["shown"]
+    assert "## Summarization (Gigaword headlines, AR route)" in text and "within this data only" in text
+    assert "| AR Transformer, greedy | 30.00 | 10.00 | 20.00 | 1.00× | 0.900 | 50.00 | 700 |" in text
+    assert "| AR Transformer, beam 5 | 30.00 | 10.00 | 22.00 | 1.10× | 0.900 | 20.00 | 700 |" in text
+    assert "3×2, AR reranker | 30.00 | 10.00 | 21.00 | 1.05× | 0.900 | 40.00 | 900 |" in text
+    assert "| LEAD-8: the source's first 8 words (no model) | 25.00 | 8.00 | 18.00 | 0.90× | 0.950 | – | – |" in text
+    assert "trained 0.5 minutes with the translation recipe" in text and "(beam 5, 1.5 minutes)" in text
+    assert "# summarization: train difformer\n" in text and "# summarization: decode difformer_3x2_rerank\n" in text
+    assert "Not measured yet (`--part summarization`)" in report.render({}, {})
+
+    above_lead, fast, close_to_beam = targets.summarization_targets(results)
+    # AR greedy 20.00 vs LEAD 18.00; Difformer 19.00 (0.95×) at 3× the speed; 3×2 21.00 vs beam 5 22.00
+    assert above_lead["met"] is True and above_lead["value"] == pytest.approx(2.0)
+    assert above_lead["shown"] == "20.00 vs LEAD-8 18.00 (+2.00)"
+    assert fast["met"] is True and fast["value"] == pytest.approx(0.95)
+    assert fast["shown"] == "19.00 vs 20.00 (0.95×) at 3.00× the sentences/s"
+    assert close_to_beam["met"] is False and close_to_beam["value"] == pytest.approx(-1.0)
+    assert [t for t in targets.targets(results) if t["name"].startswith("summarization")] == [
+        above_lead, fast, close_to_beam]
+
+    part = results["summarization"]["gigaword"]
+    part["lead"]["rougeL"] = 19.5
+    part["records"]["difformer_default"]["sentences_per_s"] = 60.0
+    part["records"]["difformer_3x2_rerank"]["rougeL"] = 21.5
+    above_lead, fast, close_to_beam = targets.summarization_targets(results)
+    assert above_lead["met"] is False and fast["met"] is False and close_to_beam["met"] is True
+    assert all(t["met"] is None and t["value"] is None and t["shown"] == "–"
+               for t in targets.summarization_targets({}))
 
 
-def test_lead_baseline_takes_the_first_k_words_k_the_mean_training_summary_length(tmp_path):
-    from benchmarks.parts.summarization import lead_baseline
+def test_gigaword_databin_prepares_the_quick_subset_once_as_the_example_does(tmp_path, monkeypatch):
+    """The Gigaword data-bin: difformer-prepare with the released tokens kept, src → tgt, the
+    validation set as valid and test; the quick scale cuts train and valid to its line counts;
+    a second use finds the data-bin and prepares nothing."""
+    from argparse import Namespace
 
-    train = tmp_path / "train.jsonl"
-    train.write_text("\n".join(json.dumps({"body": "b", "subject": s}) for s in ("one two", "one two three four"))
-                     + "\n")
-    generate = tmp_path / "generate.txt"
-    generate.write_text("S-1\tbudget me@@ eting today at noon\nT-1\tbudget me@@ eting\nH-1\t-1.0\tx\n"
-                        "S-0\tgas prices for may are up\nT-0\tmay gas prices\nH-0\t-1.0\ty\n")
-    lead = lead_baseline(generate, train)
+    from benchmarks.pipeline import Pipeline
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, n in (("train", 5), ("valid", 4)):
+        for lang in ("src", "tgt"):
+            (data / f"{name}.{lang}").write_text("".join(f"{name} {lang} {i}\n" for i in range(n)))
+    bench = Pipeline(Namespace(device="cpu", quick=True, workdir=tmp_path / "work", databin=None,
+                                results=tmp_path / "results.json", gigaword=data))
+    monkeypatch.setattr(bench, "scale", systems.Scale(train_lines=3, eval_lines=2, bpe_merges=100,
+                                                       throughput_updates=1, log_interval=1))
+    prepared = []
+
+    def fake_run_logged(cmd, log):
+        prepared.append([str(a) for a in cmd])
+        destdir = Path(cmd[cmd.index("--destdir") + 1])
+        (destdir / "bin").mkdir(parents=True)
+        (destdir / "bin" / "dict.tgt.txt").write_text("")
+
+    monkeypatch.setattr("benchmarks.pipeline.data.run_logged", fake_run_logged)
+    assert bench.gigaword_databin == tmp_path / "work" / "gigaword" / "bin"
+    assert bench.gigaword_databin == tmp_path / "work" / "gigaword" / "bin"
+    subset = tmp_path / "work" / "gigaword-subset"
+    assert prepared == [["difformer-prepare", "--source-lang", "src", "--target-lang", "tgt", "--no-tokenize",
+                         "--trainpref", str(subset / "train"), "--validpref", str(subset / "valid"),
+                         "--testpref", str(subset / "valid"), "--bpe-merges", "100",
+                         "--destdir", str(tmp_path / "work" / "gigaword")]]
+    assert (subset / "train.tgt").read_text() == "train tgt 0\ntrain tgt 1\ntrain tgt 2\n"
+    assert (subset / "valid.src").read_text() == "valid src 0\nvalid src 1\n"
+    assert json.loads((tmp_path / "results.json").read_text())["commands"]["prepare gigaword"].startswith(
+        "difformer-prepare --source-lang src --target-lang tgt --no-tokenize")
+
+
+def test_summarization_part_needs_the_gigaword_folder(tmp_path, capsys):
+    from benchmarks import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["--part", "summarization", "--gigaword", str(tmp_path), "--workdir", str(tmp_path / "work")])
+    assert f"--gigaword {tmp_path}: no train.src there; give the Gigaword folder" in capsys.readouterr().err
+
+
+def test_lead_baseline_takes_the_first_k_words_k_the_mean_training_headline_length(tmp_path):
+    train, sources, references = tmp_path / "train.tgt", tmp_path / "test.src", tmp_path / "test.tgt"
+    train.write_text("one two\none two three four\n")
+    sources.write_text("budget meeting today at noon\ngas prices for may are up\n")
+    references.write_text("budget meeting\nmay gas prices\n")
+    lead = summarization.lead_baseline(train, sources, references)
     # k = round(mean(2, 4)) = 3: "budget meeting today" against "budget meeting" (F1 = 0.8) and
     # "gas prices for" against "may gas prices" (LCS "gas prices": F1 = 2/3).
     assert lead["k"] == 3

@@ -72,17 +72,18 @@ def distillation_arm(bench, budget, teacher_minutes):
     bench.results.set("distillation", name, entry)
 
 
-def distilled_databin(bench, name, teacher: Path):
-    """The training set translated by ``teacher`` (difformer-distill), and the minutes it took,
-    kept beside the data-bin so that a resumed run counts the same minutes."""
+def distilled_databin(bench, name, teacher: Path, databin: Path = None):
+    """The training set of ``databin`` (default the benchmark's) translated by ``teacher``
+    (difformer-distill), and the minutes it took, kept beside the data-bin so that a resumed run
+    counts the same minutes."""
     destdir = bench.work / "distill" / name
     timing = destdir / "timing.json"
     if not timing.exists():
         shutil.rmtree(destdir, ignore_errors=True)
         # fairseq-generate translates, as in the recorded arms: their equal budgets count its minutes
         # (the engines part measures CTranslate2).
-        cmd = [*bench.tool("difformer-distill"), bench.databin, "--destdir", destdir, "--teacher", teacher,
-               "--beam", 5, "--engine", "fairseq", *(["--cpu"] if bench.device == "cpu" else [])]
+        cmd = [*bench.tool("difformer-distill"), databin or bench.databin, "--destdir", destdir,
+               "--teacher", teacher, "--beam", 5, "--engine", "fairseq", *(["--cpu"] if bench.device == "cpu" else [])]
         say(f"distilling with {teacher}")
         usage = run_logged(cmd, bench.work / "logs" / f"{name}-distill.log")
         timing.write_text(json.dumps({"minutes": round(usage["wall_s"] / 60, 2), "command": shell(cmd)}))

@@ -8,17 +8,17 @@ training set; valid; test2016).
 1. **The teacher with fewer steps.** For each number of calls c of :data:`CALLS`, every sampler
    with both spacings of :func:`spacing_args` is decoded on the validation set; the best is decoded
    on test2016, from seeds 1, 2 and 3 where c ≤ :data:`SEEDED_CALLS`.
-2. **Students** (:data:`ROUNDS`): fairseq-train --distill-steps-from TEACHER.pt --student-steps K
+2. **The control** (``continued``): the teacher trained on for as many updates, with the same
+   optimisation and its own objective (``--finetune-from-model``), decoded at 4, 2 and 1 calls
+   with the teacher's choices: a student is compared with it, not only with the teacher, to tell
+   distillation from the extra updates.
+3. **Students** (:data:`ROUNDS`): fairseq-train --distill-steps-from TEACHER.pt --student-steps K
    on the distilled data with the Difformer recipe and :data:`STUDENT_OPTIONS`,
    ``--fewer-calls-updates`` updates each; ``round1`` halves the teacher's 4 calls, ``round2``
    halves round1's, ``direct1`` goes from 4 calls to 1 in one round, ``round1_ddim`` is round1 with
    the teacher's chain on DDIM (``--decoding-sampler ddim`` in training and decoding). Each is
    decoded with its default decoding (its own calls; its sampler) on the validation set and on
    test2016 from seeds 1, 2, 3.
-3. **The control** (``continued``): the teacher trained on for as many updates, with the same
-   optimisation and its own objective (``--finetune-from-model``), decoded at 4, 2 and 1 calls
-   with the teacher's choices: a student is compared with it, not only with the teacher, to tell
-   distillation from the extra updates.
 
 Every decoding is one fairseq-generate at batch 100 on the CPU. Records (``fewer_calls.records``
 for test2016, ``fewer_calls.validation``) hold ``bleu``, ``tok_bleu``, ``length_ratio``,
@@ -108,6 +108,7 @@ class FewerCalls:
                 self.decode(("records", f"teacher_c{calls}" + (f"_seed{seed}" if seed > 1 else "")),
                             self.models.difformer, best[0], "test", calls=calls, student=False,
                             updates=self.teacher_updates, seed=seed, chosen_on="valid")
+        self.continued(chosen)
         students = {"teacher": self.models.difformer}
         for name, (teacher, calls, sampler) in ROUNDS.items():
             flags = sampler_flags(sampler)
@@ -117,7 +118,6 @@ class FewerCalls:
             for seed in SEEDS:
                 self.decode(("records", f"student_{name}" + (f"_seed{seed}" if seed > 1 else "")), students[name],
                             flags, "test", calls=calls, student=True, updates=updates, teacher=teacher, seed=seed)
-        self.continued(chosen)
         self.results.set(self.SECTION, "summary", summary(self.results.get(self.SECTION, "records") or {}))
 
     def continued(self, chosen):
