@@ -63,7 +63,8 @@ def test_the_part_chooses_the_teachers_decoding_on_valid_and_trains_each_round(t
     records = part["records"]
     assert records["teacher_c4"]["flags"] == "--decoding-sampler ddim --decoding-steps 5 --decoding-early-stopping 1"
     assert records["teacher_c4"]["bleu"] == 26.0 and records["teacher_c4"]["chosen_on"] == "valid"
-    assert {"teacher_c1_seed2", "teacher_c2_seed3"} <= set(records) and "teacher_c3_seed2" not in records
+    assert {"teacher_c1_seed2", "teacher_c2_seed3", "teacher_c4_seed3"} <= set(records)
+    assert "teacher_c3_seed2" not in records and "teacher_c6_seed2" not in records
     assert [r["seed"] for k, r in records.items() if k.startswith("teacher_c2")] == [1, 2, 3]
 
     # The rounds: round1 halves the teacher, round2 halves round1, direct1 goes to one call.
@@ -71,7 +72,7 @@ def test_the_part_chooses_the_teachers_decoding_on_valid_and_trains_each_round(t
     assert Path(flag(control, "--finetune-from-model")).parent.name == "checkpoints"
     assert "--distill-steps-from" not in control and flag(control, "--lr") == "3e-4"
     assert records["continued_c2"]["flags"] == records["teacher_c2"]["flags"] and records["continued_c2"]["continued"]
-    assert {"continued_c4", "continued_c2_seed3", "continued_c1_seed2"} <= set(records) and "continued_c3" not in records
+    assert {"continued_c4_seed2", "continued_c2_seed3", "continued_c1_seed2"} <= set(records) and "continued_c3" not in records
     assert set(trained) == {"fewer_calls-round1", "fewer_calls-round2", "fewer_calls-direct1", "fewer_calls-round1_ddim"}
     teachers = {name: Path(flag(cmd, "--distill-steps-from")).parent.name for name, cmd in trained.items()}
     assert teachers == {"fewer_calls-round1": "checkpoints", "fewer_calls-round2": "fewer_calls-round1",

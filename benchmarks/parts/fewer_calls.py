@@ -7,7 +7,8 @@ training set; valid; test2016).
 
 1. **The teacher with fewer steps.** For each number of calls c of :data:`CALLS`, every sampler
    with both spacings of :func:`spacing_args` is decoded on the validation set; the best is decoded
-   on test2016, from seeds 1, 2 and 3 where c ≤ :data:`SEEDED_CALLS`.
+   on test2016, from seeds 1, 2 and 3 where c ≤ :data:`SEEDED_CALLS` and at the default decoding's
+   c (:data:`TEACHER_CALLS`).
 2. **The control** (``continued``): the teacher trained on for as many updates, with the same
    optimisation and its own objective (``--finetune-from-model``), decoded at 4, 2 and 1 calls
    with the teacher's choices: a student is compared with it, not only with the teacher, to tell
@@ -30,6 +31,7 @@ written when measured and a rerun skips those there with the same command.
 from pathlib import Path
 
 from difformer_core.checkpoints import updates_of
+from difformer_core.decoding import DEFAULT_STEPS
 from difformer_core.diffusion import SAMPLERS
 
 from .. import measure, systems
@@ -38,8 +40,10 @@ from .engines import Models
 
 #: the numbers of denoiser calls the teacher is decoded with
 CALLS = (1, 2, 3, 4, 6)
-#: calls up to this many are decoded from three seeds on test2016
+#: calls up to this many, and the teacher's own (the default decoding's 4, which the students are
+#: measured against), are decoded from three seeds on test2016
 SEEDED_CALLS = 2
+TEACHER_CALLS = DEFAULT_STEPS - DEFAULT_STEPS // 4
 SEEDS = (1, 2, 3)
 #: the student rounds: name → (teacher: "teacher" or an earlier round, the student's calls, the
 #: sampler of the teacher's chain in training and of the student's decoding)
@@ -103,7 +107,7 @@ class FewerCalls:
                 if best is None or record["bleu"] > best[1]["bleu"]:
                     best = (flags, record)
             chosen[calls] = best[0]
-            seeds = SEEDS if calls <= SEEDED_CALLS else SEEDS[:1]
+            seeds = SEEDS if calls <= SEEDED_CALLS or calls == TEACHER_CALLS else SEEDS[:1]
             for seed in seeds:
                 self.decode(("records", f"teacher_c{calls}" + (f"_seed{seed}" if seed > 1 else "")),
                             self.models.difformer, best[0], "test", calls=calls, student=False,
@@ -140,7 +144,7 @@ class FewerCalls:
             flags = chosen[calls]
             self.decode(("validation", f"continued_c{calls}"), checkpoint, flags, "valid", calls=calls,
                         student=False, updates=summary["updates"], continued=True)
-            for seed in SEEDS if calls <= SEEDED_CALLS else SEEDS[:1]:
+            for seed in SEEDS if calls <= SEEDED_CALLS or calls == TEACHER_CALLS else SEEDS[:1]:
                 self.decode(("records", f"continued_c{calls}" + (f"_seed{seed}" if seed > 1 else "")), checkpoint,
                             flags, "test", calls=calls, student=False, seed=seed, continued=True,
                             updates=summary["updates"])

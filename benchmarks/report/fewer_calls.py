@@ -2,14 +2,12 @@
 
 from typing import Dict, List
 
-from ..parts.fewer_calls import ROUNDS
+from ..parts.fewer_calls import ROUNDS, TEACHER_CALLS
 from .tables import fixed, table
 
 SECTION = "fewer_calls"
 #: the targets: a 2-call student ≥ its 4-call teacher − MARGIN SacreBLEU (the 1-call one: stretch)
 MARGIN = 0.5
-#: the teacher's number of calls in its default decoding, the students' reference
-TEACHER_CALLS = 4
 
 
 def _label(key, record):
