@@ -73,12 +73,15 @@ def test_the_part_chooses_the_teachers_decoding_on_valid_and_trains_each_round(t
     assert "--distill-steps-from" not in control and flag(control, "--lr") == "3e-4"
     assert records["continued_c2"]["flags"] == records["teacher_c2"]["flags"] and records["continued_c2"]["continued"]
     assert {"continued_c4_seed2", "continued_c2_seed3", "continued_c1_seed2"} <= set(records) and "continued_c3" not in records
-    assert set(trained) == {"fewer_calls-round1", "fewer_calls-round2", "fewer_calls-direct1", "fewer_calls-round1_ddim"}
+    assert set(trained) == {"fewer_calls-round1", "fewer_calls-round2", "fewer_calls-direct1", "fewer_calls-round1_ddim",
+                            "fewer_calls-continued_direct1"}
     teachers = {name: Path(flag(cmd, "--distill-steps-from")).parent.name for name, cmd in trained.items()}
     assert teachers == {"fewer_calls-round1": "checkpoints", "fewer_calls-round2": "fewer_calls-round1",
-                        "fewer_calls-direct1": "checkpoints", "fewer_calls-round1_ddim": "checkpoints"}
+                        "fewer_calls-direct1": "checkpoints", "fewer_calls-round1_ddim": "checkpoints",
+                        "fewer_calls-continued_direct1": "fewer_calls-continued"}
     assert {name: flag(cmd, "--student-steps") for name, cmd in trained.items()} == {
-        "fewer_calls-round1": "2", "fewer_calls-round2": "1", "fewer_calls-direct1": "1", "fewer_calls-round1_ddim": "2"}
+        "fewer_calls-round1": "2", "fewer_calls-round2": "1", "fewer_calls-direct1": "1", "fewer_calls-round1_ddim": "2",
+        "fewer_calls-continued_direct1": "1"}
     assert [flag(cmd, "--decoding-sampler") for cmd in trained.values()].count("ddim") == 1
     assert records["student_round1_ddim"]["flags"] == "--decoding-sampler ddim"
     for cmd in trained.values():
@@ -114,6 +117,7 @@ def test_the_report_has_a_row_per_system_the_targets_and_the_plot(tmp_path, monk
     assert "| control: the teacher trained on without distillation, 4 calls (--decoding-sampler ddim" in text
     two, one = report.targets(results)
     # the 2-call student: 24.00 against the 4-call teacher's 26.00
-    assert two["met"] is False and two["shown"] == "student_round1: 24.00 vs 26.00 (-2.00)"
+    assert two["met"] is False and two["shown"] == "student_round1: 24.00 vs teacher 26.00 (-2.00)"
+    assert report.origin("round2") == "teacher" and report.origin("continued_direct1") == "continued"
     assert one["name"].endswith("(stretch)") and one["met"] is False
     assert "Not measured yet" in report.section({}, {}) and all(t["met"] is None for t in report.targets({}))

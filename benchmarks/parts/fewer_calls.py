@@ -17,7 +17,8 @@ training set; valid; test2016).
    on the distilled data with the Difformer recipe and :data:`STUDENT_OPTIONS`,
    ``--fewer-calls-updates`` updates each; ``round1`` halves the teacher's 4 calls, ``round2``
    halves round1's, ``direct1`` goes from 4 calls to 1 in one round, ``round1_ddim`` is round1 with
-   the teacher's chain on DDIM (``--decoding-sampler ddim`` in training and decoding). Each is
+   the teacher's chain on DDIM (``--decoding-sampler ddim`` in training and decoding),
+   ``continued_direct1`` goes to one call from the control (a teacher trained longer). Each is
    decoded with its default decoding (its own calls; its sampler) on the validation set and on
    test2016 from seeds 1, 2, 3.
 
@@ -48,7 +49,7 @@ SEEDS = (1, 2, 3)
 #: the student rounds: name → (teacher: "teacher" or an earlier round, the student's calls, the
 #: sampler of the teacher's chain in training and of the student's decoding)
 ROUNDS = {"round1": ("teacher", 2, "ddpm"), "round2": ("round1", 1, "ddpm"), "direct1": ("teacher", 1, "ddpm"),
-          "round1_ddim": ("teacher", 2, "ddim")}
+          "round1_ddim": ("teacher", 2, "ddim"), "continued_direct1": ("continued", 1, "ddpm")}
 #: the students' optimisation, replacing the recipe's: a student starts from trained weights, so its
 #: peak learning rate is about the teacher's at the end of its inverse-square-root schedule, reached
 #: after a short warm-up
@@ -112,8 +113,7 @@ class FewerCalls:
                 self.decode(("records", f"teacher_c{calls}" + (f"_seed{seed}" if seed > 1 else "")),
                             self.models.difformer, best[0], "test", calls=calls, student=False,
                             updates=self.teacher_updates, seed=seed, chosen_on="valid")
-        self.continued(chosen)
-        students = {"teacher": self.models.difformer}
+        students = {"teacher": self.models.difformer, "continued": self.continued(chosen)}
         for name, (teacher, calls, sampler) in ROUNDS.items():
             flags = sampler_flags(sampler)
             students[name], updates = self.train_student(name, students[teacher], calls, flags)
@@ -128,7 +128,7 @@ class FewerCalls:
         """The control: the teacher trained on for as many updates as a round, with the students'
         optimisation and its own objective (fairseq's --finetune-from-model), decoded with the
         teacher's choice at each of :data:`CONTROL_CALLS` calls: what a round owes to its updates
-        rather than to distillation."""
+        rather than to distillation. Returns its checkpoint."""
         updates = self.bench.args.fewer_calls_updates
         cmd = self.bench.train_command(
             "difformer", self.bench.work / "checkpoints" / "fewer_calls-continued", databin=self.models.databin,
@@ -148,6 +148,7 @@ class FewerCalls:
                 self.decode(("records", f"continued_c{calls}" + (f"_seed{seed}" if seed > 1 else "")), checkpoint,
                             flags, "test", calls=calls, student=False, seed=seed, continued=True,
                             updates=summary["updates"])
+        return checkpoint
 
     def train_student(self, name, teacher, calls, flags=()):
         """One round: the student of ``teacher`` at ``calls`` calls, ``flags`` added (the sampler
