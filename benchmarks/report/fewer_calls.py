@@ -55,7 +55,8 @@ def section(results: Dict, plots: Dict[str, str]) -> str:
             f"{', '.join(f'{k} {v}' for k, v in (setup.get('student_options') or {}).items())}) and decoded with their "
             f"own default decoding. The control trains the teacher on for as many updates with the same "
             f"optimisation and its own objective, and decodes it as the teacher: a student is measured against "
-            f"it too, to tell distillation from the extra updates. test2016, batch 100, fairseq-generate:\n\n"
+            f"it too, to tell distillation from the extra updates. The updates are each run's own (the control's and "
+            f"a round's on top of its teacher's). test2016, batch 100, fairseq-generate:\n\n"
             + table(HEADER, rows(part["records"], part.get("summary", {}))) + "\n")
     if "fewer_calls" in plots:
         text += f"![SacreBLEU against denoiser calls]({plots['fewer_calls']})\n"
