@@ -252,19 +252,6 @@ class DifformerDecoder(NATransformerDecoder):
         self.z0_norm = norm if args.embed_norm_before_proj else nn.Identity()
         self.embed_norm = nn.Identity() if args.embed_norm_before_proj else norm
 
-    def diffusion_inputs(self, z0, t, noise, encoder_out, padding_mask):
-        """(t, z_t, ẑ0_prev) of the training objective: t drawn where not given, z_t ~ q(z_t | z0),
-        and ẑ0_prev = 0, or with probability --self-cond-prob the model's own ẑ0 (no gradient)."""
-        if t is None:
-            t = self.sample_timesteps(z0.size(0), z0.device)
-        z_t = self.diffusion.q_sample(z0, t, noise)
-        z0_prev = torch.zeros_like(z_t)
-        # One coin per batch, drawn on the host: a branch decision, no device tensor to sync on.
-        if self.decoder.self_cond and self.training and torch.rand(()) < self.args.self_cond_prob:
-            with torch.no_grad():
-                z0_prev = self.decoder(z_t, t, z0_prev, encoder_out, padding_mask)
-        return t, z_t, z0_prev
-
     def set_num_updates(self, num_updates):
         """The trainer's update count (fairseq calls this before every update)."""
         self.num_updates = num_updates
