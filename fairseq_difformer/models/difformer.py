@@ -137,16 +137,21 @@ class DifformerModel(FairseqNATModel):
 
     def diffusion_inputs(self, z0, t, noise, encoder_out, padding_mask):
         """(t, z_t, ẑ0_prev) of the training objective: t drawn where not given, z_t ~ q(z_t | z0),
-        and ẑ0_prev = 0, or with probability --self-cond-prob the model's own ẑ0 (no gradient)."""
+        and ẑ0_prev of :meth:`self_conditioning_input`."""
         if t is None:
             t = self.sample_timesteps(z0.size(0), z0.device)
         z_t = self.diffusion.q_sample(z0, t, noise)
+        return t, z_t, self.self_conditioning_input(z_t, t, encoder_out, padding_mask)
+
+    def self_conditioning_input(self, z_t, t, encoder_out, padding_mask):
+        """ẑ0_prev of a training step: 0, or with probability --self-cond-prob (in training) the
+        model's own ẑ0 of (z_t, t, 0), without gradient."""
         z0_prev = torch.zeros_like(z_t)
         # One coin per batch, drawn on the host: a branch decision, no device tensor to sync on.
         if self.decoder.self_cond and self.training and torch.rand(()) < self.args.self_cond_prob:
             with torch.no_grad():
                 z0_prev = self.decoder(z_t, t, z0_prev, encoder_out, padding_mask)
-        return t, z_t, z0_prev
+        return z0_prev
 
     def set_num_updates(self, num_updates):
         """The trainer's update count, kept here (--ar-freeze-updates) and passed on to the decoder."""

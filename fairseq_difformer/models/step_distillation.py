@@ -92,10 +92,7 @@ class StepDistillation:
         z = sampler.diffusion.q_sample(z0.float(), step).to(z0.dtype)
         t = torch.full_like(step, sampler.timesteps[first])
 
-        z0_prev = torch.zeros_like(z)
-        if student.decoder.self_cond and student.training and torch.rand(()) < student.args.self_cond_prob:
-            with torch.no_grad():
-                z0_prev = student.decoder(z, t, z0_prev, encoder_out, padding_mask)
+        z0_prev = student.self_conditioning_input(z, t, encoder_out, padding_mask)
         return t, z, z0_prev, self.teacher_target(teacher, sampler, first, src_tokens, src_lengths, z, z0_prev,
                                                   padding_mask).to(z.dtype)
 
