@@ -210,6 +210,10 @@ def test_summarization_report_and_targets(tmp_path, monkeypatch):
     part["records"]["difformer_3x2_rerank"]["rougeL"] = 21.5
     above_lead, fast, close_to_beam = targets.summarization_targets(results)
     assert above_lead["met"] is False and fast["met"] is False and close_to_beam["met"] is True
+    part["lead"]["rougeL"] = 20.5  # AR greedy below LEAD: its ratios say nothing
+    above_lead, fast, close_to_beam = targets.summarization_targets(results)
+    assert above_lead["met"] is False and close_to_beam["met"] is False
+    assert close_to_beam["shown"].endswith("; AR greedy is below LEAD-8: no meaningful comparison")
     assert all(t["met"] is None and t["value"] is None and t["shown"] == "–"
                for t in targets.summarization_targets({}))
 
