@@ -129,37 +129,34 @@ class FewerCalls:
         optimisation and its own objective (fairseq's --finetune-from-model), decoded with the
         teacher's choice at each of :data:`CONTROL_CALLS` calls: what a round owes to its updates
         rather than to distillation. Returns its checkpoint."""
-        updates = self.bench.args.fewer_calls_updates
-        cmd = self.bench.train_command(
-            "difformer", self.bench.work / "checkpoints" / "fewer_calls-continued", databin=self.models.databin,
-            options=STUDENT_OPTIONS, extra=[
-                "--finetune-from-model", self.models.difformer, "--max-update", updates, "--disable-validation",
-                "--no-epoch-checkpoints", "--save-interval-updates", 500, "--keep-interval-updates", 1,
-                "--log-format", "json", "--log-interval", self.bench.scale.log_interval])
-        summary = self.bench.run_training("fewer_calls-continued", cmd, {"updates": updates})
-        self.results.set(self.SECTION, "training", "continued", {
-            key: summary.get(key) for key in ("updates", "wall_s", "words_per_s", "command")})
-        checkpoint = Path(summary["checkpoint"])
+        checkpoint, updates = self.train_round("continued", ["--finetune-from-model", self.models.difformer])
         for calls in CONTROL_CALLS:
             flags = chosen[calls]
             self.decode(("validation", f"continued_c{calls}"), checkpoint, flags, "valid", calls=calls,
-                        student=False, updates=summary["updates"], continued=True)
+                        student=False, updates=updates, continued=True)
             for seed in SEEDS if calls <= SEEDED_CALLS or calls == TEACHER_CALLS else SEEDS[:1]:
                 self.decode(("records", f"continued_c{calls}" + (f"_seed{seed}" if seed > 1 else "")), checkpoint,
                             flags, "test", calls=calls, student=False, seed=seed, continued=True,
-                            updates=summary["updates"])
+                            updates=updates)
         return checkpoint
 
     def train_student(self, name, teacher, calls, flags=()):
         """One round: the student of ``teacher`` at ``calls`` calls, ``flags`` added (the sampler
         of the teacher's chain); its checkpoint and its updates."""
+        return self.train_round(name, [*flags, "--distill-steps-from", teacher, "--student-steps", calls])
+
+    def train_round(self, name, start):
+        """fairseq-train of ``fewer_calls-NAME`` on the distilled data with the Difformer recipe and
+        :data:`STUDENT_OPTIONS`, ``start`` (what it starts from and learns) added, for
+        --fewer-calls-updates updates; recorded under SECTION.training.``name``. Its checkpoint and
+        its updates."""
         updates = self.bench.args.fewer_calls_updates
         cmd = self.bench.train_command(
             "difformer", self.bench.work / "checkpoints" / f"fewer_calls-{name}", databin=self.models.databin,
             options=STUDENT_OPTIONS, extra=[
-                *flags, "--distill-steps-from", teacher, "--student-steps", calls, "--max-update", updates,
-                "--disable-validation", "--no-epoch-checkpoints", "--save-interval-updates", 500,
-                "--keep-interval-updates", 1, "--log-format", "json", "--log-interval", self.bench.scale.log_interval])
+                *start, "--max-update", updates, "--disable-validation", "--no-epoch-checkpoints",
+                "--save-interval-updates", 500, "--keep-interval-updates", 1, "--log-format", "json",
+                "--log-interval", self.bench.scale.log_interval])
         summary = self.bench.run_training(f"fewer_calls-{name}", cmd, {"updates": updates})
         self.results.set(self.SECTION, "training", name, {
             key: summary.get(key) for key in ("updates", "wall_s", "words_per_s", "command")})
