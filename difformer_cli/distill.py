@@ -116,13 +116,14 @@ def train_prefix(databin: Path, src, tgt):
     fail(f"{databin} has no train.{src}-{tgt}.{src}.idx")
 
 
-def training_sources(databin: Path, src, tgt):
-    """Every source sentence of the train split, in order, as token ids without the final </s>,
-    and the dictionary."""
+def training_sources(databin: Path, src, tgt, side=None):
+    """Every source sentence of the train split (the ``side`` language's, default ``src``), in
+    order, as token ids without the final </s>, and the dictionary."""
     from fairseq.data import Dictionary, data_utils
 
-    dictionary = Dictionary.load(str(databin / f"dict.{src}.txt"))
-    dataset = data_utils.load_indexed_dataset(f"{train_prefix(databin, src, tgt)}.{src}", dictionary)
+    side = side or src
+    dictionary = Dictionary.load(str(databin / f"dict.{side}.txt"))
+    dataset = data_utils.load_indexed_dataset(f"{train_prefix(databin, src, tgt)}.{side}", dictionary)
     ids = [dataset[i].tolist() for i in range(len(dataset))]
     return [row[:-1] if row and row[-1] == dictionary.eos() else row for row in ids], dictionary
 

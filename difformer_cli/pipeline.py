@@ -28,7 +28,7 @@ from difformer_core.locks import lock_folder
 from . import user_dir
 from .commands import CommandFailed, run_logged
 from .generate_output import parse_generate_output
-from .recipes import recipe
+from .recipes import recipe, with_options
 from .whole_split import EVERY_SENTENCE, check_generate_output
 
 #: what the messages start with: the running script's name
@@ -167,16 +167,17 @@ def previous_training_time(checkpoint: Path) -> float:
     return float(state.get("extra_state", {}).get("previous_training_time", 0.0))
 
 
-def train(system: str, databin: Path, save_dir: Path, minutes: float, max_update=None, extra=()):
-    """fairseq-train with ``system``'s CPU recipe (:mod:`difformer_cli.recipes`) and ``extra``
-    for ``minutes`` of wall-clock time (or ``max_update`` updates, the smoke setting), showing
-    progress and the time left; returns checkpoint_last.pt."""
+def train(system: str, databin: Path, save_dir: Path, minutes: float, max_update=None, extra=(), options=None):
+    """fairseq-train with ``system``'s CPU recipe (:mod:`difformer_cli.recipes`; ``options``,
+    option → value, replace its values) and ``extra`` for ``minutes`` of wall-clock time (or
+    ``max_update`` updates, the smoke setting), showing progress and the time left; returns
+    checkpoint_last.pt."""
     done = save_dir / "training.done"
     if done.exists():
         say(f"{SYSTEM_NAMES[system]}: training already finished ({save_dir}); delete {done.name} to train further")
         return save_dir / "checkpoint_last.pt"
     budget = minutes * 60
-    cmd = ["fairseq-train", databin, "--user-dir", user_dir(), *recipe(system, "cpu"), *extra,
+    cmd = ["fairseq-train", databin, "--user-dir", user_dir(), *with_options(recipe(system, "cpu"), options or {}), *extra,
            "--disable-validation", "--no-epoch-checkpoints", "--save-interval-updates", 200,
            "--log-format", "simple", "--log-interval", 1 if max_update else 50,
            "--stop-time-hours", minutes / 60, "--max-update", max_update or 10 ** 7, "--save-dir", save_dir]

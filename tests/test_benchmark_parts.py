@@ -59,6 +59,19 @@ def test_samplers_part_decodes_every_sampler_steps_and_candidates_against_ar_bea
 #: the summarization fakes' scores and speeds of each decoding: (ROUGE-L, sentences/s)
 GIGAWORD_ROUGE_L = {"ar_greedy": (20.0, 50.0), "ar_beam5": (22.0, 20.0), "difformer_default": (19.0, 150.0),
                     "difformer_3x2_rerank": (21.0, 40.0)}
+#: the decodings the part chooses among, in the order it tries them (offsets, steps, pools)
+CHOICES = ([f"offset{k}_steps5" for k in range(5)] + ["offset3_steps10", "offset3_steps20"]
+           + [f"offset3_steps10_{pool}_rerank" for pool in ("3x1", "3x2", "5x2", "7x3")])
+
+
+def _fake_rouge_l(name):
+    """(ROUGE-L, sentences/s) of the fakes: :data:`GIGAWORD_ROUGE_L`, and for the choice's
+    decodings a ROUGE-L that peaks at offset 3, 10 steps and the 5×2 pool."""
+    if name in GIGAWORD_ROUGE_L:
+        return GIGAWORD_ROUGE_L[name]
+    parts = name.split("_")
+    offset, steps = int(parts[0][len("offset"):]), int(parts[1][len("steps"):])
+    return 10.0 - abs(offset - 3) - abs(steps - 10) / 10 + (len(parts) > 2 and parts[2] == "5x2"), 100.0
 
 
 def _gigaword_bench(tmp_path, monkeypatch, updates=None):
@@ -91,7 +104,7 @@ def _gigaword_bench(tmp_path, monkeypatch, updates=None):
                       databin=None, extra=(), subset="test"):
         cmd = bench.generate_command(setting, batch_size, checkpoint, precision, reranker, databin, extra, subset)
         calls["decoded"][setting.name] = [str(a) for a in cmd]
-        return tmp_path / f"{setting.name}.txt", {"sentences_per_s": GIGAWORD_ROUGE_L[setting.name][1],
+        return tmp_path / f"{setting.name}.txt", {"sentences_per_s": _fake_rouge_l(setting.name)[1],
                                                   "command": shell(cmd)}
 
     def fake_lead(train_target, sources, references):
@@ -102,8 +115,9 @@ def _gigaword_bench(tmp_path, monkeypatch, updates=None):
     monkeypatch.setattr(summarization, "distilled_databin", fake_distill)
     monkeypatch.setattr(bench, "generate", fake_generate)
     monkeypatch.setattr(bench, "score", lambda out: {"rouge1": 30.0, "rouge2": 10.0,
-                                                     "rougeL": GIGAWORD_ROUGE_L[out.stem][0], "length_ratio": 0.9})
+                                                     "rougeL": _fake_rouge_l(out.stem)[0], "length_ratio": 0.9})
     monkeypatch.setattr(summarization, "lead_baseline", fake_lead)
+    monkeypatch.setattr(summarization, "write_lead_databin", lambda databin, dest, src, tgt: dest)
     return bench, calls
 
 
@@ -121,15 +135,17 @@ def test_summarization_part_runs_the_ar_route_on_gigaword_and_records_each_decod
     gigaword_bin, ar_checkpoint = tmp_path / "gigaword" / "bin", tmp_path / "gigaword-ar" / "checkpoint_last.pt"
     ar, difformer = calls["trained"]["gigaword-ar"], calls["trained"]["gigaword-difformer"]
     assert list(calls["trained"]) == ["gigaword-ar", "gigaword-difformer"]
-    assert ar[1] == str(gigaword_bin) and "--init-from-ar" not in ar
-    assert "--truncate-source" not in ar and ar[ar.index("--max-tokens") + 1] == "1024"  # the translation recipe
+    assert ar[1] == str(gigaword_bin.parent / "ar-bin") and "--init-from-ar" not in ar  # with lead pairs
+    assert "--truncate-source" not in ar and ar[ar.index("--max-tokens") + 1] == "4096"  # HEADLINE_AR_OPTIONS
+    assert ar[ar.index("--upsample-primary") + 1] == "1"
     assert ar[ar.index("--stop-time-hours") + 1] == str(0.5 / 60)
     assert calls["distilled"] == [("gigaword-ar0.5", ar_checkpoint, gigaword_bin)]
     assert difformer[1] == str(tmp_path / "distilled" / "bin") and "--truncate-source" not in difformer
+    assert difformer[difformer.index("--max-tokens") + 1] == "1024"  # the translation recipe
     assert difformer[difformer.index("--init-from-ar") + 1] == str(ar_checkpoint)
 
     decoded = calls["decoded"]
-    assert list(decoded) == ["ar_greedy", "ar_beam5", "difformer_default", "difformer_3x2_rerank"]
+    assert list(decoded) == ["ar_greedy", "ar_beam5", "difformer_default", "difformer_3x2_rerank", *CHOICES]
     for name, cmd in decoded.items():
         assert cmd[1] == str(gigaword_bin) and cmd[cmd.index("--gen-subset") + 1] == "test"
         assert cmd[cmd.index("--batch-size") + 1] == "100"
@@ -159,12 +175,33 @@ def test_summarization_part_runs_the_ar_route_on_gigaword_and_records_each_decod
     assert part["valid_sentences"] == 12 and part["lead"]["k"] == 8
 
 
+def test_summarization_part_chooses_the_offset_then_the_steps_then_the_reranked_pool(tmp_path, monkeypatch):
+    """After the main decodings the Difformer's decoding is chosen on the validation set one
+    option at a time, each choice at the ones before it; every decoding tried is a record."""
+    bench, calls = _gigaword_bench(tmp_path, monkeypatch)
+    summarization.run(bench)
+    choice = json.loads((tmp_path / "results.json").read_text())["summarization"]["gigaword"]["choice"]
+    assert choice["chosen"] == {"offset": 3, "steps": 10, "pool": "5x2"}
+    assert sorted(choice["records"]) == sorted(CHOICES)
+    assert choice["records"]["offset3_steps10_5x2_rerank"]["rougeL"] == 11.0
+    ar_checkpoint = tmp_path / "gigaword-ar" / "checkpoint_last.pt"
+    for name in CHOICES:
+        cmd = calls["decoded"][name]
+        offset, steps = name.split("_")[:2]
+        assert cmd[cmd.index("--decoding-length-offset") + 1] == offset[len("offset"):]
+        assert cmd[cmd.index("--decoding-steps") + 1] == steps[len("steps"):]
+        assert ("--ppl-mbr" in cmd) == name.endswith("_rerank")
+        assert cmd[cmd.index("--path") + 1].endswith(f":{ar_checkpoint}") == name.endswith("_rerank")
+    pool = calls["decoded"]["offset3_steps10_7x3_rerank"]
+    assert pool[pool.index("--length-beam-size") + 1] == "7" and pool[pool.index("--noise-beam-size") + 1] == "3"
+
+
 def test_summarization_part_measures_no_record_twice(tmp_path, monkeypatch):
     """A rerun decodes nothing whose command and checkpoint are unchanged; a Difformer trained
     again (other updates) has its two decodings measured again, the AR ones are kept."""
     bench, calls = _gigaword_bench(tmp_path, monkeypatch)
     summarization.run(bench)
-    assert len(calls["decoded"]) == 4
+    assert len(calls["decoded"]) == 4 + len(CHOICES)
 
     bench, calls = _gigaword_bench(tmp_path, monkeypatch)
     summarization.run(bench)
@@ -172,7 +209,7 @@ def test_summarization_part_measures_no_record_twice(tmp_path, monkeypatch):
 
     bench, calls = _gigaword_bench(tmp_path, monkeypatch, updates={"ar": 700, "difformer": 950})
     summarization.run(bench)
-    assert list(calls["decoded"]) == ["difformer_default", "difformer_3x2_rerank"]
+    assert list(calls["decoded"]) == ["difformer_default", "difformer_3x2_rerank", *CHOICES]
     records = json.loads((tmp_path / "results.json").read_text())["summarization"]["gigaword"]["records"]
     assert records["difformer_default"]["updates"] == 950 and records["ar_greedy"]["updates"] == 700
 
@@ -190,8 +227,13 @@ def test_summarization_report_and_targets(tmp_path, monkeypatch):
     assert "| AR Transformer, beam 5 | 30.00 | 10.00 | 22.00 | 1.10× | 0.900 | 20.00 | 700 |" in text
     assert "3×2, AR reranker | 30.00 | 10.00 | 21.00 | 1.05× | 0.900 | 40.00 | 900 |" in text
     assert "| LEAD-8: the source's first 8 words (no model) | 25.00 | 8.00 | 18.00 | 0.90× | 0.950 | – | – |" in text
-    assert "trained 0.5 minutes with the translation recipe" in text and "(beam 5, 1.5 minutes)" in text
+    assert "trained 0.5 minutes on the headlines and lead pairs" in text and "(beam 5, 1.5 minutes)" in text
     assert "# summarization: train difformer\n" in text and "# summarization: decode difformer_3x2_rerank\n" in text
+    assert "Chosen: length offset 3, 10 steps, the 5x2 pool." in text
+    assert ("| Difformer, length offset 3, 10 steps | 30.00 | 10.00 | 10.00 | 0.900 | 100.00 |\n"
+            "| Difformer, length offset 3, 20 steps | 30.00 | 10.00 | 9.00 | 0.900 | 100.00 |\n"
+            "| Difformer, length offset 4, 5 steps |") in text  # by offset, then steps; the pools last
+    assert "| Difformer, length offset 3, 10 steps, 7×3, AR reranker | 30.00 | 10.00 | 10.00 |" in text
     assert "Not measured yet (`--part summarization`)" in report.render({}, {})
 
     above_lead, fast, close_to_beam = targets.summarization_targets(results)

@@ -35,5 +35,8 @@ def test_gigaword_smoke_runs_the_ar_route_and_scores_rouge_beside_lead(tmp_path)
     expected = rouge_f1([" ".join(line.split()[:k]) for line in sources], references)
     assert all(abs(results[f"lead{k}"][key] - expected[key]) < 1e-9 for key in ("rouge1", "rouge2", "rougeL"))
     assert results[f"lead{k}"]["rougeL"] > 10
+    # The AR teacher trained on lead pairs beside the headlines: a second training shard, read by fairseq-train.
+    assert json.loads((tmp_path / "ar-bin" / "lead_pairs.json").read_text())["pairs"] == 500
+    assert re.search(r"ar-bin train1 src-tgt 500 examples", (tmp_path / "ar" / "train.log").read_text())
     # The released unknown word is the dictionary's: BPE left it whole.
     assert "<unk>" in (tmp_path / "data" / "bpe" / "train.src").read_text(encoding="utf-8").split()
