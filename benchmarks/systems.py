@@ -8,7 +8,7 @@ and its decoder.
 from dataclasses import dataclass, replace
 from typing import List, Optional, Tuple
 
-from difformer_cli.recipes import SYSTEMS, train_args  # noqa: F401  (SYSTEMS: what the benchmark runs)
+from difformer_cli.recipes import HEADLINE_DECODING, SYSTEMS, train_args  # noqa: F401  (SYSTEMS: what the benchmark runs)
 from difformer_core.decoding import DEFAULT_STEPS
 
 #: the decoding precision flag of each device
@@ -181,19 +181,23 @@ SETTINGS_BY_NAME = {s.name: s for s in DECODING_SETTINGS}
 HEADLINE_LENGTH_LIMIT = ("--max-len-a", "1.2", "--max-len-b", "10")
 
 
-def _recorded_as(setting_name, name, *flags):
-    """The decoding setting ``setting_name`` named ``name``, ``flags`` added to its options."""
+def _recorded_as(setting_name, name, *flags, label=None):
+    """The decoding setting ``setting_name`` named ``name``, ``flags`` added to its options (and
+    ``label`` to its label)."""
     setting = SETTINGS_BY_NAME[setting_name]
-    return replace(setting, name=name, args=(*setting.args, *flags))
+    return replace(setting, name=name, args=(*setting.args, *flags),
+                   label=f"{setting.label}, {label}" if label else setting.label)
 
 
 #: the summarization part's decodings of Gigaword's validation set, by record name: AR greedy and beam 5
-#: with the length limit, the task's default decoding, and 3×2 candidates reranked by the AR model
+#: with the length limit, the task's default decoding with the headline recipe's options
+#: (HEADLINE_DECODING), and 3×2 candidates of it reranked by the AR model
 SUMMARIZATION_SETTINGS = {setting.name: setting for setting in (
     _recorded_as("ar_beam1", "ar_greedy", *HEADLINE_LENGTH_LIMIT),
     _recorded_as("ar_beam5", "ar_beam5", *HEADLINE_LENGTH_LIMIT),
-    _recorded_as("difformer_default", "difformer_default"),
-    _recorded_as("difformer_default_3x2_rerank", "difformer_3x2_rerank"),
+    _recorded_as("difformer_default", "difformer_default", *HEADLINE_DECODING, label=" ".join(HEADLINE_DECODING)),
+    _recorded_as("difformer_default_3x2_rerank", "difformer_3x2_rerank", *HEADLINE_DECODING,
+                 label=" ".join(HEADLINE_DECODING)),
 )}
 
 # The samplers part: every sampler × number of steps × early stopping × candidates (lengths ×

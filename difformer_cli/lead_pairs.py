@@ -52,11 +52,20 @@ def _split_files(databin: Path, split: str):
     return sorted(f for f in databin.iterdir() if f.name.startswith(f"{split}.") and f.suffix in (".bin", ".idx"))
 
 
+def _made_from(databin: Path, words: Optional[int]) -> dict:
+    """What a lead data-bin is made from: ``databin`` (its training split's and dictionaries'
+    sizes and modification times) and the words asked for."""
+    files = sorted(f for f in databin.iterdir() if f.name.startswith(("train.", "dict.")))
+    return {"databin": str(databin.resolve()), "words_asked": words,
+            "files": {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files}}
+
+
 def write_lead_databin(databin: Path, dest: Path, src: str, tgt: str, words: Optional[int] = None) -> Path:
     """The data-bin ``dest``: ``databin``'s dictionaries and splits (linked) and the shard
     ``train1`` of lead pairs, ``<s>`` + each training source → its first ``words`` words (default:
     the mean length in words of the training targets, rounded; at least 1). Written once: a
-    finished ``dest`` (its ``lead_pairs.done`` marker) is returned as it is."""
+    ``dest`` made from the same data-bin and words (``lead_pairs.json``, written last) is returned
+    as it is; one made from another is written anew."""
     import torch
     from fairseq.data import indexed_dataset
 
@@ -64,8 +73,8 @@ def write_lead_databin(databin: Path, dest: Path, src: str, tgt: str, words: Opt
 
     if words is not None and words < 1:
         raise DifformerError(f"lead pairs of {words} words: give at least 1")
-    done = dest / "lead_pairs.done"
-    if done.exists():
+    made_from, manifest = _made_from(databin, words), dest / "lead_pairs.json"
+    if manifest.exists() and json.loads(manifest.read_text()).get("made_from") == made_from:
         return dest
     sources, dictionary = training_sources(databin, src, tgt)
     targets, _ = training_sources(databin, src, tgt, side=tgt)
@@ -89,7 +98,5 @@ def write_lead_databin(databin: Path, dest: Path, src: str, tgt: str, words: Opt
         for row in rows:
             builder.add_item(torch.IntTensor([*row, dictionary.eos()]))
         builder.finalize(indexed_dataset.index_file_path(prefix))
-    (dest / "lead_pairs.json").write_text(json.dumps({"words": words, "pairs": len(sources), "databin": str(databin)}) + "\n")
-    done.touch()
+    manifest.write_text(json.dumps({"words": words, "pairs": len(sources), "made_from": made_from}, indent=1) + "\n")
     return dest
-

@@ -61,12 +61,13 @@ GIGAWORD_ROUGE_L = {"ar_greedy": (20.0, 50.0), "ar_beam5": (22.0, 20.0), "diffor
                     "difformer_3x2_rerank": (21.0, 40.0)}
 #: the decodings the part chooses among, in the order it tries them (offsets, steps, pools)
 CHOICES = ([f"offset{k}_steps5" for k in range(5)] + ["offset3_steps10", "offset3_steps20"]
-           + [f"offset3_steps10_{pool}_rerank" for pool in ("3x1", "3x2", "5x2", "7x3")])
+           + [f"offset3_steps5_{pool}_rerank" for pool in ("3x1", "3x2", "5x2", "7x3")])
 
 
 def _fake_rouge_l(name):
     """(ROUGE-L, sentences/s) of the fakes: :data:`GIGAWORD_ROUGE_L`, and for the choice's
-    decodings a ROUGE-L that peaks at offset 3, 10 steps and the 5×2 pool."""
+    decodings a ROUGE-L that peaks at offset 3, 10 steps (5 steps 0.5 below it) and the 5×2 pool
+    (the others 1 below it)."""
     if name in GIGAWORD_ROUGE_L:
         return GIGAWORD_ROUGE_L[name]
     parts = name.split("_")
@@ -157,6 +158,8 @@ def test_summarization_part_runs_the_ar_route_on_gigaword_and_records_each_decod
     default, reranked = decoded["difformer_default"], decoded["difformer_3x2_rerank"]
     difformer_checkpoint = tmp_path / "gigaword-difformer" / "checkpoint_last.pt"
     assert default[default.index("--path") + 1] == str(difformer_checkpoint) and "--length-beam-size" not in default
+    for cmd in (default, reranked):  # the headline recipe's decoding
+        assert cmd[cmd.index("--decoding-length-offset") + 1] == "0"
     assert reranked[reranked.index("--path") + 1] == f"{difformer_checkpoint}:{ar_checkpoint}"
     assert reranked[reranked.index("--length-beam-size") + 1] == "3" and "--ppl-mbr" in reranked
     assert reranked[reranked.index("--noise-beam-size") + 1] == "2"
@@ -177,13 +180,14 @@ def test_summarization_part_runs_the_ar_route_on_gigaword_and_records_each_decod
 
 def test_summarization_part_chooses_the_offset_then_the_steps_then_the_reranked_pool(tmp_path, monkeypatch):
     """After the main decodings the Difformer's decoding is chosen on the validation set one
-    option at a time, each choice at the ones before it; every decoding tried is a record."""
+    option at a time, each choice at the ones before it: the best offset, the fewest steps and
+    the smallest pool within 0.5 ROUGE-L of the best; every decoding tried is a record."""
     bench, calls = _gigaword_bench(tmp_path, monkeypatch)
     summarization.run(bench)
     choice = json.loads((tmp_path / "results.json").read_text())["summarization"]["gigaword"]["choice"]
-    assert choice["chosen"] == {"offset": 3, "steps": 10, "pool": "5x2"}
+    assert choice["chosen"] == {"offset": 3, "steps": 5, "pool": "5x2"}
     assert sorted(choice["records"]) == sorted(CHOICES)
-    assert choice["records"]["offset3_steps10_5x2_rerank"]["rougeL"] == 11.0
+    assert choice["records"]["offset3_steps5_5x2_rerank"]["rougeL"] == 10.5
     ar_checkpoint = tmp_path / "gigaword-ar" / "checkpoint_last.pt"
     for name in CHOICES:
         cmd = calls["decoded"][name]
@@ -192,7 +196,7 @@ def test_summarization_part_chooses_the_offset_then_the_steps_then_the_reranked_
         assert cmd[cmd.index("--decoding-steps") + 1] == steps[len("steps"):]
         assert ("--ppl-mbr" in cmd) == name.endswith("_rerank")
         assert cmd[cmd.index("--path") + 1].endswith(f":{ar_checkpoint}") == name.endswith("_rerank")
-    pool = calls["decoded"]["offset3_steps10_7x3_rerank"]
+    pool = calls["decoded"]["offset3_steps5_7x3_rerank"]
     assert pool[pool.index("--length-beam-size") + 1] == "7" and pool[pool.index("--noise-beam-size") + 1] == "3"
 
 
@@ -225,15 +229,15 @@ def test_summarization_report_and_targets(tmp_path, monkeypatch):
     assert "## Summarization (Gigaword headlines, AR route)" in text and "within this data only" in text
     assert "| AR Transformer, greedy | 30.00 | 10.00 | 20.00 | 1.00× | 0.900 | 50.00 | 700 |" in text
     assert "| AR Transformer, beam 5 | 30.00 | 10.00 | 22.00 | 1.10× | 0.900 | 20.00 | 700 |" in text
-    assert "3×2, AR reranker | 30.00 | 10.00 | 21.00 | 1.05× | 0.900 | 40.00 | 900 |" in text
+    assert "3×2, AR reranker, --decoding-length-offset 0 | 30.00 | 10.00 | 21.00 | 1.05× | 0.900 | 40.00 | 900 |" in text
     assert "| LEAD-8: the source's first 8 words (no model) | 25.00 | 8.00 | 18.00 | 0.90× | 0.950 | – | – |" in text
     assert "trained 0.5 minutes on the headlines and lead pairs" in text and "(beam 5, 1.5 minutes)" in text
     assert "# summarization: train difformer\n" in text and "# summarization: decode difformer_3x2_rerank\n" in text
-    assert "Chosen: length offset 3, 10 steps, the 5x2 pool." in text
+    assert "Chosen: length offset 3, 5 steps, the 5x2 pool." in text
     assert ("| Difformer, length offset 3, 10 steps | 30.00 | 10.00 | 10.00 | 0.900 | 100.00 |\n"
             "| Difformer, length offset 3, 20 steps | 30.00 | 10.00 | 9.00 | 0.900 | 100.00 |\n"
             "| Difformer, length offset 4, 5 steps |") in text  # by offset, then steps; the pools last
-    assert "| Difformer, length offset 3, 10 steps, 7×3, AR reranker | 30.00 | 10.00 | 10.00 |" in text
+    assert "| Difformer, length offset 3, 5 steps, 7×3, AR reranker | 30.00 | 10.00 | 9.50 |" in text
     assert "Not measured yet (`--part summarization`)" in report.render({}, {})
 
     above_lead, fast, close_to_beam = targets.summarization_targets(results)

@@ -1,8 +1,12 @@
 """Lead pairs (difformer_cli/lead_pairs.py): each training source, tagged with <s>, → its first k
 words, as a second training shard beside the data-bin's own pairs."""
 
+import json
+import shutil
+
 import pytest
-from fairseq.data import Dictionary, data_utils
+import torch
+from fairseq.data import Dictionary, data_utils, indexed_dataset
 
 from difformer_cli.lead_pairs import count_words, lead_tokens, write_lead_databin
 from difformer_core.errors import DifformerError
@@ -33,7 +37,8 @@ def test_lead_databin_adds_tagged_sources_with_their_first_k_words_as_a_second_t
     sources = _rows(databin, "train", "de", dictionary)
     targets = _rows(databin, "train", "en", dictionary)
     k = round(sum(count_words(t[:-1], symbols) for t in targets) / len(targets))
-    assert (dest / "lead_pairs.json").read_text().startswith(f'{{"words": {k}, "pairs": {len(sources)},')
+    manifest = json.loads((dest / "lead_pairs.json").read_text())
+    assert manifest["words"] == k and manifest["pairs"] == len(sources)
     assert _rows(dest, "train1", "de", dictionary) == [[dictionary.bos(), *s] for s in sources]
     assert _rows(dest, "train1", "en", dictionary) == [[*lead_tokens(s[:-1], symbols, k), dictionary.eos()]
                                                         for s in sources]
@@ -64,3 +69,26 @@ def test_lead_databin_needs_at_least_one_word(databin, tmp_path):
         write_lead_databin(databin, tmp_path / "none", "de", "en", words=0)
     assert not (tmp_path / "none").exists()
 
+
+
+def test_lead_databin_is_written_anew_when_its_data_bin_changes(databin, tmp_path):
+    """Other words, or a data-bin prepared again (here: its training split cut to one pair), make
+    the lead data-bin anew instead of leaving pairs of the old data."""
+    copy = tmp_path / "bin"
+    shutil.copytree(databin, copy)
+    dest = write_lead_databin(copy, tmp_path / "ar-bin", "de", "en", words=3)
+    assert json.loads((dest / "lead_pairs.json").read_text())["words"] == 3
+    write_lead_databin(copy, dest, "de", "en", words=2)
+    assert json.loads((dest / "lead_pairs.json").read_text())["words"] == 2
+
+    dictionary = Dictionary.load(str(copy / "dict.de.txt"))
+    for lang in ("de", "en"):
+        first = _rows(databin, "train", lang, dictionary)[0]
+        prefix = str(copy / f"train.de-en.{lang}")
+        builder = indexed_dataset.make_builder(indexed_dataset.data_file_path(prefix), "mmap",
+                                               vocab_size=len(dictionary))
+        builder.add_item(torch.IntTensor(first))
+        builder.finalize(indexed_dataset.index_file_path(prefix))
+    write_lead_databin(copy, dest, "de", "en", words=2)
+    assert json.loads((dest / "lead_pairs.json").read_text())["pairs"] == 1
+    assert len(_rows(dest, "train1", "en", dictionary)) == 1

@@ -31,14 +31,18 @@ from .. import systems
 from ..pipeline import say, shell
 from ..pipeline.data import count_sentences
 from .distill import distilled_databin
+from .from_ar_plateau import POOLS
 
 #: the part's place in the results file
 SECTION = ("summarization", "gigaword")
 ROUGE = ("rouge1", "rouge2", "rougeL")
-#: the decodings :func:`choose_decoding` tries: length offsets, steps, and reranked pools (L × N)
+#: the decodings :func:`choose_decoding` tries: length offsets and steps (and the reranked pools
+#: (L × N) of the plateau part, :data:`~benchmarks.parts.from_ar_plateau.POOLS`)
 CHOICE_OFFSETS = (0, 1, 2, 3, 4)
 CHOICE_STEPS = (5, 10, 20)
-CHOICE_POOLS = ((3, 1), (3, 2), (5, 2), (7, 3))
+#: the ROUGE-L a cheaper decoding may give up against the best: less than one decoding varies
+#: from seed to seed
+CHOICE_TOLERANCE = 0.5
 
 
 def run(bench):
@@ -83,19 +87,20 @@ def choice_setting(offset: int, steps: int, pool=None):
 
 def choose_decoding(bench, checkpoint: Path, updates, reranker: Path, databin: Path) -> dict:
     """The Difformer's decoding chosen by ROUGE-L on the validation set, one option at a time: the
-    length offset among :data:`CHOICE_OFFSETS` at the default steps, then the steps among
-    :data:`CHOICE_STEPS` at that offset, then the reranked pool among :data:`CHOICE_POOLS` at
-    both. Each decoding is a record under ``choice``; ``chosen`` holds the three choices."""
-    def best(candidates):
-        """The key of ``candidates`` (option value → setting) whose decoding has the highest
-        ROUGE-L; the first of equals."""
+    length offset among :data:`CHOICE_OFFSETS` at the default steps (the best), then the steps
+    among :data:`CHOICE_STEPS` at that offset, then the reranked pool among :data:`POOLS` at both
+    (for these two, which cost time, the cheapest within :data:`CHOICE_TOLERANCE` of the best).
+    Each decoding is a record under ``choice``; ``chosen`` holds the three choices."""
+    def chosen_among(candidates, tolerance):
+        """The first key of ``candidates`` (option value → setting, cheapest first) whose decoding
+        has a ROUGE-L within ``tolerance`` of the highest."""
         rouge_l = {value: decode(bench, setting, checkpoint, updates, reranker, databin, ("choice", "records"))["rougeL"]
                    for value, setting in candidates.items()}
-        return max(candidates, key=rouge_l.get)
+        return next(value for value in candidates if rouge_l[value] >= max(rouge_l.values()) - tolerance)
 
-    offset = best({k: choice_setting(k, systems.DEFAULT_DECODING[1]) for k in CHOICE_OFFSETS})
-    steps = best({s: choice_setting(offset, s) for s in CHOICE_STEPS})
-    lengths, noises = best({pool: choice_setting(offset, steps, pool) for pool in CHOICE_POOLS})
+    offset = chosen_among({k: choice_setting(k, systems.DEFAULT_DECODING[1]) for k in CHOICE_OFFSETS}, 0.0)
+    steps = chosen_among({s: choice_setting(offset, s) for s in CHOICE_STEPS}, CHOICE_TOLERANCE)
+    lengths, noises = chosen_among({pool: choice_setting(offset, steps, pool) for pool in POOLS}, CHOICE_TOLERANCE)
     pool = f"{lengths}x{noises}"
     chosen = {"offset": offset, "steps": steps, "pool": pool}
     bench.results.set(*SECTION, "choice", "chosen", chosen)

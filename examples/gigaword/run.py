@@ -31,19 +31,20 @@ from pathlib import Path
 from difformer_cli import pipeline
 from difformer_cli.lead_pairs import write_lead_databin
 from difformer_cli.pipeline import Corpus, clock, say
-from difformer_cli.recipes import HEADLINE_AR_OPTIONS, with_options
+from difformer_cli.recipes import HEADLINE_AR_OPTIONS, HEADLINE_DECODING, with_options
 
 REPO = Path(__file__).resolve().parents[2]
 #: the validation set is the test split too: the data's README says to select and report on it
 GIGAWORD = Corpus("the validation set", Path(os.environ.get("GIGAWORD", REPO.parent / "shared" / "data" / "gigaword")),
                   "src", "tgt", ("train", "valid", "valid"), ("--no-tokenize",), ("--metrics", "tok-bleu,rouge,lengths"))
-#: the decodings: (name, fairseq-generate options, reranked by the AR model)
+#: the decodings: (name, fairseq-generate options, reranked by the AR model); the Difformer's with the
+#: headline recipe's decoding options
 DECODINGS = (
     ("ar_greedy", ["--task", "translation", "--beam", "1", "--max-len-a", "1.2", "--max-len-b", "10"], False),
     ("ar_beam5", ["--task", "translation", "--beam", "5", "--max-len-a", "1.2", "--max-len-b", "10"], False),
-    ("difformer_default", ["--task", "difformer", "--seed", "1"], False),
-    ("difformer_3x2_rerank", ["--task", "difformer", "--length-beam-size", "3", "--noise-beam-size", "2",
-                              "--ppl-mbr", "--seed", "1"], True),
+    ("difformer_default", ["--task", "difformer", *HEADLINE_DECODING, "--seed", "1"], False),
+    ("difformer_3x2_rerank", ["--task", "difformer", *HEADLINE_DECODING, "--length-beam-size", "3",
+                              "--noise-beam-size", "2", "--ppl-mbr", "--seed", "1"], True),
 )
 #: the smoke setting's AR decodings: at most 20 tokens (an AR model of 5 updates rambles to its limit)
 SMOKE_LIMITS = {"--max-len-a": "0", "--max-len-b": "20"}
