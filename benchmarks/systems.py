@@ -8,7 +8,8 @@ and its decoder.
 from dataclasses import dataclass, replace
 from typing import List, Optional, Tuple
 
-from difformer_cli.recipes import HEADLINE_DECODING, SYSTEMS, train_args  # noqa: F401  (SYSTEMS: what the benchmark runs)
+from difformer_cli.recipes import HEADLINE_DECODING, train_args
+from difformer_cli.recipes import SYSTEMS  # noqa: F401  (what the benchmark runs)
 from difformer_core.decoding import DEFAULT_STEPS
 
 #: the decoding precision flag of each device

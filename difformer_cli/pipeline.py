@@ -177,7 +177,8 @@ def train(system: str, databin: Path, save_dir: Path, minutes: float, max_update
         say(f"{SYSTEM_NAMES[system]}: training already finished ({save_dir}); delete {done.name} to train further")
         return save_dir / "checkpoint_last.pt"
     budget = minutes * 60
-    cmd = ["fairseq-train", databin, "--user-dir", user_dir(), *with_options(recipe(system, "cpu"), options or {}), *extra,
+    system_recipe = with_options(recipe(system, "cpu"), options or {})
+    cmd = ["fairseq-train", databin, "--user-dir", user_dir(), *system_recipe, *extra,
            "--disable-validation", "--no-epoch-checkpoints", "--save-interval-updates", 200,
            "--log-format", "simple", "--log-interval", 1 if max_update else 50,
            "--stop-time-hours", minutes / 60, "--max-update", max_update or 10 ** 7, "--save-dir", save_dir]

@@ -229,7 +229,8 @@ def test_summarization_report_and_targets(tmp_path, monkeypatch):
     assert "## Summarization (Gigaword headlines, AR route)" in text and "within this data only" in text
     assert "| AR Transformer, greedy | 30.00 | 10.00 | 20.00 | 1.00× | 0.900 | 50.00 | 700 |" in text
     assert "| AR Transformer, beam 5 | 30.00 | 10.00 | 22.00 | 1.10× | 0.900 | 20.00 | 700 |" in text
-    assert "3×2, AR reranker, --decoding-length-offset 0 | 30.00 | 10.00 | 21.00 | 1.05× | 0.900 | 40.00 | 900 |" in text
+    assert ("3×2, AR reranker, --decoding-length-offset 0 | 30.00 | 10.00 | 21.00 | 1.05× | 0.900 | 40.00 | 900 |"
+            in text)
     assert "| LEAD-8: the source's first 8 words (no model) | 25.00 | 8.00 | 18.00 | 0.90× | 0.950 | – | – |" in text
     assert "trained 0.5 minutes on the headlines and lead pairs" in text and "(beam 5, 1.5 minutes)" in text
     assert "# summarization: train difformer\n" in text and "# summarization: decode difformer_3x2_rerank\n" in text

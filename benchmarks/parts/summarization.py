@@ -94,7 +94,8 @@ def choose_decoding(bench, checkpoint: Path, updates, reranker: Path, databin: P
     def chosen_among(candidates, tolerance):
         """The first key of ``candidates`` (option value → setting, cheapest first) whose decoding
         has a ROUGE-L within ``tolerance`` of the highest."""
-        rouge_l = {value: decode(bench, setting, checkpoint, updates, reranker, databin, ("choice", "records"))["rougeL"]
+        place = ("choice", "records")
+        rouge_l = {value: decode(bench, setting, checkpoint, updates, reranker, databin, place)["rougeL"]
                    for value, setting in candidates.items()}
         return next(value for value in candidates if rouge_l[value] >= max(rouge_l.values()) - tolerance)
 

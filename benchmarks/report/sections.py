@@ -128,11 +128,12 @@ def summarization(results):
 
 
 def summarization_choice(choice):
-    """The Difformer decodings tried on Gigaword's validation set, in the order tried, and the
-    one chosen."""
+    """The Difformer decodings tried on Gigaword's validation set (the 1×1 ones first; by offset,
+    then steps) and the one chosen."""
     records, chosen = choice.get("records", {}), choice.get("chosen")
     if not records:
         return ""
+
     def options(name):  # offset<k>_steps<s>[_<L>x<N>_rerank] → (pool or (), k, s)
         offset, steps, *pool = name.split("_")
         return (tuple(int(n) for n in pool[0].split("x")) if pool else (), int(offset[len("offset"):]),
